@@ -1,0 +1,37 @@
+# Two commands from a fresh clone: `make demo` and `make test`.
+# Both create the virtualenv and install the project themselves.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+NEWSLETTER := $(BIN)/newsletter
+DEMO_SUBSCRIBERS := alice@example.org bruno@example.org camille@example.org
+
+.PHONY: demo test clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(INSTALLED)
+
+# The demo's unsubscribe-link signing key: random, local, never committed (.env is ignored).
+.env:
+	$(PYTHON) -c "import secrets; print('NEWSLETTER_TOKEN_KEY=' + secrets.token_urlsafe(32))" > .env
+
+## Build the demo newsletter and send its newest issue to the local outbox (no account needed).
+demo: $(INSTALLED) .env
+	@set -a; . ./.env; set +a; \
+	if [ -z "$$($(NEWSLETTER) subscribers list)" ]; then \
+		$(NEWSLETTER) subscribers add --source demo $(DEMO_SUBSCRIBERS); \
+	fi; \
+	$(NEWSLETTER) build && \
+	{ $(NEWSLETTER) send --yes; status=$$?; [ $$status -eq 0 ] || [ $$status -eq 3 ]; } && \
+	echo "Open public/index.html, or the messages in outbox/new/ with any mail client."
+
+## Run the whole test suite.
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf public outbox preview newsletter.db newsletter.db-wal newsletter.db-shm

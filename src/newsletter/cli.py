@@ -1,0 +1,443 @@
+"""The ``newsletter`` command: a thin click layer over the library.
+
+Only this module turns typed library errors into one line on stderr and an
+exit code (1 bad input, 2 bad usage, 3 nothing to send); ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import webbrowser
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from . import __version__
+from .audience import export_csv, import_csv, normalize_address
+from .config import Config, find_config, load_config
+from .content import Post, published, read_posts
+from .errors import EXIT_ERROR, NewsletterError, NothingToSend, NotFound, UsageError
+from .files import write_tree
+from .providers import available, load_provider
+from .render import render_issue
+from .send import choose_post, dry_run, execute, plan_send, preview_recipient, sent_record
+from .site import build_site
+from .store import ACTIVE, Ledger
+from .templates import make_environment
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class State:
+    """What every command shares: where the config is, the clock, and lazily opened resources."""
+
+    config_path: Path | None = None
+    debug: bool = False
+    clock: Callable[[], datetime] = _utc_now
+    _config: Config | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path or find_config())
+        return self._config
+
+    def ledger(self) -> Ledger:
+        return Ledger(self.config.database_path)
+
+    def posts(self) -> list[Post]:
+        return read_posts(self.config)
+
+
+class NewsletterGroup(click.Group):
+    """A click group that reports library errors as one line with an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as error:
+            if _debugging(ctx):
+                raise
+            if isinstance(error, NothingToSend):
+                click.echo(f"Nothing to send: {error.one_line()}")
+            else:
+                click.echo(f"Error: {error.one_line()}", err=True)
+            ctx.exit(error.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted: the ledger records what was sent; run the command again to resume.", err=True)
+            ctx.exit(130)
+        except Exception as error:  # a bug, not a user mistake: say so in one line
+            if _debugging(ctx):
+                raise
+            click.echo(f"Internal error: {type(error).__name__}: {error} (run with --debug and report it)", err=True)
+            ctx.exit(EXIT_ERROR)
+
+
+def _debugging(ctx: click.Context) -> bool:
+    state = ctx.find_object(State)
+    return bool(state and state.debug)
+
+
+@click.group(cls=NewsletterGroup)
+@click.version_option(__version__, prog_name="newsletter")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="NEWSLETTER_CONFIG",
+    help="Path of newsletter.toml (default: ./newsletter.toml).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
+    """Publish Markdown posts as an Atom feed, a web archive and email issues sent exactly once.
+
+    Run the commands in the folder that holds newsletter.toml.  Exit codes:
+    0 done, 1 bad input (post, config, provider, ledger), 2 bad usage,
+    3 nothing new to send.
+    """
+    state = ctx.ensure_object(State)
+    state.config_path = config_path or state.config_path
+    state.debug = debug or state.debug
+
+
+pass_state = click.make_pass_decorator(State, ensure=True)
+
+
+@cli.command()
+@pass_state
+def build(state: State) -> None:
+    """Build the Atom feed and the web archive into public/.
+
+    Every page is rendered in memory first and each file is replaced
+    atomically, so a failure leaves public/ as it was.
+    """
+    config = state.config
+    posts = published(state.posts(), state.clock())
+    env = make_environment(config.templates_dir)
+    files = build_site(config, posts, env)
+    click.echo(f"Built {len(posts)} posts into {config.public_dir} ({len(files)} files).")
+
+
+@cli.command()
+@click.argument("slug", required=False)
+@click.option("--open", "open_browser", is_flag=True, help="Open the HTML preview in a web browser.")
+@pass_state
+def preview(state: State, slug: str | None, open_browser: bool) -> None:
+    """Write an issue's email (HTML, text and .eml) to preview/SLUG/ for reading.
+
+    Without SLUG, previews the newest published post.  Nothing is sent or recorded.
+    """
+    config = state.config
+    now = state.clock()
+    posts = state.posts()
+    if slug is None:
+        candidates = published(posts, now)
+        if not candidates:
+            raise NotFound("no published post to preview", hint="pass the SLUG of a draft to preview it")
+        post = candidates[0]
+    else:
+        post = next((p for p in posts if p.slug == slug), None)
+        if post is None:
+            raise NotFound(f"slug {slug!r} matches no post", hint="run 'newsletter status' to list the slugs")
+    issue = render_issue(config, post, make_environment(config.templates_dir))
+    try:
+        keys = config.token_keys()
+    except NewsletterError:
+        keys = None
+    recipient = preview_recipient(config, keys, now)
+    write_tree(
+        config.preview_dir,
+        {
+            f"{post.slug}/email.html": issue.personal_html(recipient).encode("utf-8"),
+            f"{post.slug}/email.txt": issue.personal_text(recipient).encode("utf-8"),
+            f"{post.slug}/email.eml": issue.message_bytes(recipient, date=now),
+        },
+    )
+    folder = config.preview_dir / post.slug
+    click.echo(f"Preview of «{post.title}» in {folder} (HTML {issue.html_bytes / 1000:.1f} KB).")
+    for warning in issue.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    if open_browser:
+        webbrowser.open((folder / "email.html").resolve().as_uri())
+
+
+@cli.command()
+@click.argument("slug", required=False)
+@click.option("--yes", "-y", is_flag=True, help="Send without asking for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Render every message; send and record nothing.")
+@pass_state
+def send(state: State, slug: str | None, yes: bool, dry_run: bool) -> None:
+    """Send the newest published post as an email issue, exactly once.
+
+    Prints the plan (post, subject, provider, recipients) and sends only with
+    --yes or after an interactive yes.  A post already sent is refused (exit 3
+    when there is nothing new, 1 when SLUG names a sent post).  An interrupted
+    send is resumed where it stopped, never re-sending what the ledger records
+    as delivered.
+    """
+    config = state.config
+    posts = state.posts()
+    keys = config.token_keys()
+    ledger = state.ledger()
+    try:
+        post = choose_post(posts, ledger, state.clock(), slug)
+        provider = load_provider(config)
+        active = ledger.count_subscribers(ACTIVE)
+        plan = plan_send(config, ledger, post, make_environment(config.templates_dir), provider, subscribers=active)
+        if not plan.recipients:
+            raise NothingToSend(
+                "no active subscribers", hint="add some with 'newsletter subscribers add' or 'subscribers import'"
+            )
+        for line in plan.describe():
+            click.echo(line)
+        if dry_run:
+            built = dry_run(config, ledger, plan, keys, state.clock)
+            click.echo(f"Dry run: {built} messages rendered; nothing sent, nothing recorded.")
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError("not sent: no terminal to confirm on", hint="add --yes to send without a prompt")
+            click.confirm("Send this issue now?", abort=True)
+        report = execute(config, ledger, plan, provider, keys, state.clock)
+        counts = ", ".join(f"{n} {state_}" for state_, n in sorted(report.counts.items()))
+        if report.finished:
+            click.echo(f"Sent «{post.title}» through {provider.name}: {counts}.")
+        else:
+            click.echo(f"Not finished: {counts}. Run 'newsletter send' again to resume.", err=True)
+            click.get_current_context().exit(EXIT_ERROR)
+    finally:
+        ledger.close()
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--summary", is_flag=True, help="With --json: counts only, no per-recipient deliveries.")
+@pass_state
+def status(state: State, as_json: bool, summary: bool) -> None:
+    """Show each post: sent or not, when, to how many, through which provider."""
+    now = state.clock()
+    ledger = state.ledger()
+    try:
+        rows = []
+        for post in state.posts():
+            issues = []
+            for record in ledger.issues_for_post(post.id):
+                entry = {
+                    "key": record.key,
+                    "status": record.status,
+                    "provider": record.provider,
+                    "recipients": record.recipients,
+                    "created_at": record.created_at,
+                    "sent_at": record.sent_at,
+                    "changed_since_sent": record.content_hash != post.content_hash,
+                    "counts": ledger.delivery_counts(record.id),
+                }
+                if as_json and not summary:
+                    entry["deliveries"] = [
+                        {k: d[k] for k in ("email", "state", "provider_message_id", "error", "updated_at")}
+                        for d in ledger.deliveries(record.id)
+                    ]
+                issues.append(entry)
+            rows.append(
+                {
+                    "slug": post.slug,
+                    "id": post.id,
+                    "title": post.title,
+                    "date": post.date.isoformat(),
+                    "state": _post_state(post, issues, now),
+                    "issues": issues,
+                }
+            )
+    finally:
+        ledger.close()
+    if as_json:
+        click.echo(json.dumps({"posts": rows}, ensure_ascii=False, indent=2))
+        return
+    for row in rows:
+        line = f"{row['state']:<9} {row['date'][:10]}  {row['slug']}"
+        done = next((i for i in row["issues"] if i["status"] in ("sent", "marked")), None)
+        if done and done["status"] == "sent":
+            line += f"  sent {done['sent_at'][:16]} to {done['recipients']} via {done['provider']}"
+            if done["changed_since_sent"]:
+                line += " (changed since sent)"
+        elif done:
+            line += f"  marked sent {done['sent_at'][:16]}"
+        click.echo(line)
+
+
+def _post_state(post: Post, issues: list[dict], now: datetime) -> str:
+    statuses = {i["status"] for i in issues}
+    if "sent" in statuses:
+        return "sent"
+    if "marked" in statuses:
+        return "marked"
+    if "sending" in statuses:
+        return "sending"
+    if post.draft:
+        return "draft"
+    if post.date > now:
+        return "scheduled"
+    return "not sent"
+
+
+@cli.command("mark-sent")
+@click.argument("slugs", nargs=-1)
+@click.option("--all", "all_posts", is_flag=True, help="Mark every published post as sent.")
+@pass_state
+def mark_sent(state: State, slugs: tuple[str, ...], all_posts: bool) -> None:
+    """Record posts as already sent without mailing anyone.
+
+    Run it once with --all when you point newsletter at an existing archive,
+    so the back catalogue is never mailed.
+    """
+    if not slugs and not all_posts:
+        raise UsageError("name the posts to mark", hint="pass SLUG... or --all")
+    config = state.config
+    now = state.clock()
+    candidates = published(state.posts(), now)
+    if not all_posts:
+        by_slug = {p.slug: p for p in candidates}
+        missing = [s for s in slugs if s not in by_slug]
+        if missing:
+            raise NotFound(f"slug {missing[0]!r} matches no published post", hint="run 'newsletter status'")
+        candidates = [by_slug[s] for s in slugs]
+    env = make_environment(config.templates_dir)
+    ledger = state.ledger()
+    try:
+        for post in candidates:
+            if sent_record(ledger, post) is not None:
+                click.echo(f"already sent   {post.slug}")
+                continue
+            issue = render_issue(config, post, env)
+            ledger.mark_issue(
+                key=issue.key, post_id=post.id, slug=post.slug, content_hash=post.content_hash,
+                subject=issue.subject, now=now,
+            )  # fmt: skip
+            click.echo(f"marked sent    {post.slug}")
+    finally:
+        ledger.close()
+
+
+@cli.group()
+def subscribers() -> None:
+    """Manage the local subscriber list (for providers where we keep the list)."""
+
+
+@subscribers.command("add")
+@click.argument("emails", nargs=-1, required=True)
+@click.option("--source", default="cli", show_default=True, help="Where the subscriber came from.")
+@pass_state
+def subscribers_add(state: State, emails: tuple[str, ...], source: str) -> None:
+    """Add (or re-activate) one or more addresses."""
+    addresses = [normalize_address(e) for e in emails]
+    ledger = state.ledger()
+    try:
+        for address in addresses:
+            _, changed = ledger.add_subscriber(address, source=source, now=state.clock())
+            click.echo(f"{'added' if changed else 'already active'}  {address}")
+    finally:
+        ledger.close()
+
+
+@subscribers.command("remove")
+@click.argument("emails", nargs=-1, required=True)
+@pass_state
+def subscribers_remove(state: State, emails: tuple[str, ...]) -> None:
+    """Unsubscribe addresses.  They stay in the ledger, marked unsubscribed, so no import re-adds them."""
+    addresses = [normalize_address(e) for e in emails]
+    ledger = state.ledger()
+    try:
+        for address in addresses:
+            row = ledger.subscriber_by_email(address)
+            if row is None:
+                raise NotFound(f"{address} is not a subscriber", hint="run 'newsletter subscribers list'")
+            changed = ledger.unsubscribe(row["id"], now=state.clock())
+            click.echo(f"{'unsubscribed' if changed else 'already unsubscribed'}  {address}")
+    finally:
+        ledger.close()
+
+
+@subscribers.command("list")
+@click.option("--status", type=click.Choice(["active", "unsubscribed"]), help="Only this status.")
+@pass_state
+def subscribers_list(state: State, status: str | None) -> None:
+    """List subscribers: address, status, source, date added."""
+    ledger = state.ledger()
+    try:
+        for row in ledger.subscribers(status):
+            click.echo(f"{row['email']}\t{row['status']}\t{row['source']}\t{row['created_at'][:10]}")
+    finally:
+        ledger.close()
+
+
+@subscribers.command("import")
+@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--source", default=None, help="Recorded as where these subscribers came from (default: the file name).")
+@pass_state
+def subscribers_import(state: State, csv_file, source: str | None) -> None:
+    """Import addresses from a CSV file (an 'email' column, else the first column).
+
+    Invalid lines are reported and skipped; addresses already known, active or
+    unsubscribed, are left as they are.
+    """
+    ledger = state.ledger()
+    try:
+        try:
+            report = import_csv(ledger, csv_file, source=source or f"import:{Path(csv_file.name).name}", now=state.clock())
+        except UnicodeDecodeError:
+            raise NewsletterError("not valid UTF-8", where=csv_file.name, hint="save the CSV as UTF-8")
+    finally:
+        ledger.close()
+    for line, raw in report.invalid:
+        click.echo(f"Skipped {csv_file.name}:{line}: {raw!r} is not a valid address", err=True)
+    click.echo(f"Imported {report.added}, already known {report.already}, invalid {len(report.invalid)}.")
+
+
+@subscribers.command("export")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="Write to FILE (default: stdout).")
+@pass_state
+def subscribers_export(state: State, output) -> None:
+    """Export every subscriber as CSV."""
+    ledger = state.ledger()
+    try:
+        export_csv(ledger.subscribers(), output)
+    finally:
+        ledger.close()
+
+
+@cli.command("providers")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def providers_command(as_json: bool) -> None:
+    """List the installed providers and what each can do."""
+    rows = []
+    for name, factory in available().items():
+        caps = getattr(factory, "capabilities", None)
+        rows.append({"name": name, **(caps.__dict__ if caps else {"error": "failed to load"})})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        if "error" in row:
+            click.echo(f"{row['name']:<10} (failed to load)")
+            continue
+        batch = row["max_batch"] or "whole list"
+        click.echo(
+            f"{row['name']:<10} family={row['family']} max_batch={batch} idempotency={'yes' if row['idempotency'] else 'no'}"
+            f" lookup={'yes' if row['lookup'] else 'no'} custom_headers={'yes' if row['custom_headers'] else 'no'}"
+            f" unsubscribe={row['unsubscribe']}"
+        )
+
+
+def main() -> None:
+    cli(obj=State())

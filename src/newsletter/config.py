@@ -1,0 +1,295 @@
+"""``newsletter.toml`` → a frozen :class:`Config`; secrets from the environment only.
+
+The config file never holds a secret: it names the environment variable that
+does (SEC-07), and a :class:`Secret` never shows its value in a ``repr`` or a
+message (SEC-08).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import ConfigError, SecretMissing
+from .textutil import is_dot_atom, is_email_address
+
+CONFIG_FILE = "newsletter.toml"
+ID_PREFIXES = ("tag:", "urn:uuid:", "https:", "http:")
+FORBIDDEN_IN_HEADERS = ("\r", "\n", "\x00")
+
+
+class Secret:
+    """A secret value that refuses to be shown: ``repr`` and ``str`` mask it."""
+
+    __slots__ = ("_value", "name")
+
+    def __init__(self, name: str, value: str) -> None:
+        self.name = name
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that needs it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.name}=****)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    title: str
+    id: str
+    base_url: str
+    language: str
+    timezone: ZoneInfo
+    author: str
+    description: str = ""
+
+    @property
+    def feed_url(self) -> str:
+        return self.base_url + "feed.xml"
+
+    @property
+    def domain(self) -> str:
+        return urlsplit(self.base_url).hostname or "localhost"
+
+    def post_url(self, slug: str) -> str:
+        return f"{self.base_url}{slug}/"
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    from_name: str
+    from_address: str
+    postal_address: str
+    list_id: str
+    unsubscribe_url: str
+    reply_to: str = ""
+    unsubscribe_mailto: str = ""
+
+    @property
+    def sender(self) -> Address:
+        return Address(display_name=self.from_name, addr_spec=self.from_address)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything ``newsletter.toml`` says, validated, with paths made absolute."""
+
+    root: Path
+    site: SiteConfig
+    email: EmailConfig
+    content_dir: Path
+    public_dir: Path
+    templates_dir: Path
+    preview_dir: Path
+    database_path: Path
+    provider: str
+    token_key_env: str
+    providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def provider_settings(self, name: str) -> Mapping[str, Any]:
+        """The ``[providers.NAME]`` table, empty when absent."""
+        return self.providers.get(name, MappingProxyType({}))
+
+    def token_keys(self, environ: Mapping[str, str] | None = None) -> list[Secret]:
+        """Signing keys for unsubscribe tokens: the current one first, then retired ones.
+
+        Retired keys (``<VAR>_OLD``, comma-separated) still verify tokens from
+        older issues during a rotation (SEC-09).
+        """
+        current = secret(self.token_key_env, environ)
+        env = os.environ if environ is None else environ
+        old = [k.strip() for k in env.get(self.token_key_env + "_OLD", "").split(",") if k.strip()]
+        return [current] + [Secret(self.token_key_env + "_OLD", k) for k in old]
+
+
+def secret(variable: str, environ: Mapping[str, str] | None = None) -> Secret:
+    """Read a secret from the environment, or say which variable to set."""
+    env = os.environ if environ is None else environ
+    value = env.get(variable, "")
+    if not value.strip():
+        raise SecretMissing(
+            f"the environment variable {variable} is not set",
+            hint=f"export {variable}=... (never put it in newsletter.toml)",
+        )
+    return Secret(variable, value)
+
+
+def find_config(start: Path | None = None) -> Path:
+    """The ``newsletter.toml`` in ``start`` (default: the working directory)."""
+    path = (start or Path.cwd()) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"no {CONFIG_FILE} here",
+            where=str(path.parent),
+            hint=f"run the command in your newsletter's folder or pass --config PATH/{CONFIG_FILE}",
+        )
+    return path
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``newsletter.toml``; every mistake names its field."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("file not found", where=str(path), hint="pass --config with the path of newsletter.toml")
+    except UnicodeDecodeError:
+        raise ConfigError("not valid UTF-8", where=str(path), hint="save the file as UTF-8")
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML ({exc})", where=str(path), hint="fix the TOML syntax at that line")
+    except OSError as exc:
+        raise ConfigError(f"cannot read ({exc.strerror})", where=str(path), hint="check the file's permissions")
+    return parse_config(raw, root=path.resolve().parent, source=str(path))
+
+
+def parse_config(raw: Mapping[str, Any], *, root: Path, source: str = CONFIG_FILE) -> Config:
+    """Validate an already-parsed TOML mapping (see :func:`load_config`)."""
+    reader = _Reader(raw, source)
+    site = SiteConfig(
+        title=reader.text("site", "title", header=True),
+        id=reader.feed_id("site", "id"),
+        base_url=reader.base_url("site", "base_url"),
+        language=reader.text("site", "language", default="en"),
+        timezone=reader.zone("site", "timezone", default="UTC"),
+        author=reader.text("site", "author", header=True),
+        description=reader.text("site", "description", default=""),
+    )
+    if "@" in site.author:
+        raise ConfigError(
+            "must be a name, not an email address (ATOM-26)", where=f"{source}: site.author", hint="write only the name"
+        )
+    email = EmailConfig(
+        from_name=reader.text("email", "from_name", default=site.author, header=True),
+        from_address=reader.address("email", "from_address"),
+        postal_address=reader.text("email", "postal_address"),
+        list_id=reader.list_id("email", "list_id", default=f"newsletter.{site.domain}"),
+        unsubscribe_url=reader.url("email", "unsubscribe_url", default=site.base_url + "unsubscribe/"),
+        reply_to=reader.address("email", "reply_to", default=""),
+        unsubscribe_mailto=reader.address("email", "unsubscribe_mailto", default=""),
+    )
+    providers = raw.get("providers", {})
+    if not isinstance(providers, dict):
+        raise ConfigError("must be a table of [providers.NAME] tables", where=f"{source}: providers")
+    return Config(
+        root=root,
+        site=site,
+        email=email,
+        content_dir=root / reader.text("paths", "content", default="content/posts"),
+        public_dir=root / reader.text("paths", "public", default="public"),
+        templates_dir=root / reader.text("paths", "templates", default="templates"),
+        preview_dir=root / reader.text("paths", "preview", default="preview"),
+        database_path=root / reader.text("send", "database", default="newsletter.db"),
+        provider=reader.text("send", "provider", default="outbox"),
+        token_key_env=reader.text("send", "token_key_env", default="NEWSLETTER_TOKEN_KEY"),
+        providers=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in providers.items()}),
+    )
+
+
+class _Reader:
+    """Typed access to ``[table] key`` values, each error naming the field."""
+
+    def __init__(self, raw: Mapping[str, Any], source: str) -> None:
+        self.raw = raw
+        self.source = source
+
+    def _where(self, table: str, key: str) -> str:
+        return f"{self.source}: {table}.{key}"
+
+    def _value(self, table: str, key: str, default: Any) -> Any:
+        section = self.raw.get(table, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"[{table}] must be a table", where=self.source)
+        if key in section:
+            return section[key]
+        if default is None:
+            raise ConfigError(
+                "is missing", where=self._where(table, key), hint=f"add {key} = \"...\" under [{table}]"
+            )
+        return default
+
+    def text(self, table: str, key: str, *, default: str | None = None, header: bool = False) -> str:
+        value = self._value(table, key, default)
+        if not isinstance(value, str):
+            raise ConfigError("must be a string", where=self._where(table, key), hint='write it in "quotes"')
+        if header and any(ch in value for ch in FORBIDDEN_IN_HEADERS):
+            raise ConfigError(
+                "contains a line break or NUL, which would break mail headers (INJ-01)",
+                where=self._where(table, key),
+                hint="keep it on one line",
+            )
+        if default is None and not value.strip():
+            raise ConfigError("is empty", where=self._where(table, key), hint=f"give {table}.{key} a value")
+        return value.strip()
+
+    def url(self, table: str, key: str, *, default: str | None = None) -> str:
+        value = self.text(table, key, default=default)
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"{value!r} is not an absolute http(s) URL",
+                where=self._where(table, key),
+                hint="write it in full, e.g. https://example.org/",
+            )
+        # ATOM-17: lowercase scheme and host, no default port.
+        netloc = parts.hostname.lower()
+        if parts.port and parts.port != {"http": 80, "https": 443}[parts.scheme]:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
+
+    def base_url(self, table: str, key: str) -> str:
+        value = self.url(table, key)
+        return value if value.endswith("/") else value + "/"
+
+    def feed_id(self, table: str, key: str) -> str:
+        value = self.text(table, key, default="")
+        if not value.startswith(ID_PREFIXES):
+            import uuid
+
+            raise ConfigError(
+                "must be a permanent tag: or urn:uuid: id (ATOM-14/15)",
+                where=self._where(table, key),
+                hint=f'add id = "urn:uuid:{uuid.uuid4()}" and never change it',
+            )
+        return value
+
+    def zone(self, table: str, key: str, *, default: str) -> ZoneInfo:
+        name = self.text(table, key, default=default)
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"unknown time zone {name!r}", where=self._where(table, key), hint='use an IANA name such as "Europe/Paris"'
+            )
+
+    def address(self, table: str, key: str, *, default: str | None = None) -> str:
+        value = self.text(table, key, default=default, header=True)
+        if value == "" and default == "":
+            return ""
+        if not is_email_address(value):
+            raise ConfigError(
+                f"{value!r} is not a valid email address",
+                where=self._where(table, key),
+                hint="write only the address, e.g. news@example.org (the name goes in from_name)",
+            )
+        return value
+
+    def list_id(self, table: str, key: str, *, default: str) -> str:
+        value = self.text(table, key, default=default, header=True)
+        if not is_dot_atom(value):
+            raise ConfigError(
+                f"{value!r} is not a valid List-Id (RFC 2919)",
+                where=self._where(table, key),
+                hint="use a dotted name such as weekly.news.example.org",
+            )
+        return value

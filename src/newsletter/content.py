@@ -1,0 +1,329 @@
+"""Markdown files with YAML front matter → :class:`Post` objects.
+
+The only importer of the Markdown parser (markdown-it-py, CommonMark), the
+sanitizer (nh3) and the YAML parser.  A post is parsed once; everything
+downstream (feed, web pages, email) reads the same sanitized, absolute-URL HTML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Iterable
+from urllib.parse import urljoin, urlsplit
+
+import nh3
+import yaml
+from markdown_it import MarkdownIt
+
+from .config import ID_PREFIXES, Config
+from .errors import PostError
+from .plaintext import html_to_text
+from .textutil import check_header_value, xml_safe
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+MAX_SLUG_LENGTH = 100
+MAX_POST_BYTES = 2_000_000
+FAR_FUTURE = timedelta(days=5 * 366)
+SUMMARY_LENGTH = 200
+KNOWN_FIELDS = {"title", "slug", "id", "date", "updated", "author", "tags", "summary", "preheader", "draft"}
+
+# SEC-01: formatting tags only; links limited to http(s)/mailto; images with size and alt.
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "dl", "dt", "em", "h1", "h2", "h3",
+    "h4", "h5", "h6", "hr", "i", "img", "li", "ol", "p", "pre", "s", "strong", "sub", "sup",
+    "table", "tbody", "td", "th", "thead", "tr", "ul",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "abbr": {"title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "ol": {"start"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan"},
+}
+URL_SCHEMES = {"http", "https", "mailto"}
+URL_ATTRIBUTES = {"href", "src"}
+
+
+@dataclass(frozen=True)
+class Post:
+    """One published (or draft) post, ready for every output."""
+
+    source: Path
+    id: str
+    slug: str
+    title: str
+    author: str
+    date: datetime
+    updated: datetime
+    tags: tuple[str, ...]
+    summary: str
+    preheader: str
+    html: str
+    url: str
+    draft: bool = False
+
+    @property
+    def content_hash(self) -> str:
+        """A fingerprint of what readers see: changes when the title or body changes."""
+        return hashlib.sha256(f"{self.title}\n{self.html}".encode("utf-8")).hexdigest()
+
+    def is_published(self, now: datetime) -> bool:
+        """Not a draft and not scheduled for later."""
+        return not self.draft and self.date <= now
+
+
+class _StringDatesLoader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as strings, so a missing zone can be caught."""
+
+
+_StringDatesLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+_markdown = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough")
+
+
+def read_posts(config: Config) -> list[Post]:
+    """Every post in ``config.content_dir``, newest first; the first bad one raises :class:`PostError`."""
+    folder = config.content_dir
+    if not folder.is_dir():
+        raise PostError(
+            "content folder not found", where=str(folder), hint="create it or set paths.content in newsletter.toml"
+        )
+    posts = [read_post(path, config) for path in sorted(folder.glob("*.md"))]
+    check_unique(posts)
+    return sorted(posts, key=lambda p: p.date, reverse=True)
+
+
+def published(posts: Iterable[Post], now: datetime) -> list[Post]:
+    """The posts readers may see at ``now``, newest first."""
+    return [p for p in posts if p.is_published(now)]
+
+
+def check_unique(posts: list[Post]) -> None:
+    """Slugs and ids must be unique (SEC-06, ATOM-16)."""
+    for attribute in ("slug", "id"):
+        seen: dict[str, Path] = {}
+        for post in posts:
+            value = getattr(post, attribute)
+            if value in seen:
+                raise PostError(
+                    f"{attribute} {value!r} is already used by {seen[value].name}",
+                    where=str(post.source),
+                    hint=f"give each post its own {attribute}",
+                )
+            seen[value] = post.source
+
+
+def read_post(path: Path, config: Config) -> Post:
+    """Parse one Markdown file; every mistake names the file and the field."""
+    where = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PostError(f"cannot read ({exc.strerror})", where=where, hint="check the file's permissions")
+    if len(raw) > MAX_POST_BYTES:
+        raise PostError(
+            f"is {len(raw) / 1e6:.1f} MB; posts over {MAX_POST_BYTES // 1_000_000} MB are refused",
+            where=where,
+            hint="split the post; an email over 102 KB is clipped by Gmail anyway",
+        )
+    if b"\x00" in raw:
+        raise PostError("is a binary file, not Markdown", where=where, hint="remove it from the content folder")
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise PostError(f"line {line}: not valid UTF-8", where=where, hint="save the file as UTF-8")
+    meta, body = _split_front_matter(text, where)
+    return _build_post(path, meta, body, config)
+
+
+def _split_front_matter(text: str, where: str) -> tuple[dict[str, Any], str]:
+    lines = text.split("\n")
+    if not lines or lines[0].rstrip() != "---":
+        raise PostError("has no front matter", where=where, hint="start the file with a --- line, the YAML fields, then ---")
+    try:
+        end = next(i for i, line in enumerate(lines[1:], start=1) if line.rstrip() == "---")
+    except StopIteration:
+        raise PostError("front matter is not closed", where=where, hint="add a --- line after the YAML fields")
+    try:
+        meta = yaml.load("\n".join(lines[1:end]), Loader=_StringDatesLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 2}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise PostError(f"{line}invalid YAML front matter ({problem})", where=where, hint="fix the YAML syntax")
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise PostError("front matter must be YAML fields (key: value)", where=where, hint="write one key: value per line")
+    return meta, "\n".join(lines[end + 1 :])
+
+
+def _build_post(path: Path, meta: dict[str, Any], body: str, config: Config) -> Post:
+    where = str(path)
+    field = _FieldReader(meta, where)
+    unknown = sorted(set(map(str, meta)) - KNOWN_FIELDS)
+    if unknown:
+        raise PostError(
+            f"unknown front matter field {unknown[0]!r}",
+            where=where,
+            hint=f"use only: {', '.join(sorted(KNOWN_FIELDS))}",
+        )
+    title = field.line("title", required=True)
+    slug = field.slug(default=path.stem)
+    post_id = field.post_id()
+    date = field.date("date", config, required=True)
+    updated = field.date("updated", config) or date
+    if updated < date:
+        raise PostError("field 'updated' is before 'date'", where=where, hint="updated must be on or after date")
+    author = field.line("author") or config.site.author
+    if "@" in author:
+        raise PostError(
+            "field 'author' must be a name, not an email address (ATOM-26)", where=where, hint="write only the name"
+        )
+    tags = field.tags()
+    draft = field.flag("draft")
+    url = config.site.post_url(slug)
+    html = render_markdown(xml_safe(body), base_url=config.site.base_url)
+    summary = field.line("summary") or _summarise(html)
+    return Post(
+        source=path,
+        id=post_id,
+        slug=slug,
+        title=title,
+        author=author,
+        date=date,
+        updated=updated,
+        tags=tags,
+        summary=summary,
+        preheader=field.line("preheader") or summary,
+        html=html,
+        url=url,
+        draft=draft,
+    )
+
+
+def render_markdown(markdown: str, *, base_url: str) -> str:
+    """CommonMark → sanitized HTML with every link and image made absolute against ``base_url``."""
+
+    def absolute(tag: str, attribute: str, value: str) -> str | None:
+        if attribute in URL_ATTRIBUTES:
+            resolved = urljoin(base_url, value.strip())
+            if urlsplit(resolved).scheme not in URL_SCHEMES:
+                return None
+            return resolved
+        return value
+
+    cleaned = nh3.clean(
+        _markdown.render(markdown),
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        attribute_filter=absolute,
+        link_rel=None,
+        strip_comments=True,
+        clean_content_tags={"script", "style"},
+    )
+    # The serializer writes U+00A0 as "&nbsp;"; French text keeps its real no-break spaces.
+    return cleaned.replace("&nbsp;", "\u00a0").strip()
+
+
+def _summarise(html: str) -> str:
+    first = html_to_text(html).body.split("\n\n", 1)[0].strip()
+    if len(first) <= SUMMARY_LENGTH:
+        return first
+    cut = first[:SUMMARY_LENGTH].rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:") + "…"
+
+
+class _FieldReader:
+    """Typed front-matter fields, each error naming the file and field."""
+
+    def __init__(self, meta: dict[str, Any], where: str) -> None:
+        self.meta = meta
+        self.where = where
+
+    def fail(self, name: str, problem: str, hint: str) -> PostError:
+        return PostError(f"field {name!r} {problem}", where=self.where, hint=hint)
+
+    def line(self, name: str, *, required: bool = False) -> str:
+        value = self.meta.get(name)
+        if value is None or value == "":
+            if required:
+                raise self.fail(name, "is missing", f"add '{name}: ...' to the front matter")
+            return ""
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise self.fail(name, "must be text", f"write {name} as a quoted string")
+        text = str(value)
+        check_header_value(text, field=f"field {name!r}", where=self.where)
+        text = xml_safe(text).strip()
+        if required and not text:
+            raise self.fail(name, "is empty", f"give the post a {name}")
+        return text
+
+    def slug(self, *, default: str) -> str:
+        value = self.meta.get("slug", default)
+        if not isinstance(value, str) or len(value) > MAX_SLUG_LENGTH or not SLUG_PATTERN.match(value):
+            raise self.fail(
+                "slug",
+                f"{str(value)[:60]!r} is not a valid slug",
+                "use lowercase letters, digits and single hyphens, e.g. my-first-post (SEC-05)",
+            )
+        return value
+
+    def post_id(self) -> str:
+        value = self.meta.get("id")
+        if not value:
+            raise self.fail(
+                "id",
+                "is missing",
+                f'add "id: urn:uuid:{uuid.uuid4()}" to the front matter once and never change it (ATOM-15)',
+            )
+        if not isinstance(value, str) or not value.startswith(ID_PREFIXES) or any(c.isspace() for c in value):
+            raise self.fail("id", f"{str(value)[:60]!r} is not a permanent id", "use a tag: URI or urn:uuid: id")
+        return value
+
+    def date(self, name: str, config: Config, *, required: bool = False) -> datetime | None:
+        value = self.meta.get(name)
+        if value is None:
+            if required:
+                raise self.fail(name, "is missing", f"add '{name}: \"2013-03-18T09:12:00+01:00\"'")
+            return None
+        try:
+            when = datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            raise self.fail(name, f"{str(value)[:40]!r} is not a valid date", 'write it as "2013-03-18T09:12:00+01:00"')
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise self.fail(
+                name,
+                f"{value!r} has no time zone (ATOM-21)",
+                f'add the offset, e.g. "{when.replace(tzinfo=config.site.timezone).isoformat()}"',
+            )
+        if when - datetime.now(when.tzinfo) > FAR_FUTURE:
+            raise self.fail(name, f"{value!r} is more than five years ahead", "check the year")
+        return when
+
+    def tags(self) -> tuple[str, ...]:
+        value = self.meta.get("tags") or []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
+            raise self.fail("tags", "must be a list of words", "write tags: [one, two]")
+        for tag in value:
+            check_header_value(tag, field="field 'tags'", where=self.where)
+        return tuple(xml_safe(t).strip() for t in value)
+
+    def flag(self, name: str) -> bool:
+        value = self.meta.get(name, False)
+        if not isinstance(value, bool):
+            raise self.fail(name, "must be true or false", f"write {name}: true")
+        return value

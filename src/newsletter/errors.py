@@ -1,0 +1,100 @@
+"""Typed errors of the newsletter library.
+
+Every error a user can cause carries *where* it happened (a file, a field, a
+slug), *what* is wrong and a *hint* saying how to fix it.  Only the CLI turns
+them into one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+# Exit codes shared by the CLI and documented in the README.
+EXIT_ERROR = 1  # bad input: a post, the config, a provider answer, the ledger
+EXIT_USAGE = 2  # bad usage of a command (click uses 2 as well)
+EXIT_NOTHING_TO_SEND = 3  # not a failure: the newest issue is already sent
+
+
+class NewsletterError(Exception):
+    """Base of every error the library raises on purpose."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, *, hint: str = "", where: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.where = where
+
+    def one_line(self) -> str:
+        """The error as one line: ``where: message (hint)``, newlines folded."""
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text = f"{text} — {self.hint}"
+        return " ".join(text.split())
+
+
+class ConfigError(NewsletterError):
+    """``newsletter.toml`` is missing, unreadable or holds a wrong value."""
+
+
+class SecretMissing(ConfigError):
+    """A secret's environment variable is not set."""
+
+
+class PostError(NewsletterError):
+    """A post cannot be read: front matter, date, slug, id, encoding."""
+
+
+class NotFound(NewsletterError):
+    """A slug, subscriber or issue named on the command line does not exist."""
+
+
+class HeaderInjection(NewsletterError):
+    """A value bound for a mail header holds CR, LF or NUL (INJ-01)."""
+
+
+class IssueTooLarge(NewsletterError):
+    """The inlined HTML would be clipped by Gmail (SIZE-01)."""
+
+
+class TemplateFailure(NewsletterError):
+    """A template is missing or fails to render."""
+
+
+class SubscriberError(NewsletterError):
+    """An address or subscriber file is invalid."""
+
+
+class LedgerError(NewsletterError):
+    """The SQLite ledger cannot be opened or written."""
+
+
+class OutputError(NewsletterError):
+    """An output folder (``public/``, ``outbox/``, previews) cannot be written."""
+
+
+class NothingToSend(NewsletterError):
+    """The newest published post was already sent: nothing new to mail."""
+
+    exit_code = EXIT_NOTHING_TO_SEND
+
+
+class AlreadySent(NewsletterError):
+    """An issue named explicitly was already sent; it is never sent twice."""
+
+
+class SendConflict(NewsletterError):
+    """A send cannot go on safely as things stand (for example the post changed mid-send)."""
+
+
+class UsageError(NewsletterError):
+    """A command was called in a way that cannot work (for example no ``--yes``)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ProviderError(NewsletterError):
+    """A provider refused or failed a delivery."""
+
+
+class ProviderNotFound(ConfigError):
+    """The config names a provider no installed plug-in registers."""

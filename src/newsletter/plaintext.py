@@ -1,0 +1,146 @@
+"""Sanitized post HTML → a plain-text rendering that reads well in a mail client.
+
+Written by hand on purpose: html2text is GPL-3.0 and renders Markdown syntax
+(``**bold**``, ``[x](url)``) rather than prose; inscriptis keeps layout but
+cannot list links at the end.  The input is our own sanitized HTML, a small
+allowlist of tags, so a stdlib ``HTMLParser`` walk is enough.
+
+Rules: paragraphs separated by a blank line; lists keep their bullets and
+numbers; quotes are prefixed with ``> ``; each link keeps its text and gets a
+``[n]`` reference listed after the body; images become ``[alt]``.  Runs of
+spaces and non-breaking spaces inside a sentence are kept byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+_BLOCKS = {"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "table", "tr", "hr", "dl", "dt", "dd", "figure"}
+_SOFT_BREAK = re.compile(r"[ \t]*[\r\n]+[ \t]*")
+
+
+@dataclass
+class PlainText:
+    """The text body and the links it references, numbered from 1."""
+
+    body: str
+    links: list[str] = field(default_factory=list)
+
+
+class _Walker(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[str] = []
+        self.line: list[str] = []
+        self.links: list[str] = []
+        self.lists: list[list] = []  # each: [kind, next number, serial of the outermost list]
+        self.list_serial = 0
+        self.quote_depth = 0
+        self.pre = 0
+        self.anchor: tuple[str, int] | None = None  # (href, index in self.line where its text starts)
+        self.item_prefix: str | None = None
+
+    # A "block" is one paragraph of output; blank lines separate blocks.
+    def flush(self) -> None:
+        text = "".join(self.line)
+        self.line = []
+        if not self.pre:
+            text = text.strip(" \t\n")
+        if not text:
+            return
+        prefix = "> " * self.quote_depth
+        if self.item_prefix is not None:
+            indent = "  " * (len(self.lists) - 1)
+            text = indent + self.item_prefix + text
+            self.item_prefix = None
+            # Items of one (outermost) list stay on consecutive lines.
+            self.blocks.append((("item", self.lists[0][2] if self.lists else 0), prefix + text))
+            return
+        lines = text.split("\n")
+        self.blocks.append(("block", "\n".join(prefix + ln if ln else prefix.rstrip() for ln in lines)))
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = dict(attrs)
+        if tag in _BLOCKS or tag == "blockquote":
+            self.flush()
+            if tag == "pre":
+                self.pre += 1
+            if tag == "hr":
+                self.blocks.append(("block", "----"))
+            if tag == "blockquote":
+                self.quote_depth += 1
+        elif tag in ("ul", "ol"):
+            self.flush()
+            start = int(attr.get("start") or 1) if (attr.get("start") or "1").isdigit() else 1
+            self.list_serial += 1
+            self.lists.append([tag, start, self.lists[0][2] if self.lists else self.list_serial])
+        elif tag == "li":
+            self.flush()
+            if self.lists:
+                kind = self.lists[-1]
+                self.item_prefix = f"{kind[1]}. " if kind[0] == "ol" else "- "
+                kind[1] += 1
+            else:
+                self.item_prefix = "- "
+        elif tag == "br":
+            self.line.append("\n")
+        elif tag == "a":
+            self.anchor = (attr.get("href") or "", len(self.line))
+        elif tag == "img":
+            alt = (attr.get("alt") or "").strip()
+            if alt:
+                self.line.append(f"[{alt}]")
+        elif tag in ("td", "th"):
+            if self.line and self.line[-1].strip():
+                self.line.append(" | ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _BLOCKS or tag in ("li", "blockquote"):
+            heading = tag in ("h1", "h2", "h3", "h4", "h5", "h6")
+            self.flush()
+            if heading and self.blocks and self.blocks[-1][0] == "block":
+                title = self.blocks[-1][1]
+                self.blocks[-1] = ("block", f"{title}\n{('=' if tag in ('h1', 'h2') else '-') * len(title)}")
+            if tag == "pre" and self.pre:
+                self.pre -= 1
+            if tag == "blockquote" and self.quote_depth:
+                self.quote_depth -= 1
+        elif tag in ("ul", "ol"):
+            self.flush()
+            if self.lists:
+                self.lists.pop()
+        elif tag == "a" and self.anchor is not None:
+            href, start = self.anchor
+            self.anchor = None
+            label = "".join(self.line[start:]).strip()
+            if href and not href.startswith("#") and href != label and href.removeprefix("mailto:") != label:
+                if href not in self.links:
+                    self.links.append(href)
+                self.line.append(f" [{self.links.index(href) + 1}]")
+
+    def handle_data(self, data: str) -> None:
+        if not self.pre:
+            # Markup newlines are soft breaks; spaces (and NBSP) inside a sentence stay as written.
+            data = _SOFT_BREAK.sub(" ", data)
+            if not data.strip(" ") and (not self.line or self.line[-1].endswith((" ", "\n"))):
+                return
+        self.line.append(data)
+
+
+def html_to_text(html: str) -> PlainText:
+    """Render sanitized HTML as plain text with its links listed (see module docstring)."""
+    walker = _Walker()
+    walker.feed(html)
+    walker.close()
+    walker.flush()
+    out: list[str] = []
+    previous = None
+    for kind, text in walker.blocks:
+        if out:
+            # List items sit on consecutive lines; everything else is a paragraph.
+            out.append("\n" if kind == previous and kind != "block" else "\n\n")
+        out.append(text)
+        previous = kind
+    return PlainText(body="".join(out), links=walker.links)

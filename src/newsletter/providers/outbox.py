@@ -1,0 +1,82 @@
+"""The embedded default provider: every message is an ``.eml`` file in a local Maildir.
+
+No account and no network.  File names are derived from the issue and the
+subscriber, so a replay after a crash finds the message already there instead
+of writing a second copy: the outbox is idempotent and can answer lookups.
+Each file is written into ``tmp/`` and renamed into ``new/`` (the Maildir
+protocol), so a mail client never sees half a message.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..config import Config
+from ..errors import OutputError
+from ..files import write_atomic
+from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult
+
+
+class OutboxProvider:
+    """Writes one ``.eml`` per recipient into ``outbox/new/``."""
+
+    name = "outbox"
+    capabilities = Capabilities(
+        family=BATCH, max_batch=500, idempotency=True, lookup=True, custom_headers=True, unsubscribe="ours"
+    )
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> "OutboxProvider":
+        folder = settings.get("path", "outbox")
+        if not isinstance(folder, str) or not folder.strip():
+            raise OutputError("must be a folder name", where="newsletter.toml: providers.outbox.path")
+        return cls(config.root / folder)
+
+    def _ensure_maildir(self) -> None:
+        try:
+            for sub in ("tmp", "new", "cur"):
+                (self.path / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the outbox ({exc.strerror})", where=str(self.path), hint="check permissions")
+
+    @staticmethod
+    def file_name(request: ChunkRequest, subscriber_id: int) -> str:
+        return f"{request.issue.key}.{subscriber_id}.eml"
+
+    def _delivered(self, name: str) -> bool:
+        # A mail client moves read messages to cur/ and may append ":2,FLAGS".
+        return (self.path / "new" / name).exists() or any((self.path / "cur").glob(f"{name}*"))
+
+    def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
+        self._ensure_maildir()
+        results = []
+        for recipient in request.recipients:
+            name = self.file_name(request, recipient.subscriber_id)
+            message_id = request.issue.message_id(recipient)
+            if not self._delivered(name):
+                data = request.issue.message_bytes(recipient, date=request.date)
+                try:
+                    write_atomic(self.path / "tmp" / name, data)
+                    os.replace(self.path / "tmp" / name, self.path / "new" / name)
+                except OSError as exc:
+                    raise OutputError(
+                        f"cannot write to the outbox ({exc.strerror})", where=str(self.path), hint="check permissions"
+                    )
+            results.append(DeliveryResult(recipient.subscriber_id, True, message_id))
+        return results
+
+    def lookup_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
+        results = []
+        for recipient in request.recipients:
+            found = self._delivered(self.file_name(request, recipient.subscriber_id))
+            message_id = request.issue.message_id(recipient) if found else None
+            results.append(DeliveryResult(recipient.subscriber_id, found, message_id))
+        return results
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,358 @@
+"""The SQLite ledger: subscribers, issues, chunks and per-recipient deliveries.
+
+The only module that speaks SQL (through sqlite-utils).  The schema changes
+only through migrations in :data:`MIGRATIONS`, never edited once shipped.
+
+A delivery is written ``planned`` when the issue is planned, moved to
+``in_flight`` (committed) *before* its provider call, and to ``accepted`` or
+``rejected`` after it: a crash can leave ``in_flight`` rows, never a send
+that the ledger does not know about.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from .errors import LedgerError
+
+MIGRATIONS = Migrations("newsletter")
+
+# Delivery and chunk states.
+PLANNED, IN_FLIGHT, ACCEPTED, REJECTED, UNKNOWN, SKIPPED = (
+    "planned", "in_flight", "accepted", "rejected", "unknown", "skipped",
+)  # fmt: skip
+# Issue states: `sending` until every chunk is settled; `marked` = recorded as sent without mailing.
+SENDING, SENT, MARKED = "sending", "sent", "marked"
+ACTIVE, UNSUBSCRIBED = "active", "unsubscribed"
+
+
+@MIGRATIONS()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["subscribers"].create(
+        {
+            "id": int,
+            "email": str,
+            "status": str,
+            "source": str,
+            "created_at": str,
+            "updated_at": str,
+            "unsubscribed_at": str,
+        },
+        pk="id",
+        not_null={"email", "status", "created_at", "updated_at"},
+    )
+    db["subscribers"].create_index(["email"], unique=True)
+    db["subscribers"].create_index(["status", "id"])
+    db["issues"].create(
+        {
+            "id": int,
+            "key": str,
+            "post_id": str,
+            "slug": str,
+            "content_hash": str,
+            "subject": str,
+            "provider": str,
+            "status": str,
+            "recipients": int,
+            "created_at": str,
+            "sent_at": str,
+        },
+        pk="id",
+        not_null={"key", "post_id", "slug", "content_hash", "subject", "provider", "status", "created_at"},
+    )
+    db["issues"].create_index(["key"], unique=True)
+    db["issues"].create_index(["post_id"])
+    db["chunks"].create(
+        {
+            "issue_id": int,
+            "number": int,
+            "state": str,
+            "idempotency_key": str,
+            "attempts": int,
+            "updated_at": str,
+        },
+        pk=("issue_id", "number"),
+        foreign_keys=[("issue_id", "issues", "id")],
+        not_null={"state", "idempotency_key"},
+        defaults={"attempts": 0},
+    )
+    db["deliveries"].create(
+        {
+            "id": int,
+            "issue_id": int,
+            "chunk": int,
+            "subscriber_id": int,
+            "email": str,
+            "state": str,
+            "provider_message_id": str,
+            "error": str,
+            "updated_at": str,
+        },
+        pk="id",
+        foreign_keys=[("issue_id", "issues", "id"), ("subscriber_id", "subscribers", "id")],
+        not_null={"issue_id", "chunk", "subscriber_id", "email", "state"},
+    )
+    db["deliveries"].create_index(["issue_id", "subscriber_id"], unique=True)
+    db["deliveries"].create_index(["issue_id", "chunk", "state"])
+
+
+@dataclass(frozen=True)
+class IssueRecord:
+    id: int
+    key: str
+    post_id: str
+    slug: str
+    content_hash: str
+    subject: str
+    provider: str
+    status: str
+    recipients: int | None
+    created_at: str
+    sent_at: str | None
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    id: int
+    subscriber_id: int
+    email: str
+    state: str
+
+
+class Ledger:
+    """The ledger database, migrated on open.  Every write is one committed transaction."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite_utils.Database(self.path if str(path) != ":memory:" else None, memory=str(path) == ":memory:")
+            self.db.execute("PRAGMA busy_timeout = 5000")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            if str(path) != ":memory:":
+                self.db.enable_wal()
+            MIGRATIONS.apply(self.db)
+        except (sqlite3.Error, OSError) as exc:
+            raise LedgerError(f"cannot open the ledger ({exc})", where=str(path), hint="check the path and its permissions")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One committed transaction; SQLite errors become a :class:`LedgerError`."""
+        try:
+            with self.db.atomic():
+                yield
+        except sqlite3.Error as exc:
+            raise _ledger_error(exc, self.path) from exc
+
+    # -- subscribers -------------------------------------------------------------------------
+
+    def add_subscriber(self, email: str, *, source: str, now: datetime) -> tuple[int, bool]:
+        """Add (or re-activate) an address; returns ``(id, changed)``."""
+        stamp = now.isoformat()
+        with self._write():
+            row = self.subscriber_by_email(email)
+            if row is None:
+                table = self.db["subscribers"]
+                table.insert(
+                    {"email": email, "status": ACTIVE, "source": source, "created_at": stamp, "updated_at": stamp}
+                )
+                return table.last_pk, True
+            if row["status"] == ACTIVE:
+                return row["id"], False
+            self.db["subscribers"].update(
+                row["id"], {"status": ACTIVE, "source": source, "updated_at": stamp, "unsubscribed_at": None}
+            )
+            return row["id"], True
+
+    def unsubscribe(self, subscriber_id: int, *, now: datetime) -> bool:
+        """Mark a subscriber unsubscribed; returns whether anything changed (idempotent)."""
+        with self._write():
+            cursor = self.db.execute(
+                "UPDATE subscribers SET status = ?, updated_at = ?, unsubscribed_at = ? WHERE id = ? AND status != ?",
+                [UNSUBSCRIBED, now.isoformat(), now.isoformat(), subscriber_id, UNSUBSCRIBED],
+            )
+            return cursor.rowcount > 0
+
+    def subscriber_by_email(self, email: str) -> dict | None:
+        rows = list(self.db["subscribers"].rows_where("email = ?", [email], limit=1))
+        return rows[0] if rows else None
+
+    def subscriber(self, subscriber_id: int) -> dict | None:
+        rows = list(self.db["subscribers"].rows_where("id = ?", [subscriber_id], limit=1))
+        return rows[0] if rows else None
+
+    def subscribers(self, status: str | None = None) -> Iterator[dict]:
+        """Stream subscribers in id order, never the whole list in memory."""
+        if status:
+            yield from self.db["subscribers"].rows_where("status = ?", [status], order_by="id")
+        else:
+            yield from self.db["subscribers"].rows_where(order_by="id")
+
+    def count_subscribers(self, status: str | None = None) -> int:
+        where, args = ("WHERE status = ?", [status]) if status else ("", [])
+        return self.db.execute(f"SELECT count(*) FROM subscribers {where}", args).fetchone()[0]
+
+    # -- issues ------------------------------------------------------------------------------
+
+    def issues_for_post(self, post_id: str) -> list[IssueRecord]:
+        rows = self.db["issues"].rows_where("post_id = ?", [post_id], order_by="id")
+        return [IssueRecord(**row) for row in rows]
+
+    def issue_by_key(self, key: str) -> IssueRecord | None:
+        rows = list(self.db["issues"].rows_where("key = ?", [key], limit=1))
+        return IssueRecord(**rows[0]) if rows else None
+
+    def all_issues(self) -> list[IssueRecord]:
+        return [IssueRecord(**row) for row in self.db["issues"].rows_where(order_by="id")]
+
+    def plan_issue(
+        self, *, key: str, post_id: str, slug: str, content_hash: str, subject: str, provider: str,
+        chunk_size: int, now: datetime,
+    ) -> IssueRecord:  # fmt: skip
+        """Record an issue and freeze its audience: one ``planned`` delivery per active subscriber.
+
+        Recipients are numbered into chunks in subscriber-id order, so the plan
+        (and every idempotency key derived from it) is the same on a replay.
+        Done in SQL: the list is never loaded into memory.
+        """
+        stamp = now.isoformat()
+        with self._write():
+            table = self.db["issues"]
+            table.insert(
+                {
+                    "key": key, "post_id": post_id, "slug": slug, "content_hash": content_hash,
+                    "subject": subject, "provider": provider, "status": SENDING, "created_at": stamp,
+                }  # fmt: skip
+            )
+            issue_id = table.last_pk
+            self.db.execute(
+                """INSERT INTO deliveries (issue_id, chunk, subscriber_id, email, state, updated_at)
+                   SELECT ?, (ROW_NUMBER() OVER (ORDER BY id) - 1) / ?, id, email, ?, ?
+                   FROM subscribers WHERE status = ? ORDER BY id""",
+                [issue_id, chunk_size, PLANNED, stamp, ACTIVE],
+            )
+            self.db.execute(
+                """INSERT INTO chunks (issue_id, number, state, idempotency_key, attempts, updated_at)
+                   SELECT DISTINCT issue_id, chunk, ?, ? || ':' || chunk, 0, ? FROM deliveries WHERE issue_id = ?""",
+                [PLANNED, key, stamp, issue_id],
+            )
+            count = self.db.execute("SELECT count(*) FROM deliveries WHERE issue_id = ?", [issue_id]).fetchone()[0]
+            table.update(issue_id, {"recipients": count})
+        return self.issue_by_key(key)
+
+    def mark_issue(self, *, key: str, post_id: str, slug: str, content_hash: str, subject: str, now: datetime) -> None:
+        """Record a post as sent without mailing anyone (``newsletter mark-sent``)."""
+        stamp = now.isoformat()
+        with self._write():
+            self.db["issues"].insert(
+                {
+                    "key": key, "post_id": post_id, "slug": slug, "content_hash": content_hash, "subject": subject,
+                    "provider": "mark-sent", "status": MARKED, "recipients": 0, "created_at": stamp, "sent_at": stamp,
+                }  # fmt: skip
+            )
+
+    def open_chunks(self, issue_id: int) -> list[tuple[int, str]]:
+        """``(number, idempotency key)`` of each chunk not yet settled, in order."""
+        rows = self.db.execute(
+            "SELECT number, idempotency_key FROM chunks WHERE issue_id = ? AND state IN (?, ?, ?) ORDER BY number",
+            [issue_id, PLANNED, IN_FLIGHT, UNKNOWN],
+        ).fetchall()
+        return [(number, key) for number, key in rows]
+
+    def chunk_deliveries(self, issue_id: int, chunk: int) -> list[DeliveryRow]:
+        """The unsettled deliveries of a chunk."""
+        rows = self.db.execute(
+            """SELECT id, subscriber_id, email, state FROM deliveries
+               WHERE issue_id = ? AND chunk = ? AND state IN (?, ?, ?) ORDER BY subscriber_id""",
+            [issue_id, chunk, PLANNED, IN_FLIGHT, UNKNOWN],
+        ).fetchall()
+        return [DeliveryRow(*row) for row in rows]
+
+    def skip_unsubscribed(self, issue_id: int, chunk: int, *, now: datetime) -> int:
+        """Planned deliveries whose subscriber left since planning are skipped, never sent."""
+        with self._write():
+            cursor = self.db.execute(
+                """UPDATE deliveries SET state = ?, updated_at = ? WHERE issue_id = ? AND chunk = ? AND state = ?
+                   AND subscriber_id IN (SELECT id FROM subscribers WHERE status != ?)""",
+                [SKIPPED, now.isoformat(), issue_id, chunk, PLANNED, ACTIVE],
+            )
+            return cursor.rowcount
+
+    def start_chunk(self, issue_id: int, chunk: int, *, now: datetime) -> None:
+        """Commit ``in_flight`` for a chunk and its deliveries *before* the provider is called."""
+        stamp = now.isoformat()
+        with self._write():
+            self.db.execute(
+                "UPDATE chunks SET state = ?, attempts = attempts + 1, updated_at = ? WHERE issue_id = ? AND number = ?",
+                [IN_FLIGHT, stamp, issue_id, chunk],
+            )
+            self.db.execute(
+                "UPDATE deliveries SET state = ?, updated_at = ? WHERE issue_id = ? AND chunk = ? AND state = ?",
+                [IN_FLIGHT, stamp, issue_id, chunk, PLANNED],
+            )
+
+    def settle_chunk(
+        self, issue_id: int, chunk: int, outcomes: Sequence[tuple[int, str, str | None, str | None]], *, now: datetime
+    ) -> None:
+        """Record ``(delivery id, state, provider message id, error)`` for each delivery, then the chunk."""
+        stamp = now.isoformat()
+        with self._write():
+            for delivery_id, state, message_id, error in outcomes:
+                self.db.execute(
+                    "UPDATE deliveries SET state = ?, provider_message_id = ?, error = ?, updated_at = ? WHERE id = ?",
+                    [state, message_id, error, stamp, delivery_id],
+                )
+            left = self.db.execute(
+                "SELECT count(*) FROM deliveries WHERE issue_id = ? AND chunk = ? AND state IN (?, ?, ?)",
+                [issue_id, chunk, PLANNED, IN_FLIGHT, UNKNOWN],
+            ).fetchone()[0]
+            accepted = self.db.execute(
+                "SELECT count(*) FROM deliveries WHERE issue_id = ? AND chunk = ? AND state = ?",
+                [issue_id, chunk, ACCEPTED],
+            ).fetchone()[0]
+            state = UNKNOWN if left else (ACCEPTED if accepted else REJECTED)
+            self.db.execute(
+                "UPDATE chunks SET state = ?, updated_at = ? WHERE issue_id = ? AND number = ?",
+                [state, stamp, issue_id, chunk],
+            )
+
+    def finish_issue(self, issue_id: int, *, now: datetime) -> bool:
+        """Mark the issue sent once no chunk is left open; returns whether it is finished."""
+        with self._write():
+            open_left = self.db.execute(
+                "SELECT count(*) FROM chunks WHERE issue_id = ? AND state IN (?, ?, ?)",
+                [issue_id, PLANNED, IN_FLIGHT, UNKNOWN],
+            ).fetchone()[0]
+            if open_left:
+                return False
+            self.db["issues"].update(issue_id, {"status": SENT, "sent_at": now.isoformat()})
+            return True
+
+    def delivery_counts(self, issue_id: int) -> dict[str, int]:
+        rows = self.db.execute(
+            "SELECT state, count(*) FROM deliveries WHERE issue_id = ? GROUP BY state", [issue_id]
+        ).fetchall()
+        return dict(rows)
+
+    def deliveries(self, issue_id: int) -> list[dict]:
+        return list(self.db["deliveries"].rows_where("issue_id = ?", [issue_id], order_by="id"))
+
+
+def _ledger_error(exc: sqlite3.Error, path: Path) -> LedgerError:
+    message = str(exc)
+    hint = "another newsletter command may be writing; try again" if "locked" in message else "check the file"
+    if "readonly" in message:
+        hint = "make the database file and its folder writable"
+    return LedgerError(f"cannot write the ledger ({message})", where=str(path), hint=hint)

@@ -1,0 +1,41 @@
+"""Small text helpers shared by every stage: XML-safe text, header-safe values."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import HeaderInjection
+
+# XML 1.0 §2.2 Char: everything outside it is stripped before text reaches lxml (ATOM-31).
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+_HEADER_FORBIDDEN = ("\r", "\n", "\x00")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` without the characters XML 1.0 forbids (C0 controls, U+FFFE/F, lone surrogates)."""
+    return _XML_FORBIDDEN.sub("", text)
+
+
+def check_header_value(value: str, *, field: str, where: str = "") -> str:
+    """Refuse (never strip) CR, LF or NUL in a value bound for a mail header (INJ-01)."""
+    if any(ch in value for ch in _HEADER_FORBIDDEN):
+        raise HeaderInjection(
+            f"{field} contains a line break or NUL, which could inject mail headers",
+            where=where,
+            hint=f"keep {field} on one line",
+        )
+    return value
+
+
+_ATOM_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~")
+
+
+def is_dot_atom(value: str) -> bool:
+    """RFC 5322 dot-atom: atoms of safe characters joined by single dots."""
+    return bool(value) and all(part and set(part) <= _ATOM_CHARACTERS for part in value.split("."))
+
+
+def is_email_address(value: str) -> bool:
+    """A bare ``local@domain`` address with a dotted domain, no display name, no spaces."""
+    local, at, domain = value.rpartition("@")
+    return bool(at) and len(value) <= 254 and is_dot_atom(local) and is_dot_atom(domain) and "." in domain

@@ -1,0 +1,113 @@
+"""Shared fixtures: a throwaway copy of the demo project, a fixed clock, a CLI runner."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import State, cli
+from newsletter.config import load_config
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = REPO.parent / "shared" / "seed" / "000_95c9cd8d1354d25b.txt"
+FIXED_NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+TOKEN_KEY = "test-signing-key-not-a-secret"
+# Bare image names in the seed that the demo posts drop (see content/posts).
+SEED_IMAGE_LINES = {"unique", "12principles-hires-1-1", "Motor_Manufacturing"} | {f"IMG_{n}" for n in range(1563, 1604)}
+
+
+@pytest.fixture(autouse=True)
+def token_key(monkeypatch):
+    """Every test has a signing key unless it removes it to test the error."""
+    monkeypatch.setenv("NEWSLETTER_TOKEN_KEY", TOKEN_KEY)
+    monkeypatch.delenv("NEWSLETTER_TOKEN_KEY_OLD", raising=False)
+    monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
+    return TOKEN_KEY
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A copy of the demo newsletter (config and posts) in a temporary folder.
+
+    Templates are not copied: the packaged defaults serve, as for a new user.
+    """
+    root = tmp_path / "site"
+    root.mkdir()
+    shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
+    shutil.copytree(REPO / "content", root / "content")
+    return root
+
+
+@pytest.fixture
+def config(project):
+    return load_config(project / "newsletter.toml")
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run(project):
+    """Invoke the real click CLI in-process against ``project`` with the fixed clock."""
+
+    def invoke(*args: str, input: str | None = None, now: datetime = FIXED_NOW, root: Path | None = None) -> Outcome:
+        runner = CliRunner()
+        state = State(clock=lambda: now)
+        config_path = (root or project) / "newsletter.toml"
+        result = runner.invoke(cli, ["--config", str(config_path), *args], obj=state, input=input)
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return Outcome(result.exit_code, result.stdout, result.stderr)
+
+    return invoke
+
+
+def write_post(folder: Path, slug: str, *, body: str = "Bonjour.", **fields) -> Path:
+    """Write a post with sensible defaults; ``fields`` override front matter (None removes a field)."""
+    meta = {
+        "title": f'"Titre {slug}"',
+        "slug": slug,
+        "id": f'"urn:uuid:00000000-0000-4000-8000-{abs(hash(slug)) % 10**12:012d}"',
+        "date": '"2024-05-01T10:00:00+02:00"',
+        "author": '"Claude Super"',
+    }
+    meta.update({k: v for k, v in fields.items()})
+    lines = ["---"] + [f"{k}: {v}" for k, v in meta.items() if v is not None] + ["---", body, ""]
+    path = folder / f"{slug}.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def seed_posts() -> list[tuple[str, list[str]]]:
+    """The seed file as ``(title, [text lines])``, newest first, image names left out.
+
+    Each title is followed by two blank lines in the seed; bullets and numbers are stripped
+    from list lines so the text can be compared with any rendering.
+    """
+    text = SEED.read_text(encoding="utf-8")
+    blocks = re.split(r"\n(?=[^\n]+\n\n\n)", "\n" + text)
+    posts = []
+    for block in blocks:
+        block = block.strip("\n")
+        if not block:
+            continue
+        title, _, body = block.partition("\n\n\n")
+        lines = []
+        for raw in body.split("\n"):
+            line = re.sub(r"^\s*(•|\d+\.)\s+", "", raw).rstrip()
+            if not line.strip() or line.strip() in SEED_IMAGE_LINES:
+                continue
+            line = line.replace("IMG_1603 ", "").replace("Jon Husband et Claude SuperQuand", "Quand")
+            lines.append(line)
+        posts.append((title.strip(), lines))
+    return posts

@@ -83,6 +83,9 @@ def verify_token(token: str, keys: Sequence[Secret], *, purpose: str, list_id: s
         version, token_purpose, key_id, token_list, subscriber_id, issued_at = json.loads(payload)
     except (ValueError, TypeError):
         raise InvalidToken("invalid token") from None
+    # One spelling per token: base64 ignores the last character's spare bits, we do not.
+    if _b64(payload) != encoded_payload or _b64(mac) != encoded_mac:
+        raise InvalidToken("invalid token")
     signer = next((k for k in keys if _key_id(k) == key_id), None)
     if signer is None or not hmac.compare_digest(_mac(signer, payload), mac):
         raise InvalidToken("invalid token")

@@ -25,7 +25,7 @@ from .errors import EXIT_ERROR, NewsletterError, NothingToSend, NotFound, UsageE
 from .files import write_tree
 from .providers import available, load_provider
 from .render import render_issue
-from .send import choose_post, dry_run, execute, plan_send, preview_recipient, sent_record
+from .send import choose_post, execute, plan_send, preview_recipient, render_all, sent_record
 from .site import build_site
 from .store import ACTIVE, Ledger
 from .templates import make_environment
@@ -202,7 +202,7 @@ def send(state: State, slug: str | None, yes: bool, dry_run: bool) -> None:
         for line in plan.describe():
             click.echo(line)
         if dry_run:
-            built = dry_run(config, ledger, plan, keys, state.clock)
+            built = render_all(config, ledger, plan, keys, state.clock)
             click.echo(f"Dry run: {built} messages rendered; nothing sent, nothing recorded.")
             return
         if not yes:

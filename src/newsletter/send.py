@@ -175,7 +175,7 @@ def _outcomes(results: Sequence[DeliveryResult], by_id: dict[int, int]) -> list[
     ]
 
 
-def dry_run(config: Config, ledger: Ledger, plan: Plan, keys: Sequence[Secret], clock: Clock) -> int:
+def render_all(config: Config, ledger: Ledger, plan: Plan, keys: Sequence[Secret], clock: Clock) -> int:
     """Build every recipient's message without sending or recording anything; returns how many."""
     now = clock()
     count = 0

@@ -130,16 +130,14 @@ class DeliveryRow:
 class Ledger:
     """The ledger database, migrated on open.  Every write is one committed transaction."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
         self.path = Path(path)
         try:
-            if str(path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite_utils.Database(self.path if str(path) != ":memory:" else None, memory=str(path) == ":memory:")
-            self.db.execute("PRAGMA busy_timeout = 5000")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite_utils.Database(self.path)
+            self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             self.db.execute("PRAGMA foreign_keys = ON")
-            if str(path) != ":memory:":
-                self.db.enable_wal()
+            self.db.enable_wal()
             MIGRATIONS.apply(self.db)
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(f"cannot open the ledger ({exc})", where=str(path), hint="check the path and its permissions")

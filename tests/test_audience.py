@@ -1,0 +1,161 @@
+"""Subscribers (add/remove/list/import/export) and signed unsubscribe tokens (SEC-09)."""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+from datetime import datetime, timezone
+
+import pytest
+
+from newsletter import audience
+from newsletter.audience import InvalidToken, UNSUBSCRIBE, make_token, normalize_address, verify_token
+from newsletter.config import Secret
+from newsletter.errors import SubscriberError
+
+KEY = Secret("K", "current-key")
+OLD = Secret("K_OLD", "retired-key")
+LIST = "lettre.claudesuper.example.org"
+ISSUED = datetime(2013, 3, 26, 9, 47, tzinfo=timezone.utc)
+
+
+def token(keys=(KEY,), subscriber_id=42, list_id=LIST, purpose=UNSUBSCRIBE):
+    return make_token(list(keys), purpose=purpose, list_id=list_id, subscriber_id=subscriber_id, issued_at=ISSUED)
+
+
+def test_token_round_trip_carries_no_address():
+    """SEC-09: the payload names the subscriber id and the list, never the address."""
+    value = token()
+    claims = verify_token(value, [KEY], purpose=UNSUBSCRIBE, list_id=LIST)
+    assert (claims.subscriber_id, claims.list_id, claims.issued_at) == (42, LIST, int(ISSUED.timestamp()))
+    assert "@" not in value and "example" not in value
+    assert set(value) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+def flip(value: str, index: int) -> str:
+    chars = list(value)
+    chars[index] = "A" if chars[index] != "A" else "B"
+    return "".join(chars)
+
+
+@pytest.mark.parametrize("index", [0, 5, -1, -5])
+def test_tampered_token_is_refused_SEC_09(index):
+    """Any changed character is refused, even in the last character's spare base64 bits."""
+    with pytest.raises(InvalidToken):
+        verify_token(flip(token(), index), [KEY], purpose=UNSUBSCRIBE, list_id=LIST)
+
+
+def test_token_for_another_subscriber_cannot_be_forged_by_swapping_payloads():
+    mine, theirs = token(subscriber_id=1), token(subscriber_id=2)
+    forged = theirs.split(".")[0] + "." + mine.split(".")[1]
+    with pytest.raises(InvalidToken):
+        verify_token(forged, [KEY], purpose=UNSUBSCRIBE, list_id=LIST)
+
+
+def test_token_is_scoped_to_its_list_and_purpose_LIST_05():
+    value = token()
+    with pytest.raises(InvalidToken):
+        verify_token(value, [KEY], purpose=UNSUBSCRIBE, list_id="other.example.org")
+    with pytest.raises(InvalidToken):
+        verify_token(value, [KEY], purpose="confirm", list_id=LIST)
+
+
+def test_unknown_key_is_refused_and_retired_key_still_verifies_during_rotation_SEC_09():
+    old_token = token(keys=(OLD,))
+    with pytest.raises(InvalidToken):
+        verify_token(old_token, [KEY], purpose=UNSUBSCRIBE, list_id=LIST)
+    claims = verify_token(old_token, [KEY, OLD], purpose=UNSUBSCRIBE, list_id=LIST)
+    assert claims.subscriber_id == 42
+    # New tokens are signed with the current key, the first of the list.
+    assert verify_token(token(keys=(KEY, OLD)), [KEY], purpose=UNSUBSCRIBE, list_id=LIST)
+
+
+def test_signature_is_compared_with_compare_digest_SEC_09(monkeypatch):
+    calls = []
+    real = hmac.compare_digest
+
+    def spy(a, b):
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(audience.hmac, "compare_digest", spy)
+    verify_token(token(), [KEY], purpose=UNSUBSCRIBE, list_id=LIST)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("garbage", ["", ".", "abc", "a.b.c", "!!!.???", "eyJ4Ijox.fQ"])
+def test_malformed_tokens_are_refused_without_detail(garbage):
+    with pytest.raises(InvalidToken) as caught:
+        verify_token(garbage, [KEY], purpose=UNSUBSCRIBE, list_id=LIST)
+    assert str(caught.value) == "invalid token"
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [(" Alice@Example.ORG ", "alice@example.org"), ("b.c+tag@sub.example.org", "b.c+tag@sub.example.org")],
+)
+def test_addresses_are_normalised(raw, expected):
+    assert normalize_address(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "no-at", "a@b", "a b@example.org", "a@example.org\r\nBcc: x@evil.org", "<a@b.org>"])
+def test_invalid_addresses_are_refused(raw):
+    with pytest.raises(SubscriberError):
+        normalize_address(raw)
+
+
+def test_add_list_remove_export_through_the_cli(run, project):
+    assert run("subscribers", "add", "Alice@Example.org", "bob@example.org").exit_code == 0
+    again = run("subscribers", "add", "alice@example.org")
+    assert "already active" in again.stdout
+    assert run("subscribers", "remove", "bob@example.org").exit_code == 0
+    assert "already unsubscribed" in run("subscribers", "remove", "bob@example.org").stdout
+    listed = run("subscribers", "list").stdout.splitlines()
+    assert [line.split("\t")[:2] for line in listed] == [["alice@example.org", "active"], ["bob@example.org", "unsubscribed"]]
+    assert run("subscribers", "list", "--status", "active").stdout.count("\n") == 1
+    exported = list(csv.DictReader(io.StringIO(run("subscribers", "export").stdout)))
+    assert [(r["email"], r["status"], r["source"]) for r in exported] == [
+        ("alice@example.org", "active", "cli"),
+        ("bob@example.org", "unsubscribed", "cli"),
+    ]
+    assert exported[1]["unsubscribed_at"]
+
+
+def test_remove_unknown_and_add_invalid_are_one_line_errors(run):
+    missing = run("subscribers", "remove", "ghost@example.org")
+    assert missing.exit_code == 1 and "ghost@example.org" in missing.stderr
+    invalid = run("subscribers", "add", "good@example.org", "not-an-address")
+    assert invalid.exit_code == 1 and "not-an-address" in invalid.stderr
+    # Nothing half-done: the valid address of the failed command was not added either.
+    assert run("subscribers", "list").stdout == ""
+
+
+def test_import_reports_added_known_and_invalid_lines(run, project):
+    run("subscribers", "add", "known@example.org")
+    run("subscribers", "remove", "known@example.org")
+    source = project / "people.csv"
+    source.write_text(
+        "name,email\nAnn,ann@example.org\nBad,not an address\nKnown,KNOWN@example.org\nAnn again,ann@example.org\n,\n",
+        encoding="utf-8",
+    )
+    outcome = run("subscribers", "import", str(source))
+    assert outcome.exit_code == 0
+    assert "Imported 1, already known 2, invalid 1." in outcome.stdout
+    assert "people.csv:3" in outcome.stderr
+    statuses = dict(line.split("\t")[:2] for line in run("subscribers", "list").stdout.splitlines())
+    # An unsubscribed address is never re-activated by an import.
+    assert statuses == {"known@example.org": "unsubscribed", "ann@example.org": "active"}
+
+
+def test_import_without_header_uses_the_first_column(run, project):
+    source = project / "plain.csv"
+    source.write_text("zoe@example.org\nyann@example.org\n", encoding="utf-8")
+    assert "Imported 2" in run("subscribers", "import", str(source)).stdout
+
+
+def test_import_of_a_non_utf8_file_is_a_clear_error(run, project):
+    source = project / "latin1.csv"
+    source.write_bytes("email\nzoé@example.org\n".encode("latin-1"))
+    outcome = run("subscribers", "import", str(source))
+    assert outcome.exit_code == 1 and "UTF-8" in outcome.stderr and "Traceback" not in outcome.stderr

@@ -1,0 +1,125 @@
+"""The web archive: index, one page per post, autodiscovery, template overrides, safe writes."""
+
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+
+from conftest import seed_posts, write_post
+
+SLUGS = [
+    "social-business-parcours-singulier",
+    "e20-summit-poids-editeurs-choc-experiences",
+    "e20-petite-entreprise",
+    "social-ou-digital-business",
+    "commerce-detail-google-rafler-mise",
+]
+
+
+class Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[dict] = []
+        self.anchors: list[str] = []
+        self.html_lang = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "link":
+            self.links.append(attrs)
+        if tag == "a":
+            self.anchors.append(attrs.get("href"))
+        if tag == "html":
+            self.html_lang = attrs.get("lang")
+
+
+def parsed(path) -> Links:
+    parser = Links()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def visible(page: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+def test_build_writes_index_feed_and_five_post_pages(run, project):
+    outcome = run("build")
+    assert outcome.exit_code == 0, outcome.stderr
+    public = project / "public"
+    assert (public / "feed.xml").is_file() and (public / "index.html").is_file()
+    assert sorted(p.parent.name for p in public.glob("*/index.html")) == sorted(SLUGS)
+
+
+def test_index_lists_every_issue_newest_first_with_feed_autodiscovery_HTTP_05(run, project, config):
+    run("build")
+    page = parsed(project / "public" / "index.html")
+    feeds = [l for l in page.links if l.get("rel") == "alternate" and l.get("type") == "application/atom+xml"]
+    assert len(feeds) == 1 and feeds[0]["href"] == config.site.feed_url
+    post_links = [a for a in page.anchors if a and a.rstrip("/").rsplit("/", 1)[-1] in SLUGS]
+    assert post_links == [config.site.post_url(s) for s in SLUGS]
+    assert page.html_lang == "fr"
+
+
+def test_post_pages_hold_the_french_text_byte_for_byte(run, project):
+    run("build")
+    for slug, (title, lines) in zip(SLUGS, seed_posts()):
+        page = (project / "public" / slug / "index.html").read_text(encoding="utf-8")
+        text = visible(page)
+        assert title in text
+        assert [line for line in lines if line.strip() not in text] == []
+        assert "&nbsp;" not in page  # real no-break spaces, not entities
+
+
+def test_post_page_has_canonical_and_feed_links(run, project, config):
+    run("build")
+    page = parsed(project / "public" / SLUGS[2] / "index.html")
+    rels = {l.get("rel"): l.get("href") for l in page.links}
+    assert rels["canonical"] == config.site.post_url(SLUGS[2])
+    assert rels["alternate"] == config.site.feed_url
+
+
+def test_titles_are_escaped_never_trusted_SEC_02(run, project):
+    write_post(project / "content" / "posts", "balise", title='"<script>alert(1)</script> & <b>x</b>"')
+    assert run("build").exit_code == 0
+    page = (project / "public" / "balise" / "index.html").read_text(encoding="utf-8")
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;x&lt;/b&gt;" in page
+
+
+def test_project_templates_override_the_packaged_defaults(run, project):
+    override = project / "templates" / "site"
+    override.mkdir(parents=True)
+    (override / "index.html").write_text("<p>Mon index : {{ posts|length }} billets</p>\n", encoding="utf-8")
+    run("build")
+    assert (project / "public" / "index.html").read_text(encoding="utf-8") == "<p>Mon index : 5 billets</p>\n"
+    # Templates not overridden still come from the package.
+    assert "<article>" in (project / "public" / SLUGS[0] / "index.html").read_text(encoding="utf-8")
+
+
+def test_a_failing_build_leaves_public_untouched(run, project):
+    assert run("build").exit_code == 0
+    before = {p: p.read_bytes() for p in (project / "public").rglob("*") if p.is_file()}
+    broken = project / "templates" / "site"
+    broken.mkdir(parents=True)
+    (broken / "post.html").write_text("{% block main %}{{ post.title }\n", encoding="utf-8")
+    write_post(project / "content" / "posts", "nouveau")
+    outcome = run("build")
+    assert outcome.exit_code == 1
+    assert "post.html" in outcome.stderr and outcome.stderr.count("\n") == 1
+    after = {p: p.read_bytes() for p in (project / "public").rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_unchanged_files_are_not_rewritten(run, project):
+    run("build")
+    feed = project / "public" / "feed.xml"
+    stamp = feed.stat().st_mtime_ns
+    run("build")
+    assert feed.stat().st_mtime_ns == stamp
+
+
+def test_no_temporary_files_are_left_behind(run, project):
+    run("build")
+    assert not [p for p in (project / "public").rglob("*.tmp")]

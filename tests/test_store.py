@@ -1,0 +1,118 @@
+"""The ledger: migrations, the frozen audience of an issue, and writes before each call."""
+
+from __future__ import annotations
+
+import sqlite3
+import pytest
+import sqlite_utils
+from conftest import FIXED_NOW
+
+from newsletter.errors import LedgerError
+from newsletter.store import ACCEPTED, IN_FLIGHT, MIGRATIONS, PLANNED, SKIPPED, Ledger
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    opened = Ledger(tmp_path / "ledger.db")
+    yield opened
+    opened.close()
+
+
+def plan(ledger, key="k1", chunk_size=2):
+    return ledger.plan_issue(
+        key=key, post_id="urn:uuid:1", slug="s", content_hash="h" * 64, subject="S", provider="outbox",
+        chunk_size=chunk_size, now=FIXED_NOW,
+    )  # fmt: skip
+
+
+def test_migrations_are_recorded_and_applied_once(tmp_path):
+    path = tmp_path / "ledger.db"
+    Ledger(path).close()
+    Ledger(path).close()
+    db = sqlite_utils.Database(path)
+    applied = [m.name for m in MIGRATIONS.applied(db)]
+    assert applied == ["m001_initial"]
+    assert not MIGRATIONS.pending(db)
+    assert {"subscribers", "issues", "chunks", "deliveries"} <= set(db.table_names())
+
+
+def test_issue_plan_freezes_active_subscribers_into_ordered_chunks(ledger):
+    for n in range(5):
+        ledger.add_subscriber(f"r{n}@example.org", source="test", now=FIXED_NOW)
+    ledger.unsubscribe(2, now=FIXED_NOW)
+    record = plan(ledger)
+    assert record.recipients == 4 and record.status == "sending"
+    assert ledger.open_chunks(record.id) == [(0, "k1:0"), (1, "k1:1")]
+    assert [d.subscriber_id for d in ledger.chunk_deliveries(record.id, 0)] == [1, 3]
+    assert [d.subscriber_id for d in ledger.chunk_deliveries(record.id, 1)] == [4, 5]
+    # Subscribers joining after planning are not part of this issue.
+    ledger.add_subscriber("late@example.org", source="test", now=FIXED_NOW)
+    assert ledger.delivery_counts(record.id) == {PLANNED: 4}
+
+
+def test_in_flight_is_committed_before_the_call(ledger, tmp_path):
+    ledger.add_subscriber("a@example.org", source="test", now=FIXED_NOW)
+    record = plan(ledger)
+    ledger.start_chunk(record.id, 0, now=FIXED_NOW)
+    # A second connection (another process) sees the committed state.
+    with sqlite3.connect(tmp_path / "ledger.db") as other:
+        assert other.execute("SELECT state FROM deliveries").fetchall() == [(IN_FLIGHT,)]
+        assert other.execute("SELECT state, attempts FROM chunks").fetchall() == [(IN_FLIGHT, 1)]
+
+
+def test_settling_every_chunk_finishes_the_issue(ledger):
+    ledger.add_subscriber("a@example.org", source="test", now=FIXED_NOW)
+    record = plan(ledger)
+    assert not ledger.finish_issue(record.id, now=FIXED_NOW)
+    (delivery,) = ledger.chunk_deliveries(record.id, 0)
+    ledger.settle_chunk(record.id, 0, [(delivery.id, ACCEPTED, "<m@x>", None)], now=FIXED_NOW)
+    assert ledger.finish_issue(record.id, now=FIXED_NOW)
+    assert ledger.issue_by_key("k1").status == "sent"
+    assert ledger.deliveries(record.id)[0]["provider_message_id"] == "<m@x>"
+
+
+def test_subscribers_who_leave_mid_send_are_skipped(ledger):
+    for n in range(2):
+        ledger.add_subscriber(f"r{n}@example.org", source="test", now=FIXED_NOW)
+    record = plan(ledger)
+    ledger.unsubscribe(1, now=FIXED_NOW)
+    assert ledger.skip_unsubscribed(record.id, 0, now=FIXED_NOW) == 1
+    assert [d.subscriber_id for d in ledger.chunk_deliveries(record.id, 0)] == [2]
+    assert ledger.delivery_counts(record.id) == {PLANNED: 1, SKIPPED: 1}
+
+
+def test_same_issue_key_cannot_be_planned_twice(ledger):
+    plan(ledger)
+    with pytest.raises(LedgerError):
+        plan(ledger)
+
+
+def test_unsubscribe_is_idempotent(ledger):
+    subscriber_id, created = ledger.add_subscriber("a@example.org", source="t", now=FIXED_NOW)
+    assert created
+    assert ledger.unsubscribe(subscriber_id, now=FIXED_NOW)
+    assert not ledger.unsubscribe(subscriber_id, now=FIXED_NOW)
+    assert ledger.count_subscribers("active") == 0 and ledger.count_subscribers() == 1
+
+
+def test_an_unreadable_database_is_a_ledger_error(tmp_path):
+    path = tmp_path / "ledger.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(LedgerError) as caught:
+        Ledger(path)
+    assert str(path) in caught.value.one_line()
+
+
+def test_a_locked_database_is_a_ledger_error_and_changes_nothing(tmp_path):
+    path = tmp_path / "ledger.db"
+    Ledger(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(LedgerError) as caught:
+            Ledger(path, busy_timeout_ms=50).add_subscriber("a@example.org", source="t", now=FIXED_NOW)
+        assert "locked" in caught.value.message and "try again" in caught.value.hint
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert Ledger(path).count_subscribers() == 0

@@ -8,7 +8,9 @@ message (SEC-08).
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+import uuid
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from pathlib import Path
@@ -18,10 +20,11 @@ from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError, SecretMissing
-from .textutil import is_dot_atom, is_email_address
+from .textutil import has_xml_forbidden, is_dot_atom, is_email_address
 
 CONFIG_FILE = "newsletter.toml"
 ID_PREFIXES = ("tag:", "urn:uuid:", "https:", "http:")
+_HOST = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]+", re.IGNORECASE)
 FORBIDDEN_IN_HEADERS = ("\r", "\n", "\x00")
 
 
@@ -111,6 +114,20 @@ class Config:
         env = os.environ if environ is None else environ
         old = [k.strip() for k in env.get(self.token_key_env + "_OLD", "").split(",") if k.strip()]
         return [current] + [Secret(self.token_key_env + "_OLD", k) for k in old]
+
+
+def is_permanent_id(value: str) -> bool:
+    """An absolute id that can stay forever: ``tag:``/``http(s):`` with a body, or a valid ``urn:uuid:``."""
+    if not isinstance(value, str) or any(c.isspace() for c in value):
+        return False
+    if value.startswith("urn:uuid:"):
+        try:
+            uuid.UUID(value.removeprefix("urn:uuid:"))
+        except ValueError:
+            return False
+        return True
+    prefix = next((p for p in ID_PREFIXES if value.startswith(p)), None)
+    return prefix is not None and len(value) > len(prefix) + 2
 
 
 def secret(variable: str, environ: Mapping[str, str] | None = None) -> Secret:
@@ -228,24 +245,38 @@ class _Reader:
                 where=self._where(table, key),
                 hint="keep it on one line",
             )
+        if has_xml_forbidden(value):
+            raise ConfigError(
+                "contains a control character that XML and mail headers forbid",
+                where=self._where(table, key),
+                hint="remove it (often an invisible character pasted by accident)",
+            )
         if default is None and not value.strip():
             raise ConfigError("is empty", where=self._where(table, key), hint=f"give {table}.{key} a value")
         return value.strip()
 
     def url(self, table: str, key: str, *, default: str | None = None) -> str:
         value = self.text(table, key, default=default)
+        where = self._where(table, key)
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        host = parts.hostname or ""
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigError(f"{value!r} has an invalid port", where=where, hint="write e.g. https://example.org:8443/")
+        if parts.scheme not in ("http", "https") or not host:
             raise ConfigError(
-                f"{value!r} is not an absolute http(s) URL",
-                where=self._where(table, key),
-                hint="write it in full, e.g. https://example.org/",
+                f"{value!r} is not an absolute http(s) URL", where=where, hint="write it in full, e.g. https://example.org/"
+            )
+        if not _HOST.fullmatch(host) or parts.query or parts.fragment:
+            raise ConfigError(
+                f"{value!r} is not a plain site URL", where=where, hint="no spaces, query string or #fragment"
             )
         # ATOM-17: lowercase scheme and host, no default port.
-        netloc = parts.hostname.lower()
-        if parts.port and parts.port != {"http": 80, "https": 443}[parts.scheme]:
-            netloc += f":{parts.port}"
-        return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
+        netloc = f"[{host}]" if ":" in host else host
+        if port and port != {"http": 80, "https": 443}[parts.scheme]:
+            netloc += f":{port}"
+        return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", "", ""))
 
     def base_url(self, table: str, key: str) -> str:
         value = self.url(table, key)
@@ -253,9 +284,7 @@ class _Reader:
 
     def feed_id(self, table: str, key: str) -> str:
         value = self.text(table, key, default="")
-        if not value.startswith(ID_PREFIXES):
-            import uuid
-
+        if not is_permanent_id(value):
             raise ConfigError(
                 "must be a permanent tag: or urn:uuid: id (ATOM-14/15)",
                 where=self._where(table, key),

@@ -20,7 +20,7 @@ import nh3
 import yaml
 from markdown_it import MarkdownIt
 
-from .config import ID_PREFIXES, Config
+from .config import Config, is_permanent_id
 from .errors import PostError
 from .plaintext import html_to_text
 from .textutil import check_header_value, xml_safe
@@ -193,7 +193,7 @@ def _build_post(path: Path, meta: dict[str, Any], body: str, config: Config) -> 
     tags = field.tags()
     draft = field.flag("draft")
     url = config.site.post_url(slug)
-    html = render_markdown(xml_safe(body), base_url=config.site.base_url)
+    html = render_markdown(body, base_url=config.site.base_url, page_url=url)
     summary = field.line("summary") or _summarise(html)
     return Post(
         source=path,
@@ -212,19 +212,24 @@ def _build_post(path: Path, meta: dict[str, Any], body: str, config: Config) -> 
     )
 
 
-def render_markdown(markdown: str, *, base_url: str) -> str:
-    """CommonMark → sanitized HTML with every link and image made absolute against ``base_url``."""
+def render_markdown(markdown: str, *, base_url: str, page_url: str | None = None) -> str:
+    """CommonMark → sanitized HTML with every link and image made absolute.
+
+    Relative URLs resolve against ``base_url`` (the site root); a bare
+    ``#fragment`` stays on its own page (``page_url``).
+    """
 
     def absolute(tag: str, attribute: str, value: str) -> str | None:
         if attribute in URL_ATTRIBUTES:
-            resolved = urljoin(base_url, value.strip())
+            value = value.strip()
+            resolved = urljoin(page_url or base_url, value) if value.startswith("#") else urljoin(base_url, value)
             if urlsplit(resolved).scheme not in URL_SCHEMES:
                 return None
             return resolved
         return value
 
     cleaned = nh3.clean(
-        _markdown.render(markdown),
+        _markdown.render(xml_safe(markdown)),
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes=URL_SCHEMES,
@@ -234,7 +239,8 @@ def render_markdown(markdown: str, *, base_url: str) -> str:
         clean_content_tags={"script", "style"},
     )
     # The serializer writes U+00A0 as "&nbsp;"; French text keeps its real no-break spaces.
-    return cleaned.replace("&nbsp;", "\u00a0").strip()
+    # Character references (&#x1b;) decoded by the sanitizer are stripped again (ATOM-31).
+    return xml_safe(cleaned.replace("&nbsp;", "\u00a0")).strip()
 
 
 def _summarise(html: str) -> str:
@@ -272,7 +278,7 @@ class _FieldReader:
 
     def slug(self, *, default: str) -> str:
         value = self.meta.get("slug", default)
-        if not isinstance(value, str) or len(value) > MAX_SLUG_LENGTH or not SLUG_PATTERN.match(value):
+        if not isinstance(value, str) or len(value) > MAX_SLUG_LENGTH or not SLUG_PATTERN.fullmatch(value):
             raise self.fail(
                 "slug",
                 f"{str(value)[:60]!r} is not a valid slug",
@@ -288,7 +294,7 @@ class _FieldReader:
                 "is missing",
                 f'add "id: urn:uuid:{uuid.uuid4()}" to the front matter once and never change it (ATOM-15)',
             )
-        if not isinstance(value, str) or not value.startswith(ID_PREFIXES) or any(c.isspace() for c in value):
+        if not is_permanent_id(value):
             raise self.fail("id", f"{str(value)[:60]!r} is not a permanent id", "use a tag: URI or urn:uuid: id")
         return value
 
@@ -308,6 +314,8 @@ class _FieldReader:
                 f"{value!r} has no time zone (ATOM-21)",
                 f'add the offset, e.g. "{when.replace(tzinfo=config.site.timezone).isoformat()}"',
             )
+        if when.utcoffset() % timedelta(minutes=1):
+            raise self.fail(name, f"{value!r} has an offset with seconds (not RFC 3339)", "write the offset as +HH:MM")
         if when - datetime.now(when.tzinfo) > FAR_FUTURE:
             raise self.fail(name, f"{value!r} is more than five years ahead", "check the year")
         return when

@@ -124,6 +124,8 @@ class _Walker(HTMLParser):
         if not self.pre:
             # Markup newlines are soft breaks; spaces (and NBSP) inside a sentence stay as written.
             data = _SOFT_BREAK.sub(" ", data)
+            if self.line and self.line[-1].endswith("\n"):
+                data = data.lstrip(" ")  # the markup newline after <br> is not text
             if not data.strip(" ") and (not self.line or self.line[-1].endswith((" ", "\n"))):
                 return
         self.line.append(data)

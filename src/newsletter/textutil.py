@@ -16,6 +16,11 @@ def xml_safe(text: str) -> str:
     return _XML_FORBIDDEN.sub("", text)
 
 
+def has_xml_forbidden(text: str) -> bool:
+    """Whether ``text`` holds a character that XML 1.0 forbids."""
+    return bool(_XML_FORBIDDEN.search(text))
+
+
 def check_header_value(value: str, *, field: str, where: str = "") -> str:
     """Refuse (never strip) CR, LF or NUL in a value bound for a mail header (INJ-01)."""
     if any(ch in value for ch in _HEADER_FORBIDDEN):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import closing
 import webbrowser
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,7 +26,7 @@ from .errors import EXIT_ERROR, NewsletterError, NothingToSend, NotFound, UsageE
 from .files import write_tree
 from .providers import available, load_provider
 from .render import render_issue
-from .send import choose_post, execute, plan_send, preview_recipient, render_all, sent_record
+from .send import choose_post, execute, pick_post, plan_send, preview_recipient, render_all, send_test, sent_record
 from .site import build_site
 from .store import ACTIVE, Ledger
 from .templates import make_environment
@@ -140,16 +141,7 @@ def preview(state: State, slug: str | None, open_browser: bool) -> None:
     """
     config = state.config
     now = state.clock()
-    posts = state.posts()
-    if slug is None:
-        candidates = published(posts, now)
-        if not candidates:
-            raise NotFound("no published post to preview", hint="pass the SLUG of a draft to preview it")
-        post = candidates[0]
-    else:
-        post = next((p for p in posts if p.slug == slug), None)
-        if post is None:
-            raise NotFound(f"slug {slug!r} matches no post", hint="run 'newsletter status' to list the slugs")
+    post = pick_post(state.posts(), now, slug)
     issue = render_issue(config, post, make_environment(config.templates_dir))
     try:
         keys = config.token_keys()
@@ -176,48 +168,57 @@ def preview(state: State, slug: str | None, open_browser: bool) -> None:
 @click.argument("slug", required=False)
 @click.option("--yes", "-y", is_flag=True, help="Send without asking for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Render every message; send and record nothing.")
+@click.option("--test-to", metavar="ADDRESS", help="Send one copy, subject prefixed [TEST], to ADDRESS; record nothing.")
 @pass_state
-def send(state: State, slug: str | None, yes: bool, dry_run: bool) -> None:
+def send(state: State, slug: str | None, yes: bool, dry_run: bool, test_to: str | None) -> None:
     """Send the newest published post as an email issue, exactly once.
 
     Prints the plan (post, subject, provider, recipients) and sends only with
     --yes or after an interactive yes.  A post already sent is refused (exit 3
     when there is nothing new, 1 when SLUG names a sent post).  An interrupted
     send is resumed where it stopped, never re-sending what the ledger records
-    as delivered.
+    as delivered.  With --test-to, any post (drafts too) goes to one address
+    through the configured provider and nothing is marked sent.
     """
     config = state.config
     posts = state.posts()
     keys = config.token_keys()
-    ledger = state.ledger()
-    try:
-        post = choose_post(posts, ledger, state.clock(), slug)
-        provider = load_provider(config)
-        active = ledger.count_subscribers(ACTIVE)
-        plan = plan_send(config, ledger, post, make_environment(config.templates_dir), provider, subscribers=active)
-        if not plan.recipients:
-            raise NothingToSend(
-                "no active subscribers", hint="add some with 'newsletter subscribers add' or 'subscribers import'"
-            )
-        for line in plan.describe():
-            click.echo(line)
-        if dry_run:
-            built = render_all(config, ledger, plan, keys, state.clock)
-            click.echo(f"Dry run: {built} messages rendered; nothing sent, nothing recorded.")
+    with closing(state.ledger()) as ledger:
+        if test_to is not None:
+            address = normalize_address(test_to)
+            post = pick_post(posts, state.clock(), slug)
+            with closing(load_provider(config)) as provider:
+                issue = render_issue(
+                    config, post, make_environment(config.templates_dir), subject_prefix="[TEST] ", variant="test"
+                )
+                send_test(config, issue, provider, keys, address, state.clock, config.retry)
+            click.echo(f"Test copy of «{post.title}» sent to {address} through {provider.name}; nothing recorded.")
             return
-        if not yes:
-            if not sys.stdin.isatty():
-                raise UsageError("not sent: no terminal to confirm on", hint="add --yes to send without a prompt")
-            click.confirm("Send this issue now?", abort=True)
-        report = execute(config, ledger, plan, provider, keys, state.clock)
-        counts = ", ".join(f"{n} {state_}" for state_, n in sorted(report.counts.items()))
-        if report.finished:
-            click.echo(f"Sent «{post.title}» through {provider.name}: {counts}.")
-        else:
-            click.echo(f"Not finished: {counts}. Run 'newsletter send' again to resume.", err=True)
-            click.get_current_context().exit(EXIT_ERROR)
-    finally:
-        ledger.close()
+        post = choose_post(posts, ledger, state.clock(), slug)
+        with closing(load_provider(config)) as provider:
+            active = ledger.count_subscribers(ACTIVE)
+            env = make_environment(config.templates_dir)
+            plan = plan_send(config, ledger, post, env, provider, subscribers=active)
+            if not plan.recipients and plan.audience_local:
+                raise NothingToSend(
+                    "no active subscribers", hint="add some with 'newsletter subscribers add' or 'subscribers import'"
+                )
+            for line in plan.describe():
+                click.echo(line)
+            if dry_run:
+                built = render_all(config, ledger, plan, keys, state.clock)
+                click.echo(f"Dry run: {built} messages rendered; nothing sent, nothing recorded.")
+                return
+            if not yes:
+                if not sys.stdin.isatty():
+                    raise UsageError("not sent: no terminal to confirm on", hint="add --yes to send without a prompt")
+                click.confirm("Send this issue now?", abort=True)
+            report = execute(config, ledger, plan, provider, keys, state.clock, config.retry)
+    counts = ", ".join(f"{n} {name}" for name, n in sorted(report.counts.items())) or "delivered by the provider"
+    if not report.finished:
+        click.echo(f"Not finished: {counts}. Run 'newsletter send' again to resume.", err=True)
+        click.get_current_context().exit(EXIT_ERROR)
+    click.echo(f"Sent «{post.title}» through {provider.name}: {counts}.")
 
 
 @cli.command()

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError, SecretMissing
+from .retry import RetryPolicy
 from .textutil import has_xml_forbidden, is_dot_atom, is_email_address
 
 CONFIG_FILE = "newsletter.toml"
@@ -99,6 +100,7 @@ class Config:
     provider: str
     token_key_env: str
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def provider_settings(self, name: str) -> Mapping[str, Any]:
         """The ``[providers.NAME]`` table, empty when absent."""
@@ -210,6 +212,12 @@ def parse_config(raw: Mapping[str, Any], *, root: Path, source: str = CONFIG_FIL
         provider=reader.text("send", "provider", default="outbox"),
         token_key_env=reader.text("send", "token_key_env", default="NEWSLETTER_TOKEN_KEY"),
         providers=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in providers.items()}),
+        retry=RetryPolicy(
+            max_attempts=int(reader.number("send", "retry_attempts", default=8, minimum=1)),
+            base_delay=reader.number("send", "retry_base_delay", default=1.0),
+            max_delay=reader.number("send", "retry_max_delay", default=60.0),
+            deadline=reader.number("send", "retry_deadline", default=600.0),
+        ),
     )
 
 
@@ -254,6 +262,12 @@ class _Reader:
         if default is None and not value.strip():
             raise ConfigError("is empty", where=self._where(table, key), hint=f"give {table}.{key} a value")
         return value.strip()
+
+    def number(self, table: str, key: str, *, default: float, minimum: float = 0) -> float:
+        value = self._value(table, key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+            raise ConfigError(f"must be a number ≥ {minimum}", where=self._where(table, key), hint=f"e.g. {key} = {default}")
+        return float(value)
 
     def url(self, table: str, key: str, *, default: str | None = None) -> str:
         value = self.text(table, key, default=default)

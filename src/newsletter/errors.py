@@ -93,7 +93,45 @@ class UsageError(NewsletterError):
 
 
 class ProviderError(NewsletterError):
-    """A provider refused or failed a delivery."""
+    """A provider refused or failed a delivery.
+
+    ``retryable``: the same request may succeed later.  ``maybe_delivered``:
+    the provider may have accepted it before the failure (a timeout, a
+    connection dropped after the request was sent), so a blind retry could
+    deliver twice.  The send engine decides what to do; providers only say.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, hint: str = "", where: str = "", maybe_delivered: bool = False) -> None:
+        super().__init__(message, hint=hint, where=where)
+        self.maybe_delivered = maybe_delivered
+
+
+class ProviderAuthError(ProviderError):
+    """Credentials refused (HTTP 401/403, SMTP 535): never retried."""
+
+
+class ProviderRejected(ProviderError):
+    """The request itself is wrong (validation, size): retrying cannot help."""
+
+
+class ProviderTransient(ProviderError):
+    """A temporary failure (5xx, a dropped connection, a timeout): retried with backoff."""
+
+    retryable = True
+
+
+class ProviderRateLimited(ProviderTransient):
+    """HTTP 429 or SMTP 421/451 throttling; ``retry_after`` seconds when the provider said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class DeliveryUncertain(ProviderError):
+    """A chunk may or may not have been delivered and nothing can tell: the editor decides."""
 
 
 class ProviderNotFound(ConfigError):

@@ -99,10 +99,13 @@ class _Walker(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in _BLOCKS or tag in ("li", "blockquote"):
             heading = tag in ("h1", "h2", "h3", "h4", "h5", "h6")
+            count = len(self.blocks)
             self.flush()
-            if heading and self.blocks and self.blocks[-1][0] == "block":
+            if heading and len(self.blocks) > count:
+                quote = "> " * self.quote_depth
                 title = self.blocks[-1][1]
-                self.blocks[-1] = ("block", f"{title}\n{('=' if tag in ('h1', 'h2') else '-') * len(title)}")
+                rule = ("=" if tag in ("h1", "h2") else "-") * len(title.removeprefix(quote))
+                self.blocks[-1] = ("block", f"{title}\n{quote}{rule}")
             if tag == "pre" and self.pre:
                 self.pre -= 1
             if tag == "blockquote" and self.quote_depth:

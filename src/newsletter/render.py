@@ -13,11 +13,13 @@ import html as html_escaping
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 
+import cssutils
 import jinja2
 from premailer import Premailer
 
@@ -58,6 +60,7 @@ class Issue:
     text: str
     sender: Address
     reply_to: str
+    list_name: str
     list_id: str
     domain: str
     unsubscribe_mailto: str
@@ -93,10 +96,10 @@ class Issue:
         message["To"] = Address(addr_spec=recipient.email)
         if self.reply_to:
             message["Reply-To"] = Address(addr_spec=self.reply_to)
-        message["Subject"] = self.subject
+        message.set_raw("Subject", _encoded("Subject", self.subject))
         message["Date"] = format_datetime(date)
         message["Message-ID"] = self.message_id(recipient)
-        message["List-Id"] = self.list_id
+        message.set_raw("List-Id", f"{_encoded('List-Id', _quoted_phrase(self.list_name))}\r\n <{self.list_id}>")
         message["List-Unsubscribe"] = self.list_unsubscribe(recipient)
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(self.personal_text(recipient), subtype="plain", charset="utf-8", cte="quoted-printable")
@@ -113,9 +116,33 @@ def issue_key(post: Post, variant: str = "") -> str:
     return digest[:20]
 
 
+class _OfflinePremailer(Premailer):
+    """premailer's ``allow_network=False`` stops ``<link>`` fetches only; cssutils would still
+    follow ``@import url(https://…)``.  Its fetcher is replaced by one that fetches nothing."""
+
+    def _parse_css_string(self, css_body, validate=True):
+        return cssutils.CSSParser(fetcher=lambda url: (None, ""), validate=validate).parseString(css_body)
+
+
+def _encoded(name: str, value: str) -> str:
+    """RFC 2047 encoding done by ``email.header``: the policy's own folding of non-ASCII
+    subjects can exceed 75-character encoded-words and lose spaces (HDR-04, CPython gh-144156)."""
+    if value.isascii():
+        return value
+    return Header(value, "utf-8", maxlinelen=76, header_name=name).encode(linesep="\r\n")
+
+
+def _quoted_phrase(text: str) -> str:
+    """An RFC 5322 phrase: quoted when it holds specials such as ``<``, ``,`` or ``"`` (INJ-03)."""
+    specials = set('()<>[]:;@\\,."')
+    if not any(c in specials for c in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def make_inliner() -> Premailer:
     """One premailer instance for every issue (INL-10), with the network off (INL-06)."""
-    return Premailer(
+    return _OfflinePremailer(
         strip_important=False,  # INL-01: media queries keep their !important and still win
         allow_network=False,
         allow_loading_external_files=False,
@@ -169,11 +196,12 @@ def render_issue(
         text=text_part,
         sender=mail.sender,
         reply_to=mail.reply_to,
-        list_id=f"{site.title} <{mail.list_id}>",
+        list_name=site.title,
+        list_id=mail.list_id,
         domain=site.domain,
         unsubscribe_mailto=mail.unsubscribe_mailto,
     )
-    check_header_value(issue.list_id, field="site.title (the List-Id)", where=where)
+    check_header_value(issue.list_name, field="site.title (the List-Id)", where=where)
     return _check_size(issue, config.email.unsubscribe_url)
 
 

@@ -8,7 +8,7 @@ again.  Nothing here retries blindly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable, Sequence
 
@@ -17,9 +17,10 @@ import jinja2
 from .audience import UNSUBSCRIBE, make_token, unsubscribe_url
 from .config import Config, Secret
 from .content import Post, published
-from .errors import AlreadySent, NothingToSend, NotFound, SendConflict
-from .providers.base import ChunkRequest, DeliveryResult
+from .errors import AlreadySent, DeliveryUncertain, NothingToSend, NotFound, ProviderError, ProviderRejected, SendConflict
+from .providers.base import AUDIENCE, ChunkRequest, DeliveryResult
 from .render import Issue, Recipient, render_issue
+from .retry import Attempts, RetryPolicy
 from .store import ACCEPTED, IN_FLIGHT, MARKED, REJECTED, SENDING, SENT, UNKNOWN, IssueRecord, Ledger
 
 Clock = Callable[[], datetime]
@@ -35,13 +36,15 @@ class Plan:
     provider: str
     recipients: int
     resuming: IssueRecord | None = None
+    audience_local: bool = True  # False when the provider keeps the list (audience family)
 
     def describe(self) -> list[str]:
+        audience = str(self.recipients) if self.audience_local else f"the {self.provider} audience"
         lines = [
             f"Post:       {self.post.title} ({self.post.slug}, {self.post.date:%Y-%m-%d})",
             f"Subject:    {self.issue.subject}",
             f"Provider:   {self.provider}",
-            f"Recipients: {self.recipients}",
+            f"Recipients: {audience}",
             f"HTML size:  {self.issue.html_bytes / 1000:.1f} KB after inlining",
         ]
         if self.resuming:
@@ -63,6 +66,19 @@ def sent_record(ledger: Ledger, post: Post) -> IssueRecord | None:
 
 def unfinished_record(ledger: Ledger, post: Post) -> IssueRecord | None:
     return next((r for r in ledger.issues_for_post(post.id) if r.status == SENDING), None)
+
+
+def pick_post(posts: Sequence[Post], now: datetime, slug: str | None) -> Post:
+    """Any post by slug (drafts too), or the newest published one: for previews and test sends."""
+    if slug is None:
+        candidates = published(posts, now)
+        if not candidates:
+            raise NotFound("no published post", hint="pass the SLUG of a draft to use it")
+        return candidates[0]
+    post = next((p for p in posts if p.slug == slug), None)
+    if post is None:
+        raise NotFound(f"slug {slug!r} matches no post", hint="run 'newsletter status' to list the slugs")
+    return post
 
 
 def choose_post(posts: Sequence[Post], ledger: Ledger, now: datetime, slug: str | None = None) -> Post:
@@ -128,8 +144,10 @@ def execute(
     provider,
     keys: Sequence[Secret],
     clock: Clock,
+    policy: RetryPolicy | None = None,
 ) -> SendReport:
     """Send (or resume) the planned issue, one chunk at a time, recording each step."""
+    policy = policy or RetryPolicy()
     post, issue = plan.post, plan.issue
     record = plan.resuming or ledger.plan_issue(
         key=issue.key,
@@ -146,25 +164,124 @@ def execute(
     for number, idempotency_key in ledger.open_chunks(record.id):
         ledger.skip_unsubscribed(record.id, number, now=clock())
         rows = ledger.chunk_deliveries(record.id, number)
+        by_id = {r.subscriber_id: r.id for r in rows}
         recipients = [recipient_for(config, keys, r.subscriber_id, r.email, planned_at) for r in rows]
         request = ChunkRequest(issue=issue, recipients=recipients, idempotency_key=idempotency_key, date=planned_at)
-        by_id = {r.subscriber_id: r.id for r in rows}
-        if any(r.state in (IN_FLIGHT, UNKNOWN) for r in rows) and provider.capabilities.lookup:
-            # Reconcile first: a message the provider already has is recorded, not sent again.
-            found = [d for d in provider.lookup_chunk(request) if d.accepted]
-            if found:
-                ledger.settle_chunk(record.id, number, _outcomes(found, by_id), now=clock())
-                landed = {d.subscriber_id for d in found}
-                recipients = [r for r in recipients if r.subscriber_id not in landed]
-                request = ChunkRequest(issue, recipients, idempotency_key, planned_at)
-        if not recipients:
+
+        def record_landed(found: Sequence[DeliveryResult], number: int = number, by_id: dict = by_id) -> None:
+            ledger.settle_chunk(record.id, number, _outcomes(found, by_id), now=clock())
+
+        if any(r.state in (IN_FLIGHT, UNKNOWN) for r in rows):
+            request = _reconcile(provider, request, record_landed, chunk=number)
+        if not request.recipients:
             ledger.settle_chunk(record.id, number, [], now=clock())
             continue
         ledger.start_chunk(record.id, number, now=clock())
-        results = provider.send_chunk(request)
+        try:
+            results = deliver_chunk(provider, request, policy, record_landed, chunk=number)
+        except ProviderError as error:
+            if error.maybe_delivered:
+                ledger.mark_chunk_unknown(record.id, number, now=clock())
+            else:
+                ledger.release_chunk(record.id, number, now=clock())
+            raise
         ledger.settle_chunk(record.id, number, _outcomes(results, by_id), now=clock())
     finished = ledger.finish_issue(record.id, now=clock())
     return SendReport(issue_key=record.key, counts=ledger.delivery_counts(record.id), finished=finished)
+
+
+def deliver_chunk(
+    provider,
+    request: ChunkRequest,
+    policy: RetryPolicy,
+    record_landed: Callable[[Sequence[DeliveryResult]], None],
+    *,
+    chunk: int,
+) -> list[DeliveryResult]:
+    """One chunk through the provider, retried by the policy, never delivered twice.
+
+    - rate limits and transient failures wait (``Retry-After`` first, else backoff) and retry;
+    - auth and validation errors are raised at once;
+    - a failure after which the provider may have the chunk (timeout, dropped answer) is
+      reconciled before any retry: an idempotent provider gets the same request again,
+      one that can look up gets only the recipients it does not have, and one that can do
+      neither stops the send (:class:`DeliveryUncertain`);
+    - recipients refused temporarily inside a partly failed chunk are retried alone.
+    """
+    attempts = Attempts(policy)
+    settled: dict[int, DeliveryResult] = {}
+    pending = request
+    retry_round = 0
+    while True:
+        try:
+            results = provider.send_chunk(pending)
+        except ProviderError as error:
+            if not error.retryable:
+                raise
+            if error.maybe_delivered:
+                pending = _reconcile(provider, pending, record_landed, chunk=chunk, cause=error)
+                if not pending.recipients:
+                    return list(settled.values())
+            delay = attempts.next_wait(getattr(error, "retry_after", None))
+            if delay is None:
+                raise
+            attempts.sleep(delay)
+            continue
+        retry = set()
+        for result in results:
+            if not result.accepted and result.retryable:
+                retry.add(result.subscriber_id)
+            else:
+                settled[result.subscriber_id] = result
+        if not retry:
+            return list(settled.values())
+        delay = attempts.next_wait()
+        if delay is None:
+            for result in results:
+                if result.subscriber_id in retry:
+                    settled[result.subscriber_id] = result
+            return list(settled.values())
+        attempts.sleep(delay)
+        retry_round += 1
+        # A smaller request is a different request: it gets its own derived key.
+        pending = replace(
+            pending,
+            recipients=[r for r in pending.recipients if r.subscriber_id in retry],
+            idempotency_key=f"{request.idempotency_key}:retry{retry_round}",
+        )
+
+
+def _reconcile(
+    provider,
+    request: ChunkRequest,
+    record_landed: Callable[[Sequence[DeliveryResult]], None],
+    *,
+    chunk: int,
+    cause: ProviderError | None = None,
+) -> ChunkRequest:
+    """What is left to send of a chunk the provider may already have; never guesses.
+
+    A provider that can look up is asked, and what it has is recorded; otherwise an
+    idempotent provider gets the identical request again; otherwise the send stops.
+    """
+    capabilities = provider.capabilities
+    if capabilities.lookup:
+        found = provider.lookup_chunk(request)
+        if found is not None:
+            landed = [d for d in found if d.accepted]
+            if landed:
+                record_landed(landed)
+            done = {d.subscriber_id for d in landed}
+            return replace(request, recipients=[r for r in request.recipients if r.subscriber_id not in done])
+    if capabilities.idempotency:
+        return request
+    raise DeliveryUncertain(
+        f"chunk {chunk} ({len(request.recipients)} recipients) may or may not have been delivered"
+        + (f" after: {cause.message}" if cause else ""),
+        where=f"provider {provider.name}",
+        hint="check the provider's logs before sending again; nothing is re-sent automatically",
+        maybe_delivered=True,
+    )
 
 
 def _outcomes(results: Sequence[DeliveryResult], by_id: dict[int, int]) -> list[tuple[int, str, str | None, str | None]]:
@@ -173,6 +290,29 @@ def _outcomes(results: Sequence[DeliveryResult], by_id: dict[int, int]) -> list[
         for r in results
         if r.subscriber_id in by_id
     ]
+
+
+def send_test(
+    config: Config,
+    issue: Issue,
+    provider,
+    keys: Sequence[Secret],
+    address: str,
+    clock: Clock,
+    policy: RetryPolicy,
+) -> None:
+    """One copy to ``address`` through the provider; the ledger is not touched."""
+    now = clock()
+    if provider.capabilities.family == AUDIENCE:
+        provider.send_test(issue, [address])
+        return
+    recipient = recipient_for(config, keys, 0, address, now)
+    key = f"{issue.key}:test:{int(now.timestamp())}"
+    request = ChunkRequest(issue=issue, recipients=[recipient], idempotency_key=key, date=now)
+    results = deliver_chunk(provider, request, policy, lambda found: None, chunk=0)
+    refused = [r for r in results if not r.accepted]
+    if refused:
+        raise ProviderRejected(f"the test copy was refused: {refused[0].error}", where=f"provider {provider.name}")
 
 
 def render_all(config: Config, ledger: Ledger, plan: Plan, keys: Sequence[Secret], clock: Clock) -> int:

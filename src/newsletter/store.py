@@ -326,6 +326,26 @@ class Ledger:
                 [state, stamp, issue_id, chunk],
             )
 
+    def release_chunk(self, issue_id: int, chunk: int, *, now: datetime) -> None:
+        """Back to ``planned``: the call failed in a way that proves nothing was delivered."""
+        self._set_chunk(issue_id, chunk, PLANNED, now)
+
+    def mark_chunk_unknown(self, issue_id: int, chunk: int, *, now: datetime) -> None:
+        """``unknown``: the provider may have the chunk; it must be reconciled before any resend."""
+        self._set_chunk(issue_id, chunk, UNKNOWN, now)
+
+    def _set_chunk(self, issue_id: int, chunk: int, state: str, now: datetime) -> None:
+        stamp = now.isoformat()
+        with self._write():
+            self.db.execute(
+                "UPDATE chunks SET state = ?, updated_at = ? WHERE issue_id = ? AND number = ?",
+                [state, stamp, issue_id, chunk],
+            )
+            self.db.execute(
+                "UPDATE deliveries SET state = ?, updated_at = ? WHERE issue_id = ? AND chunk = ? AND state = ?",
+                [state, stamp, issue_id, chunk, IN_FLIGHT],
+            )
+
     def finish_issue(self, issue_id: int, *, now: datetime) -> bool:
         """Mark the issue sent once no chunk is left open; returns whether it is finished."""
         with self._write():

@@ -8,7 +8,8 @@ from .errors import HeaderInjection
 
 # XML 1.0 §2.2 Char: everything outside it is stripped before text reaches lxml (ATOM-31).
 _XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
-_HEADER_FORBIDDEN = ("\r", "\n", "\x00")
+# CR, LF and NUL, plus the Unicode line breaks the email package also treats as line ends.
+_HEADER_FORBIDDEN = ("\r", "\n", "\x00", "\x85", "\u2028", "\u2029")
 
 
 def xml_safe(text: str) -> str:

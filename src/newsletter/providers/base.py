@@ -47,6 +47,7 @@ class DeliveryResult:
     accepted: bool
     message_id: str | None = None
     error: str | None = None
+    retryable: bool = False  # refused for now (a partial failure), may succeed on a later attempt
 
 
 @runtime_checkable

@@ -1,0 +1,197 @@
+"""Plain SMTP (smtplib): one connection reused for every message, TLS always verified.
+
+Batch family with one recipient per chunk, so the ledger records every single
+message before and after it is handed over.  Replies are mapped per recipient:
+4xx is temporary (retried by the engine), 5xx permanent.  A connection lost
+before the DATA phase is safe to retry on a new connection; one lost during
+DATA may have delivered the message, which the engine never re-sends blindly.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from typing import Any, Mapping
+
+from ..config import Config, Secret, secret
+from ..errors import ConfigError, ProviderAuthError, ProviderRateLimited, ProviderRejected, ProviderTransient
+from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult
+
+SECURITY = ("starttls", "tls", "none")
+DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
+
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """Certificate and host name verified, always (SEC-11); ``ca_file`` adds a private CA."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class SmtpProvider:
+    """Sends each recipient's MIME message over one reused SMTP connection."""
+
+    name = "smtp"
+    capabilities = Capabilities(
+        family=BATCH, max_batch=1, idempotency=False, lookup=False, custom_headers=True, unsubscribe="ours"
+    )
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        security: str,
+        username: str = "",
+        password: Secret | None = None,
+        envelope_from: str,
+        timeout: float = 30.0,
+        ca_file: str | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.security = security
+        self.username = username
+        self.password = password
+        self.envelope_from = envelope_from
+        self.timeout = timeout
+        self.context = tls_context(ca_file) if security != "none" else None
+        self._connection: smtplib.SMTP | None = None
+
+    def __repr__(self) -> str:
+        return f"SmtpProvider({self.host}:{self.port}, {self.security}, user={self.username!r}, password=****)"
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> "SmtpProvider":
+        where = "newsletter.toml: providers.smtp"
+        host = settings.get("host")
+        if not isinstance(host, str) or not host:
+            raise ConfigError("host is missing", where=where, hint='add host = "smtp.example.org"')
+        security = settings.get("security", "starttls")
+        if security not in SECURITY:
+            raise ConfigError(f"security {security!r} is unknown", where=where, hint=f"use one of {', '.join(SECURITY)}")
+        if security == "none" and host not in ("localhost", "127.0.0.1", "::1"):
+            raise ConfigError(
+                "security = \"none\" sends in clear text", where=where, hint="use it only for a relay on localhost"
+            )
+        username = settings.get("username", "")
+        password = None
+        if username:
+            password = secret(settings.get("password_env", "NEWSLETTER_SMTP_PASSWORD"), environ)
+        return cls(
+            host=host,
+            port=int(settings.get("port", DEFAULT_PORTS[security])),
+            security=security,
+            username=username,
+            password=password,
+            envelope_from=settings.get("envelope_from", config.email.from_address),
+            timeout=float(settings.get("timeout", 30)),
+            ca_file=settings.get("ca_file"),
+        )
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _connect(self) -> smtplib.SMTP:
+        if self._connection is not None:
+            return self._connection
+        try:
+            if self.security == "tls":
+                connection = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.context)
+            else:
+                connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            connection.ehlo()
+            if self.security == "starttls":
+                connection.starttls(context=self.context)
+                connection.ehlo()
+            if self.username:
+                connection.login(self.username, self.password.reveal())
+        except smtplib.SMTPAuthenticationError as error:
+            raise ProviderAuthError(
+                f"the SMTP server refused the login ({error.smtp_code})",
+                where=f"smtp {self.host}:{self.port}",
+                hint="check providers.smtp.username and the password variable",
+            ) from None
+        except ssl.SSLCertVerificationError as error:
+            raise ProviderRejected(
+                f"the server's TLS certificate is not trusted ({error.verify_message})",
+                where=f"smtp {self.host}:{self.port}",
+                hint="fix the server certificate, or set providers.smtp.ca_file to your private CA",
+            ) from None
+        except smtplib.SMTPNotSupportedError:
+            raise ProviderRejected(
+                "the server does not offer STARTTLS", where=f"smtp {self.host}:{self.port}", hint='try security = "tls"'
+            ) from None
+        except (smtplib.SMTPException, OSError) as error:
+            raise ProviderTransient(
+                f"cannot connect ({error})", where=f"smtp {self.host}:{self.port}", hint="check host, port and network"
+            ) from None
+        self._connection = connection
+        return connection
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+        self._drop()
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
+        return [self._send_one(request, recipient) for recipient in request.recipients]
+
+    def _send_one(self, request: ChunkRequest, recipient) -> DeliveryResult:
+        message = request.issue.message_bytes(recipient, date=request.date)
+        message_id = request.issue.message_id(recipient)
+        connection = self._connect()
+        try:
+            self._checked(connection.mail(self.envelope_from), "MAIL FROM")
+            code, reply = connection.rcpt(recipient.email)
+            if code >= 400:
+                connection.rset()
+                return self._refused(recipient.subscriber_id, code, reply)
+        except (smtplib.SMTPServerDisconnected, OSError) as error:
+            self._drop()
+            raise ProviderTransient(f"connection lost before sending ({error})", where=f"smtp {self.host}") from None
+        try:
+            code, reply = connection.data(message)
+        except smtplib.SMTPDataError as error:
+            return self._refused(recipient.subscriber_id, error.smtp_code, error.smtp_error)
+        except (smtplib.SMTPServerDisconnected, OSError) as error:
+            self._drop()
+            # The server may have queued the message before the answer was lost.
+            raise ProviderTransient(
+                f"connection lost during DATA ({error})", where=f"smtp {self.host}", maybe_delivered=True
+            ) from None
+        return DeliveryResult(recipient.subscriber_id, True, message_id)
+
+    def _checked(self, answer: tuple[int, bytes], step: str) -> None:
+        code, reply = answer
+        if code in (421, 451, 452):
+            if code == 421:  # the server is closing the connection
+                self._drop()
+            raise ProviderRateLimited(f"{step}: {code} {_text(reply)}", where=f"smtp {self.host}")
+        if code >= 500:
+            raise ProviderRejected(f"{step} refused: {code} {_text(reply)}", where=f"smtp {self.host}",
+                                   hint="check providers.smtp.envelope_from and the server's sending rules")  # fmt: skip
+        if code >= 400:
+            raise ProviderTransient(f"{step}: {code} {_text(reply)}", where=f"smtp {self.host}")
+
+    @staticmethod
+    def _refused(subscriber_id: int, code: int, reply: bytes | str) -> DeliveryResult:
+        return DeliveryResult(subscriber_id, False, None, f"{code} {_text(reply)}", retryable=400 <= code < 500)
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+

@@ -104,6 +104,8 @@ class Issue:
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(self.personal_text(recipient), subtype="plain", charset="utf-8", cte="quoted-printable")
         message.add_alternative(self.personal_html(recipient), subtype="html", charset="utf-8", cte="quoted-printable")
+        # Deterministic too, so a replay is byte-identical; "=" never occurs in a QP body unescaped.
+        message.set_boundary(f"=={self.key}.{recipient.subscriber_id}==")
         return message
 
     def message_bytes(self, recipient: Recipient, *, date: datetime) -> bytes:

@@ -1,0 +1,113 @@
+"""A real SMTP server on loopback (aiosmtpd) with TLS, AUTH and injectable faults."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+USER, PASSWORD = "lettre", "correct horse battery staple"
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost (the tests' private CA)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Faults:
+    """What the server does wrong, consumed as it happens."""
+
+    rcpt_451: set[str] = field(default_factory=set)  # answer 451 once for these addresses
+    rcpt_550: set[str] = field(default_factory=set)  # refuse these addresses for good
+    drop_at_mail: list[int] = field(default_factory=list)  # close the connection at the Nth MAIL FROM
+    drop_after_data: list[int] = field(default_factory=list)  # accept the Nth message, then close unanswered
+
+
+class Recorder:
+    """The aiosmtpd handler: records accepted messages, applies faults."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self.logins = 0  # not auth_*: aiosmtpd reads handler attributes named auth_* as mechanisms
+        self.mail_commands = 0
+        self.faults = Faults()
+        self.lock = threading.Lock()
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self.lock:
+            self.mail_commands += 1
+            if self.mail_commands in self.faults.drop_at_mail:
+                server.transport.close()
+                return "421 4.4.2 closing connection"
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with self.lock:
+            if address in self.faults.rcpt_451:
+                self.faults.rcpt_451.discard(address)
+                return "451 4.3.0 try again later"
+            if address in self.faults.rcpt_550:
+                return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+            if len(self.messages) in self.faults.drop_after_data:
+                server.transport.close()  # the message is queued, the answer never arrives
+        return "250 2.0.0 queued"
+
+
+def make_authenticator(recorder: Recorder):
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        recorder.logins += 1
+        ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+            USER.encode(), PASSWORD.encode()
+        )
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
+
+    return authenticator
+
+
+class SmtpServer:
+    """``with SmtpServer(cert, key, implicit_tls=False) as server:`` → ``server.port``, ``server.recorder``."""
+
+    def __init__(self, cert: Path, key: Path, *, implicit_tls: bool = False) -> None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        self.recorder = Recorder()
+        self.port = free_port()
+        options = {"authenticator": make_authenticator(self.recorder), "auth_required": True}
+        if implicit_tls:
+            options.update(ssl_context=context, auth_require_tls=False)
+        else:
+            options.update(tls_context=context, require_starttls=True)
+        self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port, **options)
+
+    def __enter__(self) -> "SmtpServer":
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.controller.stop()

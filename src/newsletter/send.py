@@ -127,8 +127,12 @@ def plan_send(
             hint="restore the post as it was when the send started (git checkout), then run send again",
         )
     issue = render_issue(config, post, env)
-    recipients = resuming.recipients if resuming else subscribers
-    return Plan(post=post, issue=issue, provider=provider.name, recipients=recipients or 0, resuming=resuming)
+    local = provider.capabilities.family != AUDIENCE
+    recipients = (resuming.recipients if resuming else subscribers) if local else 0
+    return Plan(
+        post=post, issue=issue, provider=provider.name, recipients=recipients or 0, resuming=resuming,
+        audience_local=local,
+    )  # fmt: skip
 
 
 def recipient_for(config: Config, keys: Sequence[Secret], subscriber_id: int, email: str, issued: datetime) -> Recipient:
@@ -158,7 +162,10 @@ def execute(
         provider=provider.name,
         chunk_size=provider.capabilities.max_batch or 1_000_000_000,
         now=clock(),
+        local_audience=plan.audience_local,
     )
+    if not plan.audience_local:
+        return _publish_to_audience(ledger, record, issue, provider, policy, clock)
     # Everything personal is derived from the plan's time, so a replay is byte-identical.
     planned_at = datetime.fromisoformat(record.created_at)
     for number, idempotency_key in ledger.open_chunks(record.id):
@@ -188,6 +195,30 @@ def execute(
         ledger.settle_chunk(record.id, number, _outcomes(results, by_id), now=clock())
     finished = ledger.finish_issue(record.id, now=clock())
     return SendReport(issue_key=record.key, counts=ledger.delivery_counts(record.id), finished=finished)
+
+
+def _publish_to_audience(ledger: Ledger, record: IssueRecord, issue: Issue, provider, policy: RetryPolicy, clock: Clock):
+    """Audience family: one create-then-send call, retried with the same idempotency keys."""
+    for number, idempotency_key in ledger.open_chunks(record.id):
+        ledger.start_chunk(record.id, number, now=clock())
+        attempts = Attempts(policy)
+        while True:
+            try:
+                reference = provider.publish(issue, idempotency_key=idempotency_key)
+                break
+            except ProviderError as error:
+                # Idempotent provider: a replay after an uncertain failure cannot send twice.
+                delay = attempts.next_wait(getattr(error, "retry_after", None)) if error.retryable else None
+                if delay is None:
+                    if error.maybe_delivered:
+                        ledger.mark_chunk_unknown(record.id, number, now=clock())
+                    else:
+                        ledger.release_chunk(record.id, number, now=clock())
+                    raise
+                attempts.sleep(delay)
+        ledger.accept_chunk(record.id, number, reference, now=clock())
+    finished = ledger.finish_issue(record.id, now=clock())
+    return SendReport(issue_key=record.key, counts={}, finished=finished)
 
 
 def deliver_chunk(

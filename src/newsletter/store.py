@@ -104,6 +104,12 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["deliveries"].create_index(["issue_id", "chunk", "state"])
 
 
+@MIGRATIONS()
+def m002_chunk_provider_reference(db: sqlite_utils.Database) -> None:
+    """What the provider calls a whole chunk (Buttondown's email id), for reconciliation."""
+    db["chunks"].add_column("provider_reference", str)
+
+
 @dataclass(frozen=True)
 class IssueRecord:
     id: int
@@ -217,13 +223,15 @@ class Ledger:
 
     def plan_issue(
         self, *, key: str, post_id: str, slug: str, content_hash: str, subject: str, provider: str,
-        chunk_size: int, now: datetime,
+        chunk_size: int, now: datetime, local_audience: bool = True,
     ) -> IssueRecord:  # fmt: skip
         """Record an issue and freeze its audience: one ``planned`` delivery per active subscriber.
 
         Recipients are numbered into chunks in subscriber-id order, so the plan
         (and every idempotency key derived from it) is the same on a replay.
-        Done in SQL: the list is never loaded into memory.
+        Done in SQL: the list is never loaded into memory.  When the provider
+        keeps the audience (``local_audience=False``) the issue is one chunk
+        with no local deliveries.
         """
         stamp = now.isoformat()
         with self._write():
@@ -235,6 +243,13 @@ class Ledger:
                 }  # fmt: skip
             )
             issue_id = table.last_pk
+            if not local_audience:
+                self.db.execute(
+                    "INSERT INTO chunks (issue_id, number, state, idempotency_key, attempts, updated_at)"
+                    " VALUES (?, 0, ?, ?, 0, ?)",
+                    [issue_id, PLANNED, f"{key}:0", stamp],
+                )
+                return self.issue_by_key(key)
             self.db.execute(
                 """INSERT INTO deliveries (issue_id, chunk, subscriber_id, email, state, updated_at)
                    SELECT ?, (ROW_NUMBER() OVER (ORDER BY id) - 1) / ?, id, email, ?, ?
@@ -324,6 +339,14 @@ class Ledger:
             self.db.execute(
                 "UPDATE chunks SET state = ?, updated_at = ? WHERE issue_id = ? AND number = ?",
                 [state, stamp, issue_id, chunk],
+            )
+
+    def accept_chunk(self, issue_id: int, chunk: int, reference: str, *, now: datetime) -> None:
+        """A whole chunk the provider took at once (audience family), with its reference."""
+        with self._write():
+            self.db.execute(
+                "UPDATE chunks SET state = ?, provider_reference = ?, updated_at = ? WHERE issue_id = ? AND number = ?",
+                [ACCEPTED, reference, now.isoformat(), issue_id, chunk],
             )
 
     def release_chunk(self, issue_id: int, chunk: int, *, now: datetime) -> None:

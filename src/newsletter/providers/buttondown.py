@@ -1,0 +1,87 @@
+"""Buttondown (audience family): Buttondown keeps the list and its unsubscribes.
+
+An issue is created as a **draft** (never relying on the API's default
+status, which sends at once) and then published, each call with an
+``X-Idempotency-Key`` derived from the issue, under a pinned API version.
+The body is the post's sanitized HTML, without front matter.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..config import Config, secret
+from ..errors import ProviderError
+from ..render import Issue
+from .base import AUDIENCE, Capabilities
+from .http import HttpClient
+
+BASE_URL = "https://api.buttondown.com"
+API_VERSION = "2026-04-01"
+FANCY_MODE = "<!-- buttondown-editor-mode: fancy -->\n"
+
+
+class ButtondownProvider:
+    name = "buttondown"
+    capabilities = Capabilities(
+        family=AUDIENCE, max_batch=None, idempotency=True, lookup=True, custom_headers=False, unsubscribe="provider"
+    )
+
+    def __init__(self, client: HttpClient) -> None:
+        self.client = client
+
+    def __repr__(self) -> str:
+        return "ButtondownProvider(key=****)"
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> "ButtondownProvider":
+        key = secret(settings.get("api_key_env", "NEWSLETTER_BUTTONDOWN_API_KEY"), environ)
+        client = HttpClient(
+            "buttondown",
+            settings.get("base_url", BASE_URL),
+            headers={"X-API-Version": settings.get("api_version", API_VERSION)},
+            secret_headers=lambda: {"Authorization": f"Token {key.reveal()}"},
+            timeout=(5.0, float(settings.get("timeout", 30))),
+        )
+        return cls(client)
+
+    def _draft(self, issue: Issue, idempotency_key: str) -> str:
+        payload = {
+            "subject": issue.subject,
+            "body": FANCY_MODE + issue.post.html,
+            "status": "draft",
+            "description": issue.post.summary,
+            "canonical_url": issue.post.url,
+            "metadata": {"newsletter_issue": issue.key, "post_id": issue.post.id},
+        }
+        answer = self.client.request(
+            "POST", "/v1/emails", json=payload, headers={"X-Idempotency-Key": f"{idempotency_key}:draft"[:200]}
+        )
+        email_id = answer.get("id") if isinstance(answer, dict) else None
+        if not email_id:
+            raise ProviderError("created an email without an id", where="buttondown /v1/emails", maybe_delivered=False)
+        return email_id
+
+    def publish(self, issue: Issue, *, idempotency_key: str) -> str:
+        """Create the draft, then send it to the whole Buttondown audience; returns the email id."""
+        email_id = self._draft(issue, idempotency_key)
+        self.client.request(
+            "PATCH",
+            f"/v1/emails/{email_id}",
+            json={"status": "about_to_send"},
+            headers={"X-Idempotency-Key": f"{idempotency_key}:send"[:200]},
+        )
+        return email_id
+
+    def lookup(self, reference: str) -> str | None:
+        """The email's status at Buttondown (``about_to_send``, ``sent``…), ``None`` if unknown."""
+        answer = self.client.request("GET", f"/v1/emails/{reference}")
+        return answer.get("status") if isinstance(answer, dict) else None
+
+    def send_test(self, issue: Issue, addresses: list[str]) -> None:
+        """A draft sent only to ``addresses`` (Buttondown's send-draft); the audience gets nothing."""
+        email_id = self._draft(issue, f"{issue.key}:test")
+        self.client.request("POST", f"/v1/emails/{email_id}/send-draft", json={"recipients": addresses})
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,186 @@
+"""The requests adapter shared by the HTTP providers (the only importer of requests).
+
+It sets a timeout on every request, maps transport failures and HTTP statuses
+to the typed provider errors, reads ``Retry-After`` and rate-limit headers, and
+never puts a credential in a message, a log line or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Mapping
+
+import requests
+
+from .. import __version__
+from ..config import Secret
+from ..errors import ProviderAuthError, ProviderError, ProviderRateLimited, ProviderRejected, ProviderTransient
+
+USER_AGENT = f"newsletter/{__version__} (+https://github.com/newsletter)"
+log = logging.getLogger("newsletter.http")
+
+
+class HttpClient:
+    """One provider's API: base URL, credentials (as :class:`Secret`), timeouts, pacing."""
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        secret_headers: Callable[[], Mapping[str, str]] | None = None,
+        basic_auth: tuple[str, Secret] | None = None,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        sleep: Callable[[float], None] = time.sleep,
+        transient_errors: tuple[str, ...] = (),
+    ) -> None:
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers.update({"User-Agent": USER_AGENT, **(headers or {})})
+        self._secret_headers = secret_headers or (lambda: {})
+        self._basic_auth = basic_auth
+        self.timeout = timeout
+        self.sleep = sleep
+        self._not_before = 0.0  # monotonic time before which the provider asked us to wait
+        self.transient_errors = transient_errors  # provider error names that mean "try again"
+
+    def __repr__(self) -> str:
+        return f"HttpClient({self.provider}, {self.base_url})"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        expect_json: bool = True,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Send one request; return the decoded JSON (or text), or raise a typed provider error."""
+        self._pace()
+        auth = None
+        if self._basic_auth:
+            user, password = self._basic_auth
+            auth = (user, password.reveal())
+        where = f"{self.provider} {method} {path}"
+        sent_headers = {**self._secret_headers(), **(headers or {})}
+        try:
+            response = self.session.request(
+                method, self.base_url + path, headers=sent_headers, auth=auth, timeout=self.timeout, **kwargs
+            )
+        except requests.exceptions.ConnectTimeout:
+            raise ProviderTransient("connection timed out", where=where) from None
+        except requests.exceptions.ReadTimeout:
+            # The request went out; the provider may have acted on it.
+            raise ProviderTransient("no answer before the timeout", where=where, maybe_delivered=True) from None
+        except requests.exceptions.ConnectionError as error:
+            sent = not _never_connected(error)
+            raise ProviderTransient(
+                "connection lost before an answer" if sent else "cannot connect", where=where, maybe_delivered=sent
+            ) from None
+        except requests.exceptions.RequestException as error:
+            raise ProviderTransient(f"request failed ({type(error).__name__})", where=where) from None
+        self._read_rate_limit(response)
+        log.debug("%s -> %s", where, response.status_code)
+        if response.status_code >= 400:
+            raise self.error_for(response, where)
+        if not expect_json:
+            return response.text
+        try:
+            return response.json()
+        except ValueError:
+            # A 2xx we cannot read: the provider may well have acted on it.
+            raise ProviderError(
+                f"answered {response.status_code} with a body that is not JSON ({_snippet(response)})",
+                where=where,
+                hint="check the provider's status page; nothing is re-sent automatically",
+                maybe_delivered=True,
+            ) from None
+
+    def error_for(self, response: requests.Response, where: str) -> ProviderError:
+        """The typed error for an HTTP error status; the message comes from the provider's body."""
+        status = response.status_code
+        detail = f"HTTP {status}: {_provider_message(response)}"
+        if status == 429:
+            return ProviderRateLimited(detail, where=where, retry_after=retry_after_seconds(response.headers))
+        if status in (401, 403):
+            return ProviderAuthError(detail, where=where, hint="check the API key variable and its permissions")
+        if status >= 500 or status in (408, 425) or any(name in detail for name in self.transient_errors):
+            return ProviderTransient(detail, where=where)
+        return ProviderRejected(detail, where=where, hint="the provider refused the request as written")
+
+    def _read_rate_limit(self, response: requests.Response) -> None:
+        """Obey ``RateLimit-Remaining: 0`` by waiting ``RateLimit-Reset`` seconds before the next call."""
+        headers = response.headers
+        remaining = headers.get("ratelimit-remaining") or headers.get("x-ratelimit-remaining")
+        reset = headers.get("ratelimit-reset") or headers.get("x-ratelimit-reset")
+        if remaining is None or reset is None:
+            return
+        try:
+            remaining_count, reset_value = int(float(remaining)), float(reset)
+        except ValueError:
+            return
+        if remaining_count > 0:
+            return
+        # Some providers send seconds to wait, others a Unix time.
+        wait = reset_value - time.time() if reset_value > 10**9 else reset_value
+        self._not_before = time.monotonic() + max(0.0, min(wait, 60.0))
+
+    def _pace(self) -> None:
+        wait = self._not_before - time.monotonic()
+        if wait > 0:
+            self.sleep(wait)
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` as seconds (it may be a number or an HTTP date), ``None`` when absent."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _never_connected(error: requests.exceptions.ConnectionError) -> bool:
+    """True when the failure happened before the request could reach the provider."""
+    text = repr(error)
+    return any(mark in text for mark in ("NewConnectionError", "ConnectionRefused", "NameResolutionError"))
+
+
+def _provider_message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return _snippet(response)
+    if isinstance(body, dict):
+        for key in ("message", "Message", "detail", "error", "name", "code"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                code = body.get("ErrorCode") or body.get("code") or body.get("name")
+                return f"{value} ({code})" if code and code != value else value
+            if isinstance(value, list) and value:
+                return json.dumps(value)[:200]
+    return _snippet(response)
+
+
+def _snippet(response: requests.Response) -> str:
+    text = " ".join(response.text.split())
+    return (text[:120] + "…") if len(text) > 120 else (text or "an empty body")

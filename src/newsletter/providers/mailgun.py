@@ -1,0 +1,113 @@
+"""Mailgun (batch family): ``POST /v3/<domain>/messages``, up to 1,000 recipients per call.
+
+Recipients never see each other: every call carries ``recipient-variables``,
+which also carry each person's signed unsubscribe URL (``%recipient.unsubscribe_url%``).
+Each chunk gets its own tag, so after a crash the events API says which
+recipients Mailgun accepted.  Mailgun has no idempotency key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Mapping
+
+from ..config import Config, secret
+from ..errors import ConfigError
+from ..render import UNSUBSCRIBE_PLACEHOLDER
+from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult
+from .http import HttpClient
+
+BASE_URLS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
+PER_RECIPIENT_URL = "%recipient.unsubscribe_url%"
+
+
+def chunk_tag(idempotency_key: str) -> str:
+    """A Mailgun tag (ASCII, ≤128 characters) naming one chunk of one issue."""
+    return ("nl-" + re.sub(r"[^A-Za-z0-9_.-]", "-", idempotency_key))[:128]
+
+
+class MailgunProvider:
+    name = "mailgun"
+    capabilities = Capabilities(
+        family=BATCH, max_batch=1000, idempotency=False, lookup=True, custom_headers=True, unsubscribe="ours"
+    )
+
+    def __init__(self, client: HttpClient, domain: str) -> None:
+        self.client = client
+        self.domain = domain
+
+    def __repr__(self) -> str:
+        return f"MailgunProvider({self.domain}, key=****)"
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> "MailgunProvider":
+        where = "newsletter.toml: providers.mailgun"
+        domain = settings.get("domain")
+        if not isinstance(domain, str) or not domain:
+            raise ConfigError("domain is missing", where=where, hint='add domain = "mg.example.org"')
+        region = settings.get("region", "us")
+        if region not in BASE_URLS:
+            raise ConfigError(f"region {region!r} is unknown", where=where, hint='use "us" or "eu"')
+        key = secret(settings.get("api_key_env", "NEWSLETTER_MAILGUN_API_KEY"), environ)
+        base_url = settings.get("base_url", BASE_URLS[region])
+        client = HttpClient(
+            "mailgun", base_url, basic_auth=("api", key), timeout=(5.0, float(settings.get("timeout", 30)))
+        )
+        return cls(client, domain)
+
+    def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
+        issue = request.issue
+        tag = chunk_tag(request.idempotency_key)
+        fields: list[tuple[str, str]] = [
+            ("from", str(issue.sender)),
+            ("subject", issue.subject),
+            ("text", issue.text.replace(UNSUBSCRIBE_PLACEHOLDER, PER_RECIPIENT_URL)),
+            ("html", issue.html.replace(UNSUBSCRIBE_PLACEHOLDER, PER_RECIPIENT_URL)),
+            ("o:tag", tag),
+            ("h:List-Unsubscribe", f"<{PER_RECIPIENT_URL}>"),
+            ("h:List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            ("h:List-Id", f"{issue.list_name} <{issue.list_id}>"),
+            ("v:subscriber-id", "%recipient.subscriber_id%"),
+            ("v:issue", issue.key),
+        ]
+        if issue.reply_to:
+            fields.append(("h:Reply-To", issue.reply_to))
+        variables = {}
+        for recipient in request.recipients:
+            fields.append(("to", recipient.email))
+            variables[recipient.email] = {
+                "unsubscribe_url": recipient.unsubscribe_url,
+                "subscriber_id": recipient.subscriber_id,
+            }
+        fields.append(("recipient-variables", json.dumps(variables)))
+        # files= with (None, value) parts: multipart/form-data (which Mailgun requires), no file names.
+        multipart = [(name, (None, value)) for name, value in fields]
+        answer = self.client.request("POST", f"/v3/{self.domain}/messages", files=multipart)
+        message_id = answer.get("id") if isinstance(answer, dict) else None
+        return [DeliveryResult(r.subscriber_id, True, message_id) for r in request.recipients]
+
+    def lookup_chunk(self, request: ChunkRequest) -> list[DeliveryResult] | None:
+        """Who Mailgun accepted under this chunk's tag (events API, followed page by page)."""
+        accepted: dict[str, str] = {}
+        path = f"/v3/{self.domain}/events"
+        params: dict[str, Any] | None = {"tags": chunk_tag(request.idempotency_key), "event": "accepted", "limit": 300}
+        for _ in range(100):
+            page = self.client.request("GET", path, params=params)
+            items = page.get("items", []) if isinstance(page, dict) else []
+            if not items:
+                break
+            for item in items:
+                recipient = str(item.get("recipient", "")).lower()
+                accepted[recipient] = (item.get("message") or {}).get("headers", {}).get("message-id", "")
+            following = (page.get("paging") or {}).get("next")
+            if not following or not following.startswith(self.client.base_url):
+                break
+            path, params = following.removeprefix(self.client.base_url), None
+        return [
+            DeliveryResult(r.subscriber_id, r.email.lower() in accepted, accepted.get(r.email.lower()) or None)
+            for r in request.recipients
+        ]
+
+    def close(self) -> None:
+        self.client.close()

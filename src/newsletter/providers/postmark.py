@@ -1,0 +1,111 @@
+"""Postmark (batch family): ``POST /email/batch``, up to 500 messages per call on a broadcast stream.
+
+A 200 answer can still refuse some messages (``ErrorCode`` ≠ 0, e.g. 406 for an
+inactive recipient): each is recorded as rejected for that recipient only.
+Each message carries the chunk in its ``Metadata``, so after a crash the
+outbound-messages search says which ones Postmark has.  No idempotency key.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..config import Config, secret
+from ..errors import ProviderError
+from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult
+from .http import HttpClient
+
+BASE_URL = "https://api.postmarkapp.com"
+# ErrorCodes worth another try later (rate or account limits); everything else is final.
+RETRYABLE_CODES = {429}
+
+
+class PostmarkProvider:
+    name = "postmark"
+    capabilities = Capabilities(
+        family=BATCH, max_batch=500, idempotency=False, lookup=True, custom_headers=True, unsubscribe="ours"
+    )
+
+    def __init__(self, client: HttpClient, stream: str) -> None:
+        self.client = client
+        self.stream = stream
+
+    def __repr__(self) -> str:
+        return f"PostmarkProvider({self.stream}, token=****)"
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> "PostmarkProvider":
+        token = secret(settings.get("server_token_env", "NEWSLETTER_POSTMARK_SERVER_TOKEN"), environ)
+        client = HttpClient(
+            "postmark",
+            settings.get("base_url", BASE_URL),
+            headers={"Accept": "application/json", "Content-Type": "application/json"},
+            secret_headers=lambda: {"X-Postmark-Server-Token": token.reveal()},
+            timeout=(5.0, float(settings.get("timeout", 30))),
+        )
+        return cls(client, settings.get("message_stream", "broadcast"))
+
+    def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
+        issue = request.issue
+        messages = []
+        for recipient in request.recipients:
+            messages.append(
+                {
+                    "From": str(issue.sender),
+                    "To": recipient.email,
+                    "Subject": issue.subject,
+                    "HtmlBody": issue.personal_html(recipient),
+                    "TextBody": issue.personal_text(recipient),
+                    "MessageStream": self.stream,
+                    "Headers": [
+                        {"Name": "List-Unsubscribe", "Value": issue.list_unsubscribe(recipient)},
+                        {"Name": "List-Unsubscribe-Post", "Value": "List-Unsubscribe=One-Click"},
+                        {"Name": "List-Id", "Value": f"{issue.list_name} <{issue.list_id}>"},
+                    ],
+                    "Metadata": {"chunk": request.idempotency_key, "subscriber": str(recipient.subscriber_id)},
+                    **({"ReplyTo": issue.reply_to} if issue.reply_to else {}),
+                }
+            )
+        answers = self.client.request("POST", "/email/batch", json=messages)
+        results = []
+        for recipient, answer in zip(request.recipients, answers if isinstance(answers, list) else []):
+            code = answer.get("ErrorCode", -1) if isinstance(answer, dict) else -1
+            if code == 0:
+                results.append(DeliveryResult(recipient.subscriber_id, True, answer.get("MessageID")))
+            else:
+                error = f"Postmark ErrorCode {code}: {answer.get('Message', '') if isinstance(answer, dict) else answer}"
+                results.append(DeliveryResult(recipient.subscriber_id, False, None, error, code in RETRYABLE_CODES))
+        if len(results) != len(request.recipients):
+            raise ProviderError(
+                f"answered {len(results)} results for {len(request.recipients)} messages",
+                where="postmark /email/batch",
+                maybe_delivered=True,
+            )
+        return results
+
+    def lookup_chunk(self, request: ChunkRequest) -> list[DeliveryResult] | None:
+        """Which messages of this chunk Postmark has, by their ``chunk`` metadata."""
+        found: dict[str, str] = {}
+        offset = 0
+        while True:
+            page = self.client.request(
+                "GET",
+                "/messages/outbound",
+                params={"count": 500, "offset": offset, "messagestream": self.stream,
+                        "metadata_chunk": request.idempotency_key},
+            )  # fmt: skip
+            messages = page.get("Messages", []) if isinstance(page, dict) else []
+            for message in messages:
+                subscriber = (message.get("Metadata") or {}).get("subscriber")
+                if subscriber is not None:
+                    found[str(subscriber)] = message.get("MessageID", "")
+            offset += len(messages)
+            if not messages or offset >= int(page.get("TotalCount", 0)):
+                break
+        return [
+            DeliveryResult(r.subscriber_id, str(r.subscriber_id) in found, found.get(str(r.subscriber_id)) or None)
+            for r in request.recipients
+        ]
+
+    def close(self) -> None:
+        self.client.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import closing
+from contextlib import ExitStack, closing
 import webbrowser
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,7 +26,8 @@ from .errors import EXIT_ERROR, NewsletterError, NothingToSend, NotFound, UsageE
 from .files import write_tree
 from .providers import available, load_provider
 from .render import render_issue
-from .send import choose_post, execute, pick_post, plan_send, preview_recipient, render_all, send_test, sent_record
+from .lock import SendLock
+from .send import choose, execute, pick_post, plan_send, preview_recipient, render_all, send_test, sent_record
 from .site import build_site
 from .store import ACTIVE, Ledger
 from .templates import make_environment
@@ -169,56 +170,92 @@ def preview(state: State, slug: str | None, open_browser: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Send without asking for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Render every message; send and record nothing.")
 @click.option("--test-to", metavar="ADDRESS", help="Send one copy, subject prefixed [TEST], to ADDRESS; record nothing.")
+@click.option("--correction", is_flag=True, help="Send SLUG again, marked as a correction, to those who received it.")
 @pass_state
-def send(state: State, slug: str | None, yes: bool, dry_run: bool, test_to: str | None) -> None:
+def send(state: State, slug: str | None, yes: bool, dry_run: bool, test_to: str | None, correction: bool) -> None:
     """Send the newest published post as an email issue, exactly once.
 
     Prints the plan (post, subject, provider, recipients) and sends only with
     --yes or after an interactive yes.  A post already sent is refused (exit 3
     when there is nothing new, 1 when SLUG names a sent post).  An interrupted
-    send is resumed where it stopped, never re-sending what the ledger records
-    as delivered.  With --test-to, any post (drafts too) goes to one address
-    through the configured provider and nothing is marked sent.
+    send is always finished first, never re-sending what the ledger records as
+    delivered.  One send runs at a time: a second one exits at once (exit 4).
+    With --test-to, any post (drafts too) goes to one address through the
+    configured provider and nothing is marked sent.
     """
     config = state.config
     posts = state.posts()
     keys = config.token_keys()
-    with closing(state.ledger()) as ledger:
-        if test_to is not None:
-            address = normalize_address(test_to)
-            post = pick_post(posts, state.clock(), slug)
-            with closing(load_provider(config)) as provider:
-                issue = render_issue(
-                    config, post, make_environment(config.templates_dir), subject_prefix="[TEST] ", variant="test"
-                )
-                send_test(config, issue, provider, keys, address, state.clock, config.retry)
-            click.echo(f"Test copy of «{post.title}» sent to {address} through {provider.name}; nothing recorded.")
-            return
-        post = choose_post(posts, ledger, state.clock(), slug)
+    if test_to is not None:
+        address = normalize_address(test_to)
+        post = pick_post(posts, state.clock(), slug)
         with closing(load_provider(config)) as provider:
-            active = ledger.count_subscribers(ACTIVE)
-            env = make_environment(config.templates_dir)
-            plan = plan_send(config, ledger, post, env, provider, subscribers=active)
-            if not plan.recipients and plan.audience_local:
-                raise NothingToSend(
-                    "no active subscribers", hint="add some with 'newsletter subscribers add' or 'subscribers import'"
-                )
-            for line in plan.describe():
-                click.echo(line)
-            if dry_run:
-                built = render_all(config, ledger, plan, keys, state.clock)
-                click.echo(f"Dry run: {built} messages rendered; nothing sent, nothing recorded.")
-                return
-            if not yes:
-                if not sys.stdin.isatty():
-                    raise UsageError("not sent: no terminal to confirm on", hint="add --yes to send without a prompt")
-                click.confirm("Send this issue now?", abort=True)
-            report = execute(config, ledger, plan, provider, keys, state.clock, config.retry)
+            issue = render_issue(
+                config, post, make_environment(config.templates_dir), subject_prefix="[TEST] ", variant="test"
+            )
+            send_test(config, issue, provider, keys, address, state.clock, config.retry)
+        click.echo(f"Test copy of «{post.title}» sent to {address} through {provider.name}; nothing recorded.")
+        return
+    with ExitStack() as stack:
+        if not dry_run:
+            lock = stack.enter_context(SendLock(lock_path(config)))
+            if lock.took_over:
+                click.echo(f"Note: took over the lock left by pid {lock.previous.get('pid')}, which is gone.", err=True)
+        ledger = stack.enter_context(closing(state.ledger()))
+        choice = choose(posts, ledger, state.clock(), slug, correction=correction)
+        provider = stack.enter_context(closing(load_provider(config)))
+        env = make_environment(config.templates_dir)
+        plan = plan_send(config, ledger, choice, env, provider, subscribers=ledger.count_subscribers(ACTIVE))
+        if not plan.recipients and plan.audience_local:
+            raise NothingToSend(
+                "no active subscribers", hint="add some with 'newsletter subscribers add' or 'subscribers import'"
+            )
+        for line in plan.describe():
+            click.echo(line)
+        if dry_run:
+            built = render_all(config, ledger, plan, keys, state.clock)
+            click.echo(f"Dry run: {built} messages rendered; nothing sent, nothing recorded.")
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError("not sent: no terminal to confirm on", hint="add --yes to send without a prompt")
+            click.confirm("Send this issue now?", abort=True)
+        report = execute(config, ledger, plan, provider, keys, state.clock, config.retry)
     counts = ", ".join(f"{n} {name}" for name, n in sorted(report.counts.items())) or "delivered by the provider"
     if not report.finished:
         click.echo(f"Not finished: {counts}. Run 'newsletter send' again to resume.", err=True)
         click.get_current_context().exit(EXIT_ERROR)
-    click.echo(f"Sent «{post.title}» through {provider.name}: {counts}.")
+    click.echo(f"Sent «{plan.post.title}» through {provider.name}: {counts}.")
+
+
+def lock_path(config: Config) -> Path:
+    """The send lock lives beside the ledger it protects."""
+    return config.database_path.with_name(config.database_path.name + ".lock")
+
+
+@cli.command()
+@click.argument("issue")
+@click.option("--assume-sent", "decision", flag_value="assume-sent", help="Count the uncertain deliveries as delivered.")
+@click.option("--resend", "decision", flag_value="resend", help="Send the uncertain deliveries again on the next send.")
+@pass_state
+def resolve(state: State, issue: str, decision: str | None) -> None:
+    """Decide what became of deliveries nothing could reconcile.
+
+    ISSUE is the slug of the post (or the issue key).  After a crash the
+    provider is asked first; only when it cannot tell does a send stop and
+    leave the decision here.  --assume-sent risks that some never got it;
+    --resend risks that some get it twice.  Then run 'newsletter send'.
+    """
+    if decision is None:
+        raise UsageError("choose --assume-sent or --resend", hint="see 'newsletter resolve --help'")
+    with SendLock(lock_path(state.config)), closing(state.ledger()) as ledger:
+        records = [r for r in ledger.unfinished_issues() if issue in (r.slug, r.key)]
+        if not records:
+            raise NotFound(f"no unfinished issue named {issue!r}", hint="run 'newsletter status' to see unfinished sends")
+        record = records[0]
+        changed = ledger.resolve(record.id, assume_sent=decision == "assume-sent", now=state.clock())
+    verb = "counted as delivered" if decision == "assume-sent" else "queued to be sent again"
+    click.echo(f"{changed} uncertain deliveries of «{record.subject}» {verb}. Run 'newsletter send' to finish.")
 
 
 @cli.command()
@@ -236,6 +273,7 @@ def status(state: State, as_json: bool, summary: bool) -> None:
             for record in ledger.issues_for_post(post.id):
                 entry = {
                     "key": record.key,
+                    "kind": record.kind,
                     "status": record.status,
                     "provider": record.provider,
                     "recipients": record.recipients,
@@ -267,9 +305,10 @@ def status(state: State, as_json: bool, summary: bool) -> None:
         return
     for row in rows:
         line = f"{row['state']:<9} {row['date'][:10]}  {row['slug']}"
-        done = next((i for i in row["issues"] if i["status"] in ("sent", "marked")), None)
+        done = next((i for i in reversed(row["issues"]) if i["status"] in ("sent", "marked")), None)
         if done and done["status"] == "sent":
-            line += f"  sent {done['sent_at'][:16]} to {done['recipients']} via {done['provider']}"
+            what = "correction sent" if done["kind"] == "correction" else "sent"
+            line += f"  {what} {done['sent_at'][:16]} to {done['recipients']} via {done['provider']}"
             if done["changed_since_sent"]:
                 line += " (changed since sent)"
         elif done:

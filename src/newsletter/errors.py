@@ -11,6 +11,7 @@ from __future__ import annotations
 EXIT_ERROR = 1  # bad input: a post, the config, a provider answer, the ledger
 EXIT_USAGE = 2  # bad usage of a command (click uses 2 as well)
 EXIT_NOTHING_TO_SEND = 3  # not a failure: the newest issue is already sent
+EXIT_LOCKED = 4  # another send holds the lock: nothing was done
 
 
 class NewsletterError(Exception):
@@ -84,6 +85,12 @@ class AlreadySent(NewsletterError):
 
 class SendConflict(NewsletterError):
     """A send cannot go on safely as things stand (for example the post changed mid-send)."""
+
+
+class SendLocked(NewsletterError):
+    """Another ``newsletter send`` is running against the same ledger."""
+
+    exit_code = EXIT_LOCKED
 
 
 class UsageError(NewsletterError):

@@ -46,6 +46,11 @@ def write_tree(folder: Path, files: Mapping[str, bytes]) -> list[Path]:
     targets = {inside(folder, relative): data for relative, data in files.items()}
     written = []
     try:
+        # Temp files of a build killed mid-write are garbage: the real files were never touched.
+        for directory in {target.parent for target in targets}:
+            if directory.is_dir():
+                for stale in directory.glob(".*.tmp"):
+                    stale.unlink(missing_ok=True)
         for target, data in targets.items():
             if target.is_file() and target.read_bytes() == data:
                 continue

@@ -17,14 +17,18 @@ import jinja2
 from .audience import UNSUBSCRIBE, make_token, unsubscribe_url
 from .config import Config, Secret
 from .content import Post, published
-from .errors import AlreadySent, DeliveryUncertain, NothingToSend, NotFound, ProviderError, ProviderRejected, SendConflict
+from .errors import (
+    AlreadySent, ConfigError, DeliveryUncertain, NothingToSend, NotFound, ProviderError, ProviderRejected, SendConflict, UsageError,
+)  # fmt: skip
 from .providers.base import AUDIENCE, ChunkRequest, DeliveryResult
 from .render import Issue, Recipient, render_issue
 from .retry import Attempts, RetryPolicy
+from .templates import labels
 from .store import ACCEPTED, IN_FLIGHT, MARKED, REJECTED, SENDING, SENT, UNKNOWN, IssueRecord, Ledger
 
 Clock = Callable[[], datetime]
 DONE_STATES = (SENT, MARKED)
+ISSUE, CORRECTION = "issue", "correction"
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class Plan:
     recipients: int
     resuming: IssueRecord | None = None
     audience_local: bool = True  # False when the provider keeps the list (audience family)
+    kind: str = ISSUE
+    corrects: IssueRecord | None = None
 
     def describe(self) -> list[str]:
         audience = str(self.recipients) if self.audience_local else f"the {self.provider} audience"
@@ -47,6 +53,8 @@ class Plan:
             f"Recipients: {audience}",
             f"HTML size:  {self.issue.html_bytes / 1000:.1f} KB after inlining",
         ]
+        if self.corrects:
+            lines.append(f"Correcting: the issue sent {self.corrects.sent_at}, to those who received it")
         if self.resuming:
             lines.append(f"Resuming:   the unfinished send started {self.resuming.created_at}")
         return lines + [f"Warning:    {w}" for w in self.issue.warnings]
@@ -64,10 +72,6 @@ def sent_record(ledger: Ledger, post: Post) -> IssueRecord | None:
     return next((r for r in ledger.issues_for_post(post.id) if r.status in DONE_STATES), None)
 
 
-def unfinished_record(ledger: Ledger, post: Post) -> IssueRecord | None:
-    return next((r for r in ledger.issues_for_post(post.id) if r.status == SENDING), None)
-
-
 def pick_post(posts: Sequence[Post], now: datetime, slug: str | None) -> Post:
     """Any post by slug (drafts too), or the newest published one: for previews and test sends."""
     if slug is None:
@@ -81,12 +85,42 @@ def pick_post(posts: Sequence[Post], now: datetime, slug: str | None) -> Post:
     return post
 
 
-def choose_post(posts: Sequence[Post], ledger: Ledger, now: datetime, slug: str | None = None) -> Post:
-    """The post to send: ``slug`` if given, else the newest published post.
+@dataclass(frozen=True)
+class Choice:
+    """What ``send`` will do: which post, as a new issue or a correction, or resuming a record."""
 
-    Older unsent posts are never picked implicitly: that would mail the back
-    catalogue.  A post already sent is refused, never sent twice.
+    post: Post
+    kind: str = ISSUE
+    resuming: IssueRecord | None = None
+    corrects: IssueRecord | None = None
+
+
+def choose(
+    posts: Sequence[Post], ledger: Ledger, now: datetime, slug: str | None = None, *, correction: bool = False
+) -> Choice:
+    """The send to do now.
+
+    An unfinished send is always finished first.  Otherwise ``slug``, or the
+    newest published post: older unsent posts are never picked implicitly
+    (that would mail the back catalogue), and a post already sent is refused,
+    never sent twice; an edited one can be sent again only as an explicit
+    correction.
     """
+    unfinished = ledger.unfinished_issues()
+    if unfinished:
+        record = unfinished[0]
+        post = next((p for p in posts if p.id == record.post_id), None)
+        if post is None:
+            raise SendConflict(
+                f"the unfinished issue «{record.subject}» has no post any more (id {record.post_id})",
+                hint="restore its post, or settle it with 'newsletter resolve'",
+            )
+        if slug is not None and slug != post.slug:
+            raise SendConflict(
+                f"the send of «{post.title}» ({post.slug}) is unfinished",
+                hint="run 'newsletter send' to finish it first",
+            )
+        return Choice(post, record.kind, resuming=record)
     candidates = published(posts, now)
     if slug is not None:
         post = next((p for p in candidates if p.slug == slug), None)
@@ -94,45 +128,90 @@ def choose_post(posts: Sequence[Post], ledger: Ledger, now: datetime, slug: str 
             known = next((p for p in posts if p.slug == slug), None)
             reason = "is a draft or scheduled for later" if known else "matches no post"
             raise NotFound(f"slug {slug!r} {reason}", hint="run 'newsletter status' to see the posts and their slugs")
+    elif correction:
+        raise UsageError("--correction needs the SLUG of the edited post", hint="newsletter send --correction SLUG")
     elif not candidates:
         raise NothingToSend("no published post to send", hint="add a post without draft: true and a past date")
     else:
         post = candidates[0]
     record = sent_record(ledger, post)
+    if correction:
+        return _correction_of(post, ledger, record)
     if record is not None:
         when = record.sent_at or record.created_at
         how = "marked as sent" if record.status == MARKED else f"sent to {record.recipients} via {record.provider}"
         message = f"«{post.title}» ({post.slug}) was already {how} on {when}"
         if slug is None:
             raise NothingToSend(message, hint="nothing new to send; publish a new post first")
-        raise AlreadySent(message, hint="an issue is never sent twice")
-    return post
+        hint = "an issue is never sent twice"
+        if record.content_hash != post.content_hash:
+            hint = "it changed since; send it as a correction with 'newsletter send --correction SLUG'"
+        raise AlreadySent(message, hint=hint)
+    return Choice(post)
+
+
+def _correction_of(post: Post, ledger: Ledger, record: IssueRecord | None) -> Choice:
+    if record is None or record.status != SENT:
+        raise AlreadySent(
+            f"«{post.title}» was never mailed, so there is nothing to correct", hint="send it normally"
+        )
+    latest = [r for r in ledger.issues_for_post(post.id) if r.status == SENT][-1]
+    if latest.content_hash == post.content_hash:
+        raise NothingToSend(f"«{post.title}» has not changed since it was last sent", hint="edit it first")
+    return Choice(post, CORRECTION, corrects=record)
 
 
 def plan_send(
     config: Config,
     ledger: Ledger,
-    post: Post,
+    choice: Choice,
     env: jinja2.Environment,
     provider,
     *,
     subscribers: int,
 ) -> Plan:
     """Render the issue once and describe the send; writes nothing."""
-    resuming = unfinished_record(ledger, post)
+    post, resuming = choice.post, choice.resuming
     if resuming is not None and resuming.content_hash != post.content_hash:
         raise SendConflict(
             f"«{post.title}» changed while its issue was being sent",
             where=str(post.source),
             hint="restore the post as it was when the send started (git checkout), then run send again",
         )
-    issue = render_issue(config, post, env)
+    if resuming is not None and resuming.provider != provider.name:
+        raise SendConflict(
+            f"the unfinished send of «{post.title}» started through {resuming.provider}",
+            where="newsletter.toml: send.provider",
+            hint=f"set provider = \"{resuming.provider}\" until it is finished",
+        )
+    if choice.kind == CORRECTION:
+        prefix = labels(config.site.language)["correction"]
+        issue = render_issue(config, post, env, subject_prefix=prefix, variant=f"correction:{post.content_hash}")
+    else:
+        issue = render_issue(config, post, env)
     local = provider.capabilities.family != AUDIENCE
-    recipients = (resuming.recipients if resuming else subscribers) if local else 0
+    if resuming:
+        recipients = resuming.recipients
+    elif choice.corrects:
+        recipients = ledger.count_audience_of(choice.corrects.id)
+    else:
+        recipients = subscribers
     return Plan(
-        post=post, issue=issue, provider=provider.name, recipients=recipients or 0, resuming=resuming,
-        audience_local=local,
+        post=post, issue=issue, provider=provider.name, recipients=(recipients or 0) if local else 0,
+        resuming=resuming, audience_local=local, kind=choice.kind, corrects=choice.corrects,
     )  # fmt: skip
+
+
+def chunk_size(config: Config, provider) -> int:
+    """Recipients per call: the provider's maximum, or less if ``[providers.NAME] batch_size`` says so."""
+    largest = provider.capabilities.max_batch or 1_000_000_000
+    wanted = config.provider_settings(provider.name).get("batch_size", largest)
+    if isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < 1:
+        raise ConfigError(
+            "must be a whole number ≥ 1", where=f"newsletter.toml: providers.{provider.name}.batch_size",
+            hint=f"at most {largest}",
+        )  # fmt: skip
+    return min(largest, wanted)
 
 
 def recipient_for(config: Config, keys: Sequence[Secret], subscriber_id: int, email: str, issued: datetime) -> Recipient:
@@ -160,9 +239,11 @@ def execute(
         content_hash=post.content_hash,
         subject=issue.subject,
         provider=provider.name,
-        chunk_size=provider.capabilities.max_batch or 1_000_000_000,
+        chunk_size=chunk_size(config, provider),
         now=clock(),
         local_audience=plan.audience_local,
+        kind=plan.kind,
+        audience_of=plan.corrects.id if plan.corrects else None,
     )
     if not plan.audience_local:
         return _publish_to_audience(ledger, record, issue, provider, policy, clock)

@@ -110,6 +110,12 @@ def m002_chunk_provider_reference(db: sqlite_utils.Database) -> None:
     db["chunks"].add_column("provider_reference", str)
 
 
+@MIGRATIONS()
+def m003_issue_kind(db: sqlite_utils.Database) -> None:
+    """``issue`` or ``correction`` (an explicit re-send of an edited post)."""
+    db["issues"].add_column("kind", str, not_null_default="issue")
+
+
 @dataclass(frozen=True)
 class IssueRecord:
     id: int
@@ -123,6 +129,7 @@ class IssueRecord:
     recipients: int | None
     created_at: str
     sent_at: str | None
+    kind: str = "issue"
 
 
 @dataclass(frozen=True)
@@ -218,12 +225,52 @@ class Ledger:
         rows = list(self.db["issues"].rows_where("key = ?", [key], limit=1))
         return IssueRecord(**rows[0]) if rows else None
 
+    def unfinished_issues(self) -> list[IssueRecord]:
+        """Issues whose send started and did not finish, oldest first: they are resumed first."""
+        return [IssueRecord(**row) for row in self.db["issues"].rows_where("status = ?", [SENDING], order_by="id")]
+
+    def count_audience_of(self, issue_id: int) -> int:
+        """How many people received ``issue_id`` and are still subscribed (a correction's audience)."""
+        return self.db.execute(
+            """SELECT count(*) FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+               WHERE d.issue_id = ? AND d.state = ? AND s.status = ?""",
+            [issue_id, ACCEPTED, ACTIVE],
+        ).fetchone()[0]
+
+    def resolve(self, issue_id: int, *, assume_sent: bool, now: datetime) -> int:
+        """The editor's decision on chunks nothing could reconcile; returns the deliveries changed.
+
+        ``assume_sent``: they count as delivered (no one gets a second copy, some may get none).
+        Otherwise they go back to ``planned`` and the next send delivers them (some may get two).
+        """
+        stamp = now.isoformat()
+        state, note = (ACCEPTED, "assumed delivered (newsletter resolve)") if assume_sent else (PLANNED, None)
+        with self._write():
+            cursor = self.db.execute(
+                "UPDATE deliveries SET state = ?, error = ?, updated_at = ? WHERE issue_id = ? AND state IN (?, ?)",
+                [state, note, stamp, issue_id, IN_FLIGHT, UNKNOWN],
+            )
+            changed = cursor.rowcount
+            self.db.execute(
+                """UPDATE chunks SET state = CASE
+                       WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = chunks.issue_id
+                                    AND d.chunk = chunks.number AND d.state = ?) THEN ?
+                       WHEN NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = chunks.issue_id
+                                        AND d.chunk = chunks.number) THEN ?
+                       ELSE ? END,
+                   updated_at = ?
+                   WHERE issue_id = ? AND state IN (?, ?)""",
+                [PLANNED, PLANNED, state, ACCEPTED, stamp, issue_id, IN_FLIGHT, UNKNOWN],
+            )
+        return changed
+
     def all_issues(self) -> list[IssueRecord]:
         return [IssueRecord(**row) for row in self.db["issues"].rows_where(order_by="id")]
 
     def plan_issue(
         self, *, key: str, post_id: str, slug: str, content_hash: str, subject: str, provider: str,
-        chunk_size: int, now: datetime, local_audience: bool = True,
+        chunk_size: int, now: datetime, local_audience: bool = True, kind: str = "issue",
+        audience_of: int | None = None,
     ) -> IssueRecord:  # fmt: skip
         """Record an issue and freeze its audience: one ``planned`` delivery per active subscriber.
 
@@ -231,7 +278,8 @@ class Ledger:
         (and every idempotency key derived from it) is the same on a replay.
         Done in SQL: the list is never loaded into memory.  When the provider
         keeps the audience (``local_audience=False``) the issue is one chunk
-        with no local deliveries.
+        with no local deliveries.  A correction (``audience_of``) goes to the
+        people who received that issue and are still subscribed.
         """
         stamp = now.isoformat()
         with self._write():
@@ -239,7 +287,7 @@ class Ledger:
             table.insert(
                 {
                     "key": key, "post_id": post_id, "slug": slug, "content_hash": content_hash,
-                    "subject": subject, "provider": provider, "status": SENDING, "created_at": stamp,
+                    "subject": subject, "provider": provider, "status": SENDING, "created_at": stamp, "kind": kind,
                 }  # fmt: skip
             )
             issue_id = table.last_pk
@@ -250,11 +298,16 @@ class Ledger:
                     [issue_id, PLANNED, f"{key}:0", stamp],
                 )
                 return self.issue_by_key(key)
+            audience, arguments = "SELECT id, email FROM subscribers WHERE status = ?", [ACTIVE]
+            if audience_of is not None:
+                audience = """SELECT s.id, s.email FROM subscribers s JOIN deliveries d ON d.subscriber_id = s.id
+                              WHERE s.status = ? AND d.issue_id = ? AND d.state = ?"""
+                arguments = [ACTIVE, audience_of, ACCEPTED]
             self.db.execute(
-                """INSERT INTO deliveries (issue_id, chunk, subscriber_id, email, state, updated_at)
-                   SELECT ?, (ROW_NUMBER() OVER (ORDER BY id) - 1) / ?, id, email, ?, ?
-                   FROM subscribers WHERE status = ? ORDER BY id""",
-                [issue_id, chunk_size, PLANNED, stamp, ACTIVE],
+                f"""INSERT INTO deliveries (issue_id, chunk, subscriber_id, email, state, updated_at)
+                    SELECT ?, (ROW_NUMBER() OVER (ORDER BY id) - 1) / ?, id, email, ?, ?
+                    FROM ({audience}) ORDER BY id""",
+                [issue_id, chunk_size, PLANNED, stamp, *arguments],
             )
             self.db.execute(
                 """INSERT INTO chunks (issue_id, number, state, idempotency_key, attempts, updated_at)

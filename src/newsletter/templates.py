@@ -26,6 +26,7 @@ LABELS = {
         "archive": "All issues",
         "feed": "Atom feed",
         "published": "Published",
+        "correction": "[Correction] ",
     },
     "fr": {
         "view_in_browser": "Voir ce numéro dans votre navigateur",
@@ -35,6 +36,7 @@ LABELS = {
         "archive": "Tous les numéros",
         "feed": "Flux Atom",
         "published": "Publié le",
+        "correction": "[Correctif] ",
     },
 }
 

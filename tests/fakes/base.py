@@ -33,6 +33,14 @@ TRANSIENT_KINDS = ("429", "500", "503", "drop", "accept_then_drop")
 KINDS = ("http", "slow", "accept_then_drop", "drop", "partial")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that dies mid-request (the chaos tests kill senders) is normal here, not news."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 @dataclass
 class Fault:
     """One failure to apply to the next ``times`` matching requests (``times=None``: all of them).
@@ -213,12 +221,13 @@ class FakeServer:
         self._connections: set[socket.socket] = set()
         self.requests: list[Recorded] = []
         self.delivered: list[Delivery] = []
+        self.latency = 0.0  # seconds every answer waits after processing (network and provider time)
         self.crashes: list[str] = []  # tracebacks of bugs in the fake itself (answered 500)
 
     # -- life cycle ---------------------------------------------------------
     def start(self) -> "FakeServer":
         self._stopping.clear()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.fake = self  # type: ignore[attr-defined]
         threading.Thread(target=self._server.serve_forever, args=(0.01,), name=f"{self.name}-server",
@@ -360,6 +369,8 @@ class FakeServer:
             rec.processed = not too_big
             if kind == "slow":
                 self._stopping.wait(fault.seconds)
+            elif self.latency:
+                self._stopping.wait(self.latency)
             with self._lock:
                 for hook in req.after:
                     hook(resp)

@@ -9,9 +9,10 @@ The body is the post's sanitized HTML, without front matter.
 from __future__ import annotations
 
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from ..config import Config, secret
-from ..errors import ProviderError
+from ..errors import ConfigError, ProviderError, ProviderRejected, ProviderTransient
 from ..render import Issue
 from .base import AUDIENCE, Capabilities
 from .http import HttpClient
@@ -38,12 +39,25 @@ class ButtondownProvider:
         key = secret(settings.get("api_key_env", "NEWSLETTER_BUTTONDOWN_API_KEY"), environ)
         client = HttpClient(
             "buttondown",
-            settings.get("base_url", BASE_URL),
+            _base_url(settings),
             headers={"X-API-Version": settings.get("api_version", API_VERSION)},
             secret_headers=lambda: {"Authorization": f"Token {key.reveal()}"},
-            timeout=(5.0, float(settings.get("timeout", 30))),
+            timeout=(5.0, _timeout(settings)),
         )
         return cls(client)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One API call; a 409 (our idempotency key's first request is still running) is transient."""
+        try:
+            return self.client.request(method, path, **kwargs)
+        except ProviderRejected as error:
+            if not error.message.startswith("HTTP 409"):
+                raise
+            # The first request under this key may still land: replay later, same key, never a new one.
+            raise ProviderTransient(
+                error.message, where=error.where, maybe_delivered=True,
+                hint="an earlier request with the same idempotency key is still running at Buttondown",
+            ) from None  # fmt: skip
 
     def _draft(self, issue: Issue, idempotency_key: str) -> str:
         payload = {
@@ -54,7 +68,7 @@ class ButtondownProvider:
             "canonical_url": issue.post.url,
             "metadata": {"newsletter_issue": issue.key, "post_id": issue.post.id},
         }
-        answer = self.client.request(
+        answer = self._request(
             "POST", "/v1/emails", json=payload, headers={"X-Idempotency-Key": f"{idempotency_key}:draft"[:200]}
         )
         email_id = answer.get("id") if isinstance(answer, dict) else None
@@ -65,7 +79,7 @@ class ButtondownProvider:
     def publish(self, issue: Issue, *, idempotency_key: str) -> str:
         """Create the draft, then send it to the whole Buttondown audience; returns the email id."""
         email_id = self._draft(issue, idempotency_key)
-        self.client.request(
+        self._request(
             "PATCH",
             f"/v1/emails/{email_id}",
             json={"status": "about_to_send"},
@@ -81,7 +95,33 @@ class ButtondownProvider:
     def send_test(self, issue: Issue, addresses: list[str]) -> None:
         """A draft sent only to ``addresses`` (Buttondown's send-draft); the audience gets nothing."""
         email_id = self._draft(issue, f"{issue.key}:test")
-        self.client.request("POST", f"/v1/emails/{email_id}/send-draft", json={"recipients": addresses})
+        self._request("POST", f"/v1/emails/{email_id}/send-draft", json={"recipients": addresses})
 
     def close(self) -> None:
         self.client.close()
+
+
+def _base_url(settings: Mapping[str, Any]) -> str:
+    """The API's URL: https only (the key travels in a header), plain http only to this machine."""
+    url = settings.get("base_url", BASE_URL)
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        host = parts.hostname if parts else None
+    except ValueError:
+        parts, host = None, None
+    local = parts is not None and parts.scheme == "http" and host in ("127.0.0.1", "localhost", "::1")
+    if not host or not (parts.scheme == "https" or local):
+        raise ConfigError(
+            f"{url!r} is not an https URL", where="newsletter.toml: providers.buttondown.base_url",
+            hint=f"the API key must not travel in clear; leave it out to use {BASE_URL}",
+        )  # fmt: skip
+    return url
+
+
+def _timeout(settings: Mapping[str, Any]) -> float:
+    value = settings.get("timeout", 30)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(
+            "must be a number of seconds > 0", where="newsletter.toml: providers.buttondown.timeout", hint="e.g. timeout = 30"
+        )
+    return float(value)

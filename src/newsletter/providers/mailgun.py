@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, Mapping
 
 from ..config import Config, secret
-from ..errors import ConfigError
-from ..render import UNSUBSCRIBE_PLACEHOLDER
+from ..errors import ConfigError, ProviderRateLimited
+from ..render import UNSUBSCRIBE_PLACEHOLDER, Recipient
 from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult
 from .http import HttpClient
 
 BASE_URLS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
 PER_RECIPIENT_URL = "%recipient.unsubscribe_url%"
+# A 429 says when to come back in its body, not in a Retry-After header (providers.md §3).
+TRY_AGAIN_AFTER = re.compile(r"try again after (.+?)\s*$", re.IGNORECASE)
 
 
 def chunk_tag(idempotency_key: str) -> str:
@@ -65,7 +69,8 @@ class MailgunProvider:
             ("text", issue.text.replace(UNSUBSCRIBE_PLACEHOLDER, PER_RECIPIENT_URL)),
             ("html", issue.html.replace(UNSUBSCRIBE_PLACEHOLDER, PER_RECIPIENT_URL)),
             ("o:tag", tag),
-            ("h:List-Unsubscribe", f"<{PER_RECIPIENT_URL}>"),
+            # The same value as every other provider's (LIST-01), with Mailgun filling in each URL.
+            ("h:List-Unsubscribe", issue.list_unsubscribe(Recipient(0, "", PER_RECIPIENT_URL))),
             ("h:List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
             ("h:List-Id", f"{issue.list_name} <{issue.list_id}>"),
             ("v:subscriber-id", "%recipient.subscriber_id%"),
@@ -83,23 +88,26 @@ class MailgunProvider:
         fields.append(("recipient-variables", json.dumps(variables)))
         # files= with (None, value) parts: multipart/form-data (which Mailgun requires), no file names.
         multipart = [(name, (None, value)) for name, value in fields]
-        answer = self.client.request("POST", f"/v3/{self.domain}/messages", files=multipart)
+        answer = self._request("POST", f"/v3/{self.domain}/messages", files=multipart)
         message_id = answer.get("id") if isinstance(answer, dict) else None
         return [DeliveryResult(r.subscriber_id, True, message_id) for r in request.recipients]
 
     def lookup_chunk(self, request: ChunkRequest) -> list[DeliveryResult] | None:
         """Who Mailgun accepted under this chunk's tag (events API, followed page by page)."""
         accepted: dict[str, str] = {}
+        wanted = {r.email.lower() for r in request.recipients}
         path = f"/v3/{self.domain}/events"
         params: dict[str, Any] | None = {"tags": chunk_tag(request.idempotency_key), "event": "accepted", "limit": 300}
         for _ in range(100):
-            page = self.client.request("GET", path, params=params)
+            page = self._request("GET", path, params=params)
             items = page.get("items", []) if isinstance(page, dict) else []
             if not items:
                 break
             for item in items:
                 recipient = str(item.get("recipient", "")).lower()
-                accepted[recipient] = (item.get("message") or {}).get("headers", {}).get("message-id", "")
+                accepted[recipient] = _message_id((item.get("message") or {}).get("headers", {}).get("message-id"))
+            if wanted <= accepted.keys():
+                break  # everyone is accounted for: further pages cannot change the answer
             following = (page.get("paging") or {}).get("next")
             if not following or not following.startswith(self.client.base_url):
                 break
@@ -109,5 +117,34 @@ class MailgunProvider:
             for r in request.recipients
         ]
 
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return self.client.request(method, path, **kwargs)
+        except ProviderRateLimited as error:
+            if error.retry_after is None:
+                error.retry_after = _try_again_after(error.message)
+            raise
+
     def close(self) -> None:
         self.client.close()
+
+
+def _message_id(value: Any) -> str:
+    """The events API gives the Message-Id bare; the send answer gives it in angle brackets, as we record it."""
+    if not isinstance(value, str) or not value.strip("<> "):
+        return ""
+    return f"<{value.strip('<> ')}>"
+
+
+def _try_again_after(message: str) -> float | None:
+    """Seconds until the "try again after <date>" of a Mailgun 429 body, ``None`` when it has none."""
+    match = TRY_AGAIN_AFTER.search(message)
+    if not match:
+        return None
+    try:
+        when = parsedate_to_datetime(match.group(1))
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())

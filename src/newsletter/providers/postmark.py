@@ -11,13 +11,18 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..config import Config, secret
-from ..errors import ProviderError
+from ..errors import ProviderError, ProviderRejected
 from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult
 from .http import HttpClient
 
 BASE_URL = "https://api.postmarkapp.com"
 # ErrorCodes worth another try later (rate or account limits); everything else is final.
 RETRYABLE_CODES = {429}
+# ErrorCodes about one message's recipients (300 invalid address, 406 inactive): that recipient is
+# rejected.  Any other code (1235 unknown stream, 400/401 sender signature, 405 not allowed to send,
+# 412 account pending...) is about the whole request: when it refuses every message of a chunk the
+# send stops with the reason, rather than recording the issue as sent to nobody.
+RECIPIENT_CODES = {300, 406}
 
 
 class PostmarkProvider:
@@ -81,6 +86,15 @@ class PostmarkProvider:
                 where="postmark /email/batch",
                 maybe_delivered=True,
             )
+        if not any(r.accepted for r in results):
+            for answer in answers:
+                code = answer.get("ErrorCode") if isinstance(answer, dict) else None
+                if code not in RECIPIENT_CODES and code not in RETRYABLE_CODES:
+                    raise ProviderRejected(
+                        f"refused every message: {answer.get('Message', '')} (ErrorCode {code})",
+                        where="postmark POST /email/batch",
+                        hint="check [providers.postmark] (message_stream) and the sender on the Postmark server",
+                    )
         return results
 
     def lookup_chunk(self, request: ChunkRequest) -> list[DeliveryResult] | None:

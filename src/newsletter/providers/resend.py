@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from ..config import Config, secret
-from ..errors import ProviderError
+from ..errors import ConfigError, ProviderError, ProviderRejected
 from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult
 from .http import HttpClient
 
@@ -35,9 +36,9 @@ class ResendProvider:
         key = secret(settings.get("api_key_env", "NEWSLETTER_RESEND_API_KEY"), environ)
         client = HttpClient(
             "resend",
-            settings.get("base_url", BASE_URL),
+            _base_url(settings),
             secret_headers=lambda: {"Authorization": f"Bearer {key.reveal()}"},
-            timeout=(5.0, float(settings.get("timeout", 30))),
+            timeout=(5.0, _timeout(settings)),
             # 409 for a key whose first request is still running: wait and replay.
             transient_errors=("concurrent_idempotent_requests",),
         )
@@ -63,9 +64,22 @@ class ResendProvider:
             }
             for recipient in request.recipients
         ]
-        answer = self.client.request(
-            "POST", "/emails/batch", json=emails, headers={"Idempotency-Key": request.idempotency_key[:256]}
-        )
+        try:
+            answer = self.client.request(
+                "POST", "/emails/batch", json=emails, headers={"Idempotency-Key": request.idempotency_key[:256]}
+            )
+        except ProviderError as error:
+            # Both 409s mean Resend already holds a request under this key: the chunk may have
+            # gone out, so the ledger must not record it as proven undelivered.
+            if "invalid_idempotent_request" in error.message:
+                raise ProviderRejected(
+                    error.message, where=error.where, maybe_delivered=True,
+                    hint="Resend already sent this chunk with a different body (signing key or post changed"
+                    " since?); check the Resend dashboard before sending anything again",
+                ) from None  # fmt: skip
+            if "concurrent_idempotent_requests" in error.message:
+                error.maybe_delivered = True
+            raise
         data = answer.get("data") if isinstance(answer, dict) else None
         if not isinstance(data, list) or len(data) != len(request.recipients):
             raise ProviderError(
@@ -80,3 +94,29 @@ class ResendProvider:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _base_url(settings: Mapping[str, Any]) -> str:
+    """The API's URL: https only (the key travels in a header), plain http only to this machine."""
+    url = settings.get("base_url", BASE_URL)
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        host = parts.hostname if parts else None
+    except ValueError:
+        parts, host = None, None
+    local = parts is not None and parts.scheme == "http" and host in ("127.0.0.1", "localhost", "::1")
+    if not host or not (parts.scheme == "https" or local):
+        raise ConfigError(
+            f"{url!r} is not an https URL", where="newsletter.toml: providers.resend.base_url",
+            hint=f"the API key must not travel in clear; leave it out to use {BASE_URL}",
+        )  # fmt: skip
+    return url
+
+
+def _timeout(settings: Mapping[str, Any]) -> float:
+    value = settings.get("timeout", 30)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(
+            "must be a number of seconds > 0", where="newsletter.toml: providers.resend.timeout", hint="e.g. timeout = 30"
+        )
+    return float(value)

@@ -108,13 +108,15 @@ def test_invalid_addresses_are_refused(raw):
 def test_add_list_remove_export_through_the_cli(run, project):
     assert run("subscribers", "add", "Alice@Example.org", "bob@example.org").exit_code == 0
     again = run("subscribers", "add", "alice@example.org")
-    assert "already active" in again.stdout
+    assert "already subscribed" in again.stdout
     assert run("subscribers", "remove", "bob@example.org").exit_code == 0
     assert "already unsubscribed" in run("subscribers", "remove", "bob@example.org").stdout
     listed = run("subscribers", "list").stdout.splitlines()
     assert [line.split("\t")[:2] for line in listed] == [["alice@example.org", "active"], ["bob@example.org", "unsubscribed"]]
     assert run("subscribers", "list", "--status", "active").stdout.count("\n") == 1
+    assert "suppressed, not added" in run("subscribers", "add", "bob@example.org").stdout
     exported = list(csv.DictReader(io.StringIO(run("subscribers", "export").stdout)))
+    assert all(r["consent_at"] and r["consent_source"] == "cli" for r in exported)  # LAW-04
     assert [(r["email"], r["status"], r["source"]) for r in exported] == [
         ("alice@example.org", "active", "cli"),
         ("bob@example.org", "unsubscribed", "cli"),
@@ -141,7 +143,7 @@ def test_import_reports_added_known_and_invalid_lines(run, project):
     )
     outcome = run("subscribers", "import", str(source))
     assert outcome.exit_code == 0
-    assert "Imported 1, already known 2, invalid 1." in outcome.stdout
+    assert "Imported 1, duplicates 1, suppressed 1, invalid 1." in outcome.stdout
     assert "people.csv:3" in outcome.stderr
     statuses = dict(line.split("\t")[:2] for line in run("subscribers", "list").stdout.splitlines())
     # An unsubscribed address is never re-activated by an import.

@@ -379,13 +379,18 @@ def subscribers() -> None:
 @click.option("--source", default="cli", show_default=True, help="Where the subscriber came from.")
 @pass_state
 def subscribers_add(state: State, emails: tuple[str, ...], source: str) -> None:
-    """Add (or re-activate) one or more addresses."""
+    """Add one or more addresses as active subscribers (you vouch for their consent).
+
+    Addresses that unsubscribed, bounced or complained are never re-added here;
+    they can subscribe again through the form, which asks them to confirm.
+    """
     addresses = [normalize_address(e) for e in emails]
     ledger = state.ledger()
     try:
         for address in addresses:
-            _, changed = ledger.add_subscriber(address, source=source, now=state.clock())
-            click.echo(f"{'added' if changed else 'already active'}  {address}")
+            _, outcome = ledger.add_subscriber(address, source=source, now=state.clock())
+            label = {"added": "added", "known": "already subscribed", "suppressed": "suppressed, not added"}[outcome]
+            click.echo(f"{label}  {address}")
     finally:
         ledger.close()
 
@@ -409,7 +414,9 @@ def subscribers_remove(state: State, emails: tuple[str, ...]) -> None:
 
 
 @subscribers.command("list")
-@click.option("--status", type=click.Choice(["active", "unsubscribed"]), help="Only this status.")
+@click.option(
+    "--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced", "complained"]), help="Only this status."
+)
 @pass_state
 def subscribers_list(state: State, status: str | None) -> None:
     """List subscribers: address, status, source, date added."""
@@ -428,8 +435,8 @@ def subscribers_list(state: State, status: str | None) -> None:
 def subscribers_import(state: State, csv_file, source: str | None) -> None:
     """Import addresses from a CSV file (an 'email' column, else the first column).
 
-    Invalid lines are reported and skipped; addresses already known, active or
-    unsubscribed, are left as they are.
+    Invalid lines are reported and skipped; duplicates and suppressed addresses
+    (unsubscribed, bounced, complained) are skipped and counted, never re-activated.
     """
     ledger = state.ledger()
     try:
@@ -441,7 +448,10 @@ def subscribers_import(state: State, csv_file, source: str | None) -> None:
         ledger.close()
     for line, raw in report.invalid:
         click.echo(f"Skipped {csv_file.name}:{line}: {raw!r} is not a valid address", err=True)
-    click.echo(f"Imported {report.added}, already known {report.already}, invalid {len(report.invalid)}.")
+    click.echo(
+        f"Imported {report.added}, duplicates {report.duplicate}, suppressed {report.suppressed},"
+        f" invalid {len(report.invalid)}."
+    )
 
 
 @subscribers.command("export")
@@ -454,6 +464,25 @@ def subscribers_export(state: State, output) -> None:
         export_csv(ledger.subscribers(), output)
     finally:
         ledger.close()
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option("--threads", default=8, show_default=True, type=int, help="Worker threads.")
+@click.option("--behind-proxy", is_flag=True, help="Trust X-Forwarded-For/-Proto from one reverse proxy (nginx).")
+@pass_state
+def serve_command(state: State, host: str, port: int, threads: int, behind_proxy: bool) -> None:
+    """Run the subscribe, confirm and unsubscribe pages, bounce webhooks and the archive (waitress).
+
+    GET links only show a page; their button's POST acts.  One-click
+    unsubscribe (RFC 8058) POSTs are answered 200, no redirect, no cookie.
+    """
+    from . import web
+
+    app = web.create_app(state.config, clock=state.clock)
+    click.echo(f"Serving {state.config.public_dir} and the subscription pages on http://{host}:{port}/")
+    web.serve(app, host=host, port=port, threads=threads, behind_proxy=behind_proxy)
 
 
 @cli.command("providers")

@@ -112,6 +112,28 @@ class Issue:
         return self.message_for(recipient, date=date).as_bytes()
 
 
+def confirmation_message(
+    config: Config, env: jinja2.Environment, *, to: str, confirm_url: str, date: datetime, key: str
+) -> EmailMessage:
+    """The double opt-in email: one link to a page with a confirm button (LAW-06)."""
+    check_header_value(to, field="subscriber address")
+    site = config.site
+    context = {"site": site, "labels": labels(site.language), "confirm_url": confirm_url,
+               "postal_address": config.email.postal_address}  # fmt: skip
+    text = render(env, "email/confirm.txt", **context)
+    html = make_inliner().transform(render(env, "email/confirm.html", **context), pretty_print=False)
+    message = EmailMessage(policy=SMTP)
+    message["From"] = config.email.sender
+    message["To"] = Address(addr_spec=to)
+    message.set_raw("Subject", _encoded("Subject", labels(site.language)["confirm_subject"].format(site=site.title)))
+    message["Date"] = format_datetime(date)
+    message["Message-ID"] = f"<confirm.{key}@{site.domain}>"
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return message
+
+
 def issue_key(post: Post, variant: str = "") -> str:
     """A short stable id for one rendering of a post: same post and content, same key."""
     digest = hashlib.sha256(f"{post.id}\n{post.content_hash}\n{variant}".encode("utf-8")).hexdigest()

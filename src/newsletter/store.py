@@ -11,12 +11,13 @@ that the ledger does not know about.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import sqlite_utils
 from sqlite_utils import Migrations
@@ -31,7 +32,9 @@ PLANNED, IN_FLIGHT, ACCEPTED, REJECTED, UNKNOWN, SKIPPED = (
 )  # fmt: skip
 # Issue states: `sending` until every chunk is settled; `marked` = recorded as sent without mailing.
 SENDING, SENT, MARKED = "sending", "sent", "marked"
-ACTIVE, UNSUBSCRIBED = "active", "unsubscribed"
+PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = "pending", "active", "unsubscribed", "bounced", "complained"
+SUPPRESSED_STATUSES = (UNSUBSCRIBED, BOUNCED, COMPLAINED)
+DEFAULT_LIST = "default"
 
 
 @MIGRATIONS()
@@ -116,6 +119,32 @@ def m003_issue_kind(db: sqlite_utils.Database) -> None:
     db["issues"].add_column("kind", str, not_null_default="issue")
 
 
+@MIGRATIONS()
+def m004_consent_and_suppression(db: sqlite_utils.Database) -> None:
+    """Consent records (LAW-04), double opt-in, lists, and a suppression list of hashes (LAW-07)."""
+    subscribers = db["subscribers"]
+    subscribers.add_column("list", str, not_null_default=DEFAULT_LIST)
+    for column in ("consent_at", "consent_source", "consent_text_version", "consent_ip", "consent_user_agent",
+                   "confirmed_at", "confirm_token_hash"):  # fmt: skip
+        subscribers.add_column(column, str)
+    db.execute("UPDATE subscribers SET consent_at = created_at, consent_source = source WHERE consent_at IS NULL")
+    db["suppressions"].create(
+        {"list": str, "address_hash": str, "reason": str, "created_at": str},
+        pk=("list", "address_hash"),
+        not_null={"reason", "created_at"},
+    )
+    db.execute(
+        "INSERT OR IGNORE INTO suppressions (list, address_hash, reason, created_at) "
+        "SELECT ?, sha256_hex(email), status, updated_at FROM subscribers WHERE status = ?",
+        [DEFAULT_LIST, UNSUBSCRIBED],
+    )
+
+
+def address_hash(email: str) -> str:
+    """What the suppression list keeps of an address: its SHA-256, never the address."""
+    return hashlib.sha256(email.encode("utf-8")).hexdigest()
+
+
 @dataclass(frozen=True)
 class IssueRecord:
     id: int
@@ -149,6 +178,7 @@ class Ledger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite_utils.Database(self.path)
             self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            self.db.conn.create_function("sha256_hex", 1, address_hash, deterministic=True)
             self.db.execute("PRAGMA foreign_keys = ON")
             self.db.enable_wal()
             MIGRATIONS.apply(self.db)
@@ -169,32 +199,99 @@ class Ledger:
 
     # -- subscribers -------------------------------------------------------------------------
 
-    def add_subscriber(self, email: str, *, source: str, now: datetime) -> tuple[int, bool]:
-        """Add (or re-activate) an address; returns ``(id, changed)``."""
+    def add_subscriber(
+        self, email: str, *, source: str, now: datetime, status: str = ACTIVE, consent: dict | None = None,
+        confirmed_request: bool = False,
+    ) -> tuple[int, str]:  # fmt: skip
+        """Add an address; returns ``(id, outcome)`` with outcome ``added``, ``known`` or ``suppressed``.
+
+        A suppressed address (unsubscribed, bounced, complained) is never re-activated here:
+        only a subscription request through the form (``confirmed_request``, which still
+        needs the confirmation link) may bring back someone who had unsubscribed.
+        """
         stamp = now.isoformat()
         with self._write():
             row = self.subscriber_by_email(email)
-            if row is None:
-                table = self.db["subscribers"]
-                table.insert(
-                    {"email": email, "status": ACTIVE, "source": source, "created_at": stamp, "updated_at": stamp}
-                )
-                return table.last_pk, True
-            if row["status"] == ACTIVE:
-                return row["id"], False
-            self.db["subscribers"].update(
-                row["id"], {"status": ACTIVE, "source": source, "updated_at": stamp, "unsubscribed_at": None}
+            if row is not None:
+                return row["id"], "suppressed" if row["status"] in SUPPRESSED_STATUSES else "known"
+            if self.is_suppressed(email) and not confirmed_request:
+                return 0, "suppressed"
+            table = self.db["subscribers"]
+            table.insert(
+                {
+                    "email": email, "status": status, "source": source, "created_at": stamp, "updated_at": stamp,
+                    "list": DEFAULT_LIST, "consent_at": stamp, "consent_source": source,
+                    "confirmed_at": stamp if status == ACTIVE else None, **(consent or {}),
+                }  # fmt: skip
             )
-            return row["id"], True
+            return table.last_pk, "added"
+
+    def import_subscribers(self, emails: Iterable[str], *, source: str, now: datetime) -> dict[str, int]:
+        """Add many addresses in one transaction; counts ``added``, ``duplicate`` and ``suppressed``."""
+        counts = {"added": 0, "duplicate": 0, "suppressed": 0}
+        seen: set[str] = set()
+        with self._write():
+            for email in emails:
+                if email in seen:
+                    counts["duplicate"] += 1
+                    continue
+                seen.add(email)
+                _, outcome = self.add_subscriber(email, source=source, now=now)
+                counts[{"added": "added", "known": "duplicate", "suppressed": "suppressed"}[outcome]] += 1
+        return counts
+
+    def is_suppressed(self, email: str, list_name: str = DEFAULT_LIST) -> bool:
+        return bool(
+            self.db.execute(
+                "SELECT 1 FROM suppressions WHERE list = ? AND address_hash = ?", [list_name, address_hash(email)]
+            ).fetchone()
+        )
+
+    def suppression_reason(self, email: str, list_name: str = DEFAULT_LIST) -> str | None:
+        row = self.db.execute(
+            "SELECT reason FROM suppressions WHERE list = ? AND address_hash = ?", [list_name, address_hash(email)]
+        ).fetchone()
+        return row[0] if row else None
+
+    def add_suppression(self, email: str, reason: str, *, now: datetime, list_name: str = DEFAULT_LIST) -> None:
+        with self._write():
+            self.db.execute(
+                "INSERT OR REPLACE INTO suppressions (list, address_hash, reason, created_at) VALUES (?, ?, ?, ?)",
+                [list_name, address_hash(email), reason, now.isoformat()],
+            )
+
+    def set_status(self, subscriber_id: int, status: str, *, now: datetime) -> bool:
+        """Move a subscriber to ``status``; leaving the list also records a suppression. Idempotent."""
+        stamp = now.isoformat()
+        with self._write():
+            row = self.subscriber(subscriber_id)
+            if row is None or row["status"] == status:
+                return False
+            changes = {"status": status, "updated_at": stamp}
+            if status in SUPPRESSED_STATUSES:
+                changes["unsubscribed_at"] = stamp
+                self.db.execute(
+                    "INSERT OR REPLACE INTO suppressions (list, address_hash, reason, created_at) VALUES (?, ?, ?, ?)",
+                    [row["list"], address_hash(row["email"]), status, stamp],
+                )
+            if status == ACTIVE:
+                changes.update(unsubscribed_at=None, confirmed_at=stamp, confirm_token_hash=None)
+                self.db.execute(
+                    "DELETE FROM suppressions WHERE list = ? AND address_hash = ?", [row["list"], address_hash(row["email"])]
+                )
+            self.db["subscribers"].update(subscriber_id, changes)
+            return True
 
     def unsubscribe(self, subscriber_id: int, *, now: datetime) -> bool:
-        """Mark a subscriber unsubscribed; returns whether anything changed (idempotent)."""
+        """Mark a subscriber unsubscribed (and suppressed); returns whether anything changed (idempotent)."""
+        row = self.subscriber(subscriber_id)
+        if row is None or row["status"] in SUPPRESSED_STATUSES:
+            return False
+        return self.set_status(subscriber_id, UNSUBSCRIBED, now=now)
+
+    def update_subscriber(self, subscriber_id: int, changes: dict) -> None:
         with self._write():
-            cursor = self.db.execute(
-                "UPDATE subscribers SET status = ?, updated_at = ?, unsubscribed_at = ? WHERE id = ? AND status != ?",
-                [UNSUBSCRIBED, now.isoformat(), now.isoformat(), subscriber_id, UNSUBSCRIBED],
-            )
-            return cursor.rowcount > 0
+            self.db["subscribers"].update(subscriber_id, changes)
 
     def subscriber_by_email(self, email: str) -> dict | None:
         rows = list(self.db["subscribers"].rows_where("email = ?", [email], limit=1))

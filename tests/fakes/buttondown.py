@@ -86,7 +86,11 @@ class FakeButtondown(FakeServer):
         remaining = 0 if resp.status == 429 else max(0, limit - len(window))
         resp.headers.setdefault("X-RateLimit-Limit", str(limit))
         resp.headers.setdefault("X-RateLimit-Remaining", str(remaining))
-        resp.headers.setdefault("X-RateLimit-Reset", str(int((window[0] if window else time.time()) + 60)))
+        reset = (window[0] if window else time.time()) + 60
+        if resp.status == 429 and "Retry-After" in resp.headers:
+            # The window frees up when the 429 says it does: keep both headers consistent.
+            reset = time.time() + float(resp.headers["Retry-After"])
+        resp.headers.setdefault("X-RateLimit-Reset", str(int(reset + 0.999)))
 
     def _recent(self, now: float) -> deque:
         while self._calls and self._calls[0] <= now - 60:

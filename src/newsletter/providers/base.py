@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from email.message import EmailMessage
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 from ..config import Config
@@ -27,6 +28,19 @@ class Capabilities:
     lookup: bool  # can tell after a crash whether a chunk was delivered
     custom_headers: bool  # can carry our List-Unsubscribe headers
     unsubscribe: str  # "ours" (signed links we verify) or "provider"
+
+
+def message_parts(message: EmailMessage) -> dict[str, str]:
+    """The pieces an HTTP API wants from a MIME message: from, to, subject, text, html."""
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    return {
+        "from": str(message["From"]),
+        "to": str(message["To"]),
+        "subject": str(message["Subject"]),
+        "text": text.get_content() if text else "",
+        "html": html.get_content() if html else "",
+    }
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,9 @@ class BatchProvider(Protocol):
 
     def lookup_chunk(self, request: ChunkRequest) -> list[DeliveryResult] | None:
         """After a crash: what became of this chunk, or ``None`` when the provider cannot tell."""
+
+    def send_message(self, message: EmailMessage, *, key: str) -> str:
+        """One transactional message (a subscription confirmation); returns the provider's id."""
 
     def close(self) -> None:
         """Release connections."""

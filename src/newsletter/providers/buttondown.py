@@ -122,6 +122,8 @@ def _timeout(settings: Mapping[str, Any]) -> float:
     value = settings.get("timeout", 30)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigError(
-            "must be a number of seconds > 0", where="newsletter.toml: providers.buttondown.timeout", hint="e.g. timeout = 30"
+            "must be a number of seconds > 0",
+            where="newsletter.toml: providers.buttondown.timeout",
+            hint="e.g. timeout = 30",
         )
     return float(value)

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from ..config import Config, secret
 from ..errors import ConfigError, ProviderRateLimited
 from ..render import UNSUBSCRIBE_PLACEHOLDER, Recipient
-from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult
+from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult, message_parts
 from .http import HttpClient
 
 BASE_URLS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
@@ -91,6 +91,13 @@ class MailgunProvider:
         answer = self._request("POST", f"/v3/{self.domain}/messages", files=multipart)
         message_id = answer.get("id") if isinstance(answer, dict) else None
         return [DeliveryResult(r.subscriber_id, True, message_id) for r in request.recipients]
+
+    def send_message(self, message, *, key: str) -> str:
+        parts = message_parts(message)
+        fields = [(name, (None, parts[name])) for name in ("from", "to", "subject", "text", "html")]
+        fields.append(("h:Message-Id", (None, str(message["Message-ID"]))))
+        answer = self.client.request("POST", f"/v3/{self.domain}/messages", files=fields)
+        return answer.get("id", "") if isinstance(answer, dict) else ""
 
     def lookup_chunk(self, request: ChunkRequest) -> list[DeliveryResult] | None:
         """Who Mailgun accepted under this chunk's tag (events API, followed page by page)."""

@@ -78,5 +78,16 @@ class OutboxProvider:
             results.append(DeliveryResult(recipient.subscriber_id, found, message_id))
         return results
 
+    def send_message(self, message, *, key: str) -> str:
+        self._ensure_maildir()
+        name = f"{key}.eml"
+        if not self._delivered(name):
+            try:
+                write_atomic(self.path / "tmp" / name, message.as_bytes())
+                os.replace(self.path / "tmp" / name, self.path / "new" / name)
+            except OSError as exc:
+                raise OutputError(f"cannot write to the outbox ({exc.strerror})", where=str(self.path)) from None
+        return str(message["Message-ID"])
+
     def close(self) -> None:
         """Nothing to release."""

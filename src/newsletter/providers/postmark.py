@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from ..config import Config, secret
 from ..errors import ProviderError, ProviderRejected
-from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult
+from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult, message_parts
 from .http import HttpClient
 
 BASE_URL = "https://api.postmarkapp.com"
@@ -31,9 +31,10 @@ class PostmarkProvider:
         family=BATCH, max_batch=500, idempotency=False, lookup=True, custom_headers=True, unsubscribe="ours"
     )
 
-    def __init__(self, client: HttpClient, stream: str) -> None:
+    def __init__(self, client: HttpClient, stream: str, transactional_stream: str = "outbound") -> None:
         self.client = client
         self.stream = stream
+        self.transactional_stream = transactional_stream
 
     def __repr__(self) -> str:
         return f"PostmarkProvider({self.stream}, token=****)"
@@ -48,7 +49,7 @@ class PostmarkProvider:
             secret_headers=lambda: {"X-Postmark-Server-Token": token.reveal()},
             timeout=(5.0, float(settings.get("timeout", 30))),
         )
-        return cls(client, settings.get("message_stream", "broadcast"))
+        return cls(client, settings.get("message_stream", "broadcast"), settings.get("transactional_stream", "outbound"))
 
     def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
         issue = request.issue
@@ -96,6 +97,16 @@ class PostmarkProvider:
                         hint="check [providers.postmark] (message_stream) and the sender on the Postmark server",
                     )
         return results
+
+    def send_message(self, message, *, key: str) -> str:
+        """Transactional mail goes through its own stream (``transactional_stream``, default outbound)."""
+        parts = message_parts(message)
+        answer = self.client.request(
+            "POST", "/email",
+            json={"From": parts["from"], "To": parts["to"], "Subject": parts["subject"], "TextBody": parts["text"],
+                  "HtmlBody": parts["html"], "MessageStream": self.transactional_stream},
+        )  # fmt: skip
+        return answer.get("MessageID", "") if isinstance(answer, dict) else ""
 
     def lookup_chunk(self, request: ChunkRequest) -> list[DeliveryResult] | None:
         """Which messages of this chunk Postmark has, by their ``chunk`` metadata."""

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from ..config import Config, secret
 from ..errors import ConfigError, ProviderError, ProviderRejected
-from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult
+from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult, message_parts
 from .http import HttpClient
 
 BASE_URL = "https://api.resend.com"
@@ -74,8 +74,8 @@ class ResendProvider:
             if "invalid_idempotent_request" in error.message:
                 raise ProviderRejected(
                     error.message, where=error.where, maybe_delivered=True,
-                    hint="Resend already sent this chunk with a different body (signing key or post changed"
-                    " since?); check the Resend dashboard before sending anything again",
+                    hint="Resend already took this chunk's key with a different body (signing key changed"
+                    " since?); check the Resend dashboard, then settle it with 'newsletter resolve'",
                 ) from None  # fmt: skip
             if "concurrent_idempotent_requests" in error.message:
                 error.maybe_delivered = True
@@ -87,6 +87,16 @@ class ResendProvider:
                 hint="check the Resend dashboard; a replay with the same key is safe",
             )  # fmt: skip
         return [DeliveryResult(r.subscriber_id, True, item.get("id")) for r, item in zip(request.recipients, data)]
+
+    def send_message(self, message, *, key: str) -> str:
+        parts = message_parts(message)
+        answer = self.client.request(
+            "POST", "/emails",
+            json={"from": parts["from"], "to": [parts["to"]], "subject": parts["subject"], "text": parts["text"],
+                  "html": parts["html"]},
+            headers={"Idempotency-Key": key[:256]},
+        )  # fmt: skip
+        return answer.get("id", "") if isinstance(answer, dict) else ""
 
     def lookup_chunk(self, request: ChunkRequest) -> None:
         """Resend cannot list a batch by key; the idempotent replay answers instead."""
@@ -117,6 +127,8 @@ def _timeout(settings: Mapping[str, Any]) -> float:
     value = settings.get("timeout", 30)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigError(
-            "must be a number of seconds > 0", where="newsletter.toml: providers.resend.timeout", hint="e.g. timeout = 30"
+            "must be a number of seconds > 0",
+            where="newsletter.toml: providers.resend.timeout",
+            hint="e.g. timeout = 30",
         )
     return float(value)

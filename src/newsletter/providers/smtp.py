@@ -175,6 +175,20 @@ class SmtpProvider:
             ) from None
         return DeliveryResult(recipient.subscriber_id, True, message_id)
 
+    def send_message(self, message, *, key: str) -> str:
+        connection = self._connect()
+        try:
+            refused = connection.send_message(message, from_addr=self.envelope_from)
+        except smtplib.SMTPRecipientsRefused as error:
+            code, reply = next(iter(error.recipients.values()))
+            raise ProviderRejected(f"{code} {_text(reply)}", where=f"smtp {self.host}") from None
+        except (smtplib.SMTPServerDisconnected, OSError) as error:
+            self._drop()
+            raise ProviderTransient(f"connection lost ({error})", where=f"smtp {self.host}") from None
+        if refused:
+            raise ProviderRejected(f"refused: {refused}", where=f"smtp {self.host}")
+        return str(message["Message-ID"])
+
     def _checked(self, answer: tuple[int, bytes], step: str) -> None:
         code, reply = answer
         if code in (421, 451, 452):

@@ -1,0 +1,242 @@
+"""The subscribe / confirm / unsubscribe service, bounce webhooks, and the archive (Flask + waitress).
+
+The only importer of Flask, Werkzeug and waitress.  Rules it keeps:
+
+- a GET never changes anything (link scanners prefetch): confirm and unsubscribe links
+  show a page with a button, and only its POST acts;
+- unsubscribe POSTs need nothing but the signed token: no cookie, no CSRF token, no
+  redirect, 200 every time, RFC 8058 one-click bodies included (LIST-04, SEC-10);
+- the subscribe form answers the same whatever the address was, and is rate limited
+  per client address;
+- webhooks change nothing until the provider's signature (or credentials) check out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections import deque
+from contextlib import closing
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Mapping
+
+from flask import Flask, Response, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.security import safe_join
+
+from .audience import (
+    CONFIRM, UNSUBSCRIBE, InvalidToken, confirm_subscription, request_subscription, subscriber_for_token, suppress,
+    unsubscribe_with_token,
+)  # fmt: skip
+from .config import Config, secret
+from .errors import NewsletterError, SubscriberError
+from .render import confirmation_message
+from .store import Ledger
+from .templates import labels, make_environment, render
+from .webhooks import BadSignature, mailgun_events, postmark_events, resend_events
+
+MEDIA_TYPES = {
+    ".xml": "application/atom+xml; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".json": "application/feed+json; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
+CONFIRM_MAX_AGE = timedelta(days=3)
+
+
+class RateLimiter:
+    """At most ``limit`` calls per ``window`` seconds per key (in memory, one process)."""
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self.calls: dict[str, deque] = {}
+        self.lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = self.clock()
+        with self.lock:
+            if len(self.calls) > 100_000:  # keep memory bounded under a flood of addresses
+                self.calls.clear()
+            calls = self.calls.setdefault(key, deque())
+            while calls and now - calls[0] > self.window:
+                calls.popleft()
+            if len(calls) >= self.limit:
+                return False
+            calls.append(now)
+            return True
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def create_app(
+    config: Config,
+    *,
+    clock: Callable[[], datetime] = _utc_now,
+    environ: Mapping[str, str] | None = None,
+    provider_loader: Callable | None = None,
+    rate_limit: tuple[int, float] = (5, 600.0),
+) -> Flask:
+    """The WSGI application; checks the signing key at once (a missing one is a startup error)."""
+    from .providers import load_provider
+
+    environ = os.environ if environ is None else environ
+    keys = config.token_keys(environ)
+    load = provider_loader or (lambda: load_provider(config, environ=environ))
+    env = make_environment(config.templates_dir)
+    words = labels(config.site.language)
+    list_id = config.email.list_id
+    limiter = RateLimiter(*rate_limit)
+    app = Flask("newsletter", static_folder=None)
+    etags: dict[tuple[str, int, int], str] = {}
+
+    def ledger() -> closing:
+        return closing(Ledger(config.database_path))
+
+    def page(template: str, status: int = 200, **context) -> Response:
+        html = render(env, f"web/{template}", site=config.site, labels=words, feed_url=config.site.feed_url, **context)
+        response = Response(html, status=status, mimetype="text/html")
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"  # tokens in URLs must not leak onward
+        return response
+
+    def invalid_link() -> Response:
+        return page("message.html", 400, message=words["invalid_link"])
+
+    @app.get("/subscribe")
+    def subscribe_form():
+        return page("subscribe.html")
+
+    @app.post("/subscribe")
+    def subscribe():
+        if not limiter.allow(request.remote_addr or "?"):
+            return page("message.html", 429, message=words["slow_down"])
+        if request.form.get("website"):  # a field people never see: only robots fill it
+            return page("message.html", message=words["subscribe_done"])
+        try:
+            with ledger() as store:
+                due = request_subscription(
+                    store, keys, list_id, request.form.get("email", ""), now=clock(), source="form",
+                    ip=request.remote_addr or "", user_agent=request.headers.get("User-Agent", ""),
+                )  # fmt: skip
+        except SubscriberError:
+            return page("subscribe.html", 400, error=words["invalid_address"])
+        if due is not None:
+            address, token = due
+            key = hashlib.sha256(token.encode()).hexdigest()[:24]
+            message = confirmation_message(
+                config, env, to=address, confirm_url=f"{config.site.base_url}confirm/{token}", date=clock(), key=key
+            )
+            with closing(load()) as provider:
+                provider.send_message(message, key=f"confirm-{key}")
+        # The same answer whether the address was new, pending, active or suppressed.
+        return page("message.html", message=words["subscribe_done"])
+
+    @app.get("/confirm/<token>")
+    def confirm_page(token: str):
+        try:
+            with ledger() as store:
+                subscriber_for_token(store, keys, list_id, token, purpose=CONFIRM)
+        except InvalidToken:
+            return invalid_link()
+        return page("confirm.html", token=token)
+
+    @app.post("/confirm/<token>")
+    def confirm(token: str):
+        try:
+            with ledger() as store:
+                confirm_subscription(store, keys, list_id, token, now=clock(), max_age=CONFIRM_MAX_AGE)
+        except InvalidToken:
+            return invalid_link()
+        return page("message.html", message=words["confirm_done"])
+
+    @app.get("/unsubscribe/<token>")
+    def unsubscribe_page(token: str):
+        try:
+            with ledger() as store:
+                subscriber = subscriber_for_token(store, keys, list_id, token, purpose=UNSUBSCRIBE)
+        except InvalidToken:
+            return invalid_link()
+        return page("unsubscribe.html", token=token, done=subscriber["status"] != "active")
+
+    @app.post("/unsubscribe/<token>")
+    def unsubscribe(token: str):
+        # RFC 8058: the body is "List-Unsubscribe=One-Click" (form or multipart) or our button's form;
+        # the signed token is the only authorization needed.
+        try:
+            with ledger() as store:
+                unsubscribe_with_token(store, keys, list_id, token, now=clock())
+        except InvalidToken:
+            return invalid_link()
+        return page("message.html", message=words["unsubscribe_done"])
+
+    @app.post("/webhooks/<provider>")
+    def webhook(provider: str):
+        body = request.get_data(cache=False)
+        now = time.time()
+        try:
+            settings = config.provider_settings(provider)
+            if provider == "mailgun":
+                events = mailgun_events(body, _secret(settings, "webhook_key_env", "NEWSLETTER_MAILGUN_WEBHOOK_KEY", environ), now)
+            elif provider == "postmark":
+                password = _secret(settings, "webhook_password_env", "NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD", environ)
+                events = postmark_events(body, request.headers.get("Authorization"), settings.get("webhook_user", "newsletter"), password)
+            elif provider == "resend":
+                events = resend_events(body, request.headers, _secret(settings, "webhook_secret_env", "NEWSLETTER_RESEND_WEBHOOK_SECRET", environ), now)
+            else:
+                return Response("not found\n", status=404, mimetype="text/plain")
+        except NewsletterError:
+            return Response("webhook not configured\n", status=404, mimetype="text/plain")
+        except BadSignature:
+            return Response("invalid signature\n", status=401, mimetype="text/plain")
+        with ledger() as store:
+            for address, reason in events:
+                suppress(store, address, reason, now=clock())
+        return Response("ok\n", mimetype="text/plain")
+
+    @app.get("/")
+    @app.get("/<path:path>")
+    def archive(path: str = ""):
+        target = safe_join(str(config.public_dir), path)
+        if target is None:
+            return Response("not found\n", status=404, mimetype="text/plain")
+        file = Path(target)
+        if file.is_dir():
+            file = file / "index.html"
+        if not file.is_file():
+            return Response("not found\n", status=404, mimetype="text/plain")
+        stat = file.stat()
+        cache_key = (str(file), stat.st_mtime_ns, stat.st_size)
+        if cache_key not in etags:
+            etags[cache_key] = hashlib.sha256(file.read_bytes()).hexdigest()[:32]
+        response = Response(file.read_bytes(), content_type=MEDIA_TYPES.get(file.suffix, "application/octet-stream"))
+        response.set_etag(etags[cache_key])  # strong: the hash of the bytes (HTTP-02)
+        response.last_modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc)
+        response.cache_control.max_age = 300
+        response.cache_control.public = True
+        # If-None-Match wins over If-Modified-Since (RFC 9110 §13.1.3); werkzeug applies both rules.
+        return response.make_conditional(request)
+
+    return app
+
+
+def _secret(settings: Mapping, key: str, default: str, environ: Mapping[str, str]) -> str:
+    return secret(settings.get(key, default), environ).reveal()
+
+
+def make_server(app: Flask, *, host: str, port: int, threads: int = 8, behind_proxy: bool = False):
+    """The production WSGI server (waitress), bound and ready: ``.run()`` serves, ``.close()`` stops."""
+    from waitress.server import create_server
+
+    if behind_proxy:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
+    return create_server(app, host=host, port=port, threads=threads, ident="newsletter")
+
+
+def serve(app: Flask, **options) -> None:
+    """Serve until interrupted."""
+    make_server(app, **options).run()

@@ -62,7 +62,7 @@ LABELS = {
         "subscribe_done": "Presque fini : vérifiez votre boîte de réception et confirmez votre abonnement.",
         "confirm_done": "Merci ! Votre abonnement est confirmé.",
         "invalid_link": "Ce lien n’est plus valable.",
-        "unsubscribe_question": "Ne plus recevoir {site} par courriel ?",
+        "unsubscribe_question": "Ne plus recevoir {site} par courriel\u00a0?",
         "unsubscribe_done": "Vous êtes désabonné·e. Vous ne recevrez plus rien.",
         "invalid_address": "Cette adresse ne semble pas valide.",
         "slow_down": "Trop de tentatives : réessayez plus tard.",

@@ -260,7 +260,11 @@ def execute(
             ledger.settle_chunk(record.id, number, _outcomes(found, by_id), now=clock())
 
         if any(r.state in (IN_FLIGHT, UNKNOWN) for r in rows):
-            request = _reconcile(provider, request, record_landed, chunk=number)
+            try:
+                request = _reconcile(provider, request, record_landed, chunk=number, policy=policy)
+            except ProviderError:
+                ledger.mark_chunk_unknown(record.id, number, now=clock())
+                raise
         if not request.recipients:
             ledger.settle_chunk(record.id, number, [], now=clock())
             continue
@@ -331,7 +335,7 @@ def deliver_chunk(
             if not error.retryable:
                 raise
             if error.maybe_delivered:
-                pending = _reconcile(provider, pending, record_landed, chunk=chunk, cause=error)
+                pending = _reconcile(provider, pending, record_landed, chunk=chunk, policy=policy, cause=error)
                 if not pending.recipients:
                     return list(settled.values())
             delay = attempts.next_wait(getattr(error, "retry_after", None))
@@ -363,12 +367,31 @@ def deliver_chunk(
         )
 
 
+def _lookup(provider, request: ChunkRequest, policy: RetryPolicy) -> list[DeliveryResult] | None:
+    """Ask the provider what it has of a chunk, retried like a send.
+
+    A lookup that keeps failing proves nothing either way: the error leaves saying the
+    chunk may have been delivered, so it is marked ``unknown``, never released for a resend.
+    """
+    attempts = Attempts(policy)
+    while True:
+        try:
+            return provider.lookup_chunk(request)
+        except ProviderError as error:
+            delay = attempts.next_wait(getattr(error, "retry_after", None)) if error.retryable else None
+            if delay is None:
+                error.maybe_delivered = True
+                raise
+            attempts.sleep(delay)
+
+
 def _reconcile(
     provider,
     request: ChunkRequest,
     record_landed: Callable[[Sequence[DeliveryResult]], None],
     *,
     chunk: int,
+    policy: RetryPolicy,
     cause: ProviderError | None = None,
 ) -> ChunkRequest:
     """What is left to send of a chunk the provider may already have; never guesses.
@@ -378,7 +401,7 @@ def _reconcile(
     """
     capabilities = provider.capabilities
     if capabilities.lookup:
-        found = provider.lookup_chunk(request)
+        found = _lookup(provider, request, policy)
         if found is not None:
             landed = [d for d in found if d.accepted]
             if landed:

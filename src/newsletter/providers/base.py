@@ -52,6 +52,11 @@ class ChunkRequest:
     idempotency_key: str
     date: datetime
 
+    @property
+    def chunk_key(self) -> str:
+        """The chunk's own key, the same for a retry of some of its recipients (``…:retryN``)."""
+        return self.idempotency_key.split(":retry", 1)[0]
+
 
 @dataclass(frozen=True)
 class DeliveryResult:

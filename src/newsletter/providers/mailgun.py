@@ -62,7 +62,7 @@ class MailgunProvider:
 
     def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
         issue = request.issue
-        tag = chunk_tag(request.idempotency_key)
+        tag = chunk_tag(request.chunk_key)
         fields: list[tuple[str, str]] = [
             ("from", str(issue.sender)),
             ("subject", issue.subject),
@@ -104,7 +104,7 @@ class MailgunProvider:
         accepted: dict[str, str] = {}
         wanted = {r.email.lower() for r in request.recipients}
         path = f"/v3/{self.domain}/events"
-        params: dict[str, Any] | None = {"tags": chunk_tag(request.idempotency_key), "event": "accepted", "limit": 300}
+        params: dict[str, Any] | None = {"tags": chunk_tag(request.chunk_key), "event": "accepted", "limit": 300}
         for _ in range(100):
             page = self._request("GET", path, params=params)
             items = page.get("items", []) if isinstance(page, dict) else []

@@ -68,7 +68,7 @@ class PostmarkProvider:
                         {"Name": "List-Unsubscribe-Post", "Value": "List-Unsubscribe=One-Click"},
                         {"Name": "List-Id", "Value": f"{issue.list_name} <{issue.list_id}>"},
                     ],
-                    "Metadata": {"chunk": request.idempotency_key, "subscriber": str(recipient.subscriber_id)},
+                    "Metadata": {"chunk": request.chunk_key, "subscriber": str(recipient.subscriber_id)},
                     **({"ReplyTo": issue.reply_to} if issue.reply_to else {}),
                 }
             )
@@ -117,7 +117,7 @@ class PostmarkProvider:
                 "GET",
                 "/messages/outbound",
                 params={"count": 500, "offset": offset, "messagestream": self.stream,
-                        "metadata_chunk": request.idempotency_key},
+                        "metadata_chunk": request.chunk_key},
             )  # fmt: skip
             messages = page.get("Messages", []) if isinstance(page, dict) else []
             for message in messages:

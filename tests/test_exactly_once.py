@@ -193,7 +193,7 @@ def test_resolve_lets_the_editor_decide_what_nothing_can_tell(run, project, monk
     monkeypatch.setattr(OutboxProvider, "capabilities", blind)
     stopped = run("send", "--yes")
     assert stopped.exit_code == 1 and "may or may not have been delivered" in stopped.stderr
-    assert db_rows(project, "SELECT state FROM deliveries") == [("in_flight",)]
+    assert db_rows(project, "SELECT state FROM deliveries") == [("unknown",)]  # reported, not guessed
     assert run("resolve", NEWEST).exit_code == 2  # a decision is required
     resolved = run("resolve", NEWEST, decision)
     assert resolved.exit_code == 0 and resolved.stdout.startswith("1 uncertain deliveries")

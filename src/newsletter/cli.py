@@ -308,7 +308,8 @@ def status(state: State, as_json: bool, summary: bool) -> None:
         done = next((i for i in reversed(row["issues"]) if i["status"] in ("sent", "marked")), None)
         if done and done["status"] == "sent":
             what = "correction sent" if done["kind"] == "correction" else "sent"
-            line += f"  {what} {done['sent_at'][:16]} to {done['recipients']} via {done['provider']}"
+            audience = done["recipients"] if done["recipients"] is not None else f"the {done['provider']} audience"
+            line += f"  {what} {done['sent_at'][:16]} to {audience} via {done['provider']}"
             if done["changed_since_sent"]:
                 line += " (changed since sent)"
         elif done:

@@ -72,6 +72,11 @@ def sent_record(ledger: Ledger, post: Post) -> IssueRecord | None:
     return next((r for r in ledger.issues_for_post(post.id) if r.status in DONE_STATES), None)
 
 
+def audience_of(record: IssueRecord) -> str:
+    """How many received an issue, in words (an audience provider's list is not counted here)."""
+    return str(record.recipients) if record.recipients is not None else f"the {record.provider} audience"
+
+
 def pick_post(posts: Sequence[Post], now: datetime, slug: str | None) -> Post:
     """Any post by slug (drafts too), or the newest published one: for previews and test sends."""
     if slug is None:
@@ -139,7 +144,7 @@ def choose(
         return _correction_of(post, ledger, record)
     if record is not None:
         when = record.sent_at or record.created_at
-        how = "marked as sent" if record.status == MARKED else f"sent to {record.recipients} via {record.provider}"
+        how = "marked as sent" if record.status == MARKED else f"sent to {audience_of(record)} via {record.provider}"
         message = f"«{post.title}» ({post.slug}) was already {how} on {when}"
         if slug is None:
             raise NothingToSend(message, hint="nothing new to send; publish a new post first")
@@ -286,24 +291,31 @@ def _publish_to_audience(ledger: Ledger, record: IssueRecord, issue: Issue, prov
     """Audience family: one create-then-send call, retried with the same idempotency keys."""
     for number, idempotency_key in ledger.open_chunks(record.id):
         ledger.start_chunk(record.id, number, now=clock())
-        attempts = Attempts(policy)
-        while True:
-            try:
-                reference = provider.publish(issue, idempotency_key=idempotency_key)
-                break
-            except ProviderError as error:
-                # Idempotent provider: a replay after an uncertain failure cannot send twice.
-                delay = attempts.next_wait(getattr(error, "retry_after", None)) if error.retryable else None
-                if delay is None:
-                    if error.maybe_delivered:
-                        ledger.mark_chunk_unknown(record.id, number, now=clock())
-                    else:
-                        ledger.release_chunk(record.id, number, now=clock())
-                    raise
-                attempts.sleep(delay)
+        try:
+            # Idempotent provider: a replay after an uncertain failure cannot send twice.
+            reference = with_retries(lambda: provider.publish(issue, idempotency_key=idempotency_key), policy)
+        except ProviderError as error:
+            if error.maybe_delivered:
+                ledger.mark_chunk_unknown(record.id, number, now=clock())
+            else:
+                ledger.release_chunk(record.id, number, now=clock())
+            raise
         ledger.accept_chunk(record.id, number, reference, now=clock())
     finished = ledger.finish_issue(record.id, now=clock())
     return SendReport(issue_key=record.key, counts={}, finished=finished)
+
+
+def with_retries(call: Callable[[], object], policy: RetryPolicy):
+    """``call()`` retried on retryable errors by the policy; only for idempotent calls."""
+    attempts = Attempts(policy)
+    while True:
+        try:
+            return call()
+        except ProviderError as error:
+            delay = attempts.next_wait(getattr(error, "retry_after", None)) if error.retryable else None
+            if delay is None:
+                raise
+            attempts.sleep(delay)
 
 
 def deliver_chunk(
@@ -373,16 +385,11 @@ def _lookup(provider, request: ChunkRequest, policy: RetryPolicy) -> list[Delive
     A lookup that keeps failing proves nothing either way: the error leaves saying the
     chunk may have been delivered, so it is marked ``unknown``, never released for a resend.
     """
-    attempts = Attempts(policy)
-    while True:
-        try:
-            return provider.lookup_chunk(request)
-        except ProviderError as error:
-            delay = attempts.next_wait(getattr(error, "retry_after", None)) if error.retryable else None
-            if delay is None:
-                error.maybe_delivered = True
-                raise
-            attempts.sleep(delay)
+    try:
+        return with_retries(lambda: provider.lookup_chunk(request), policy)
+    except ProviderError as error:
+        error.maybe_delivered = True
+        raise
 
 
 def _reconcile(
@@ -439,7 +446,7 @@ def send_test(
     """One copy to ``address`` through the provider; the ledger is not touched."""
     now = clock()
     if provider.capabilities.family == AUDIENCE:
-        provider.send_test(issue, [address])
+        with_retries(lambda: provider.send_test(issue, [address]), policy)
         return
     recipient = recipient_for(config, keys, 0, address, now)
     key = f"{issue.key}:test:{int(now.timestamp())}"

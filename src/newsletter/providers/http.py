@@ -21,6 +21,7 @@ from ..config import Secret
 from ..errors import ProviderAuthError, ProviderError, ProviderRateLimited, ProviderRejected, ProviderTransient
 
 USER_AGENT = f"newsletter/{__version__} (+https://github.com/newsletter)"
+RETRY_LATER = "a temporary failure: run 'newsletter send' again to resume (nothing is sent twice)"
 log = logging.getLogger("newsletter.http")
 
 
@@ -78,17 +79,20 @@ class HttpClient:
                 method, self.base_url + path, headers=sent_headers, auth=auth, timeout=self.timeout, **kwargs
             )
         except requests.exceptions.ConnectTimeout:
-            raise ProviderTransient("connection timed out", where=where) from None
+            raise ProviderTransient("connection timed out", where=where, hint=RETRY_LATER) from None
         except requests.exceptions.ReadTimeout:
             # The request went out; the provider may have acted on it.
-            raise ProviderTransient("no answer before the timeout", where=where, maybe_delivered=True) from None
+            raise ProviderTransient(
+                "no answer before the timeout", where=where, maybe_delivered=True, hint=RETRY_LATER
+            ) from None
         except requests.exceptions.ConnectionError as error:
             sent = not _never_connected(error)
             raise ProviderTransient(
-                "connection lost before an answer" if sent else "cannot connect", where=where, maybe_delivered=sent
-            ) from None
+                "connection lost before an answer" if sent else "cannot connect", where=where, maybe_delivered=sent,
+                hint=RETRY_LATER,
+            ) from None  # fmt: skip
         except requests.exceptions.RequestException as error:
-            raise ProviderTransient(f"request failed ({type(error).__name__})", where=where) from None
+            raise ProviderTransient(f"request failed ({type(error).__name__})", where=where, hint=RETRY_LATER) from None
         self._read_rate_limit(response)
         log.debug("%s -> %s", where, response.status_code)
         if response.status_code >= 400:
@@ -111,11 +115,13 @@ class HttpClient:
         status = response.status_code
         detail = f"HTTP {status}: {_provider_message(response)}"
         if status == 429:
-            return ProviderRateLimited(detail, where=where, retry_after=retry_after_seconds(response.headers))
+            return ProviderRateLimited(
+                detail, where=where, retry_after=retry_after_seconds(response.headers), hint=RETRY_LATER
+            )
         if status in (401, 403):
             return ProviderAuthError(detail, where=where, hint="check the API key variable and its permissions")
         if status >= 500 or status in (408, 425) or any(name in detail for name in self.transient_errors):
-            return ProviderTransient(detail, where=where)
+            return ProviderTransient(detail, where=where, hint=RETRY_LATER)
         return ProviderRejected(detail, where=where, hint="the provider refused the request as written")
 
     def _read_rate_limit(self, response: requests.Response) -> None:

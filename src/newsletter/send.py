@@ -24,7 +24,7 @@ from .providers.base import AUDIENCE, ChunkRequest, DeliveryResult
 from .render import Issue, Recipient, render_issue
 from .retry import Attempts, RetryPolicy
 from .templates import labels
-from .store import ACCEPTED, IN_FLIGHT, MARKED, REJECTED, SENDING, SENT, UNKNOWN, IssueRecord, Ledger
+from .store import ACCEPTED, IN_FLIGHT, MARKED, REJECTED, SENT, UNKNOWN, IssueRecord, Ledger
 
 Clock = Callable[[], datetime]
 DONE_STATES = (SENT, MARKED)

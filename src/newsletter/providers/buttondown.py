@@ -9,13 +9,12 @@ The body is the post's sanitized HTML, without front matter.
 from __future__ import annotations
 
 from typing import Any, Mapping
-from urllib.parse import urlsplit
 
 from ..config import Config, secret
-from ..errors import ConfigError, ProviderError, ProviderRejected, ProviderTransient
+from ..errors import ProviderError, ProviderRejected, ProviderTransient
 from ..render import Issue
 from .base import AUDIENCE, Capabilities
-from .http import HttpClient
+from .http import HttpClient, api_base_url, timeout_setting
 
 BASE_URL = "https://api.buttondown.com"
 API_VERSION = "2026-04-01"
@@ -39,10 +38,10 @@ class ButtondownProvider:
         key = secret(settings.get("api_key_env", "NEWSLETTER_BUTTONDOWN_API_KEY"), environ)
         client = HttpClient(
             "buttondown",
-            _base_url(settings),
+            api_base_url(settings, "buttondown", BASE_URL),
             headers={"X-API-Version": settings.get("api_version", API_VERSION)},
             secret_headers=lambda: {"Authorization": f"Token {key.reveal()}"},
-            timeout=(5.0, _timeout(settings)),
+            timeout=timeout_setting(settings, "buttondown"),
         )
         return cls(client)
 
@@ -99,31 +98,3 @@ class ButtondownProvider:
 
     def close(self) -> None:
         self.client.close()
-
-
-def _base_url(settings: Mapping[str, Any]) -> str:
-    """The API's URL: https only (the key travels in a header), plain http only to this machine."""
-    url = settings.get("base_url", BASE_URL)
-    try:
-        parts = urlsplit(url) if isinstance(url, str) else None
-        host = parts.hostname if parts else None
-    except ValueError:
-        parts, host = None, None
-    local = parts is not None and parts.scheme == "http" and host in ("127.0.0.1", "localhost", "::1")
-    if not host or not (parts.scheme == "https" or local):
-        raise ConfigError(
-            f"{url!r} is not an https URL", where="newsletter.toml: providers.buttondown.base_url",
-            hint=f"the API key must not travel in clear; leave it out to use {BASE_URL}",
-        )  # fmt: skip
-    return url
-
-
-def _timeout(settings: Mapping[str, Any]) -> float:
-    value = settings.get("timeout", 30)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(
-            "must be a number of seconds > 0",
-            where="newsletter.toml: providers.buttondown.timeout",
-            hint="e.g. timeout = 30",
-        )
-    return float(value)

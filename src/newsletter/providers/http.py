@@ -13,12 +13,13 @@ import time
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 import requests
 
 from .. import __version__
 from ..config import Secret
-from ..errors import ProviderAuthError, ProviderError, ProviderRateLimited, ProviderRejected, ProviderTransient
+from ..errors import ConfigError, ProviderAuthError, ProviderError, ProviderRateLimited, ProviderRejected, ProviderTransient
 
 USER_AGENT = f"newsletter/{__version__} (+https://github.com/newsletter)"
 RETRY_LATER = "a temporary failure: run 'newsletter send' again to resume (nothing is sent twice)"
@@ -145,6 +146,34 @@ class HttpClient:
         wait = self._not_before - time.monotonic()
         if wait > 0:
             self.sleep(wait)
+
+
+def api_base_url(settings: Mapping[str, Any], provider: str, default: str) -> str:
+    """``[providers.X] base_url``: https only (keys travel in headers), plain http only to this machine."""
+    url = settings.get("base_url", default)
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        host = parts.hostname if parts else None
+    except ValueError:
+        parts, host = None, None
+    local = parts is not None and parts.scheme == "http" and host in ("127.0.0.1", "localhost", "::1")
+    if not host or not (parts.scheme == "https" or local):
+        raise ConfigError(
+            f"{url!r} is not an https URL", where=f"newsletter.toml: providers.{provider}.base_url",
+            hint=f"the API key must not travel in clear; leave it out to use {default}",
+        )  # fmt: skip
+    return url
+
+
+def timeout_setting(settings: Mapping[str, Any], provider: str) -> tuple[float, float]:
+    """``(connect, read)`` timeouts: every request has one; ``timeout`` sets the read part."""
+    value = settings.get("timeout", 30)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(
+            "must be a number of seconds > 0", where=f"newsletter.toml: providers.{provider}.timeout",
+            hint="e.g. timeout = 30",
+        )  # fmt: skip
+    return (min(5.0, float(value)), float(value))
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

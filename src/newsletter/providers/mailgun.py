@@ -18,7 +18,7 @@ from ..config import Config, secret
 from ..errors import ConfigError, ProviderRateLimited
 from ..render import UNSUBSCRIBE_PLACEHOLDER, Recipient
 from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult, message_parts
-from .http import HttpClient
+from .http import HttpClient, api_base_url, timeout_setting
 
 BASE_URLS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
 PER_RECIPIENT_URL = "%recipient.unsubscribe_url%"
@@ -54,9 +54,11 @@ class MailgunProvider:
         if region not in BASE_URLS:
             raise ConfigError(f"region {region!r} is unknown", where=where, hint='use "us" or "eu"')
         key = secret(settings.get("api_key_env", "NEWSLETTER_MAILGUN_API_KEY"), environ)
-        base_url = settings.get("base_url", BASE_URLS[region])
         client = HttpClient(
-            "mailgun", base_url, basic_auth=("api", key), timeout=(5.0, float(settings.get("timeout", 30)))
+            "mailgun",
+            api_base_url(settings, "mailgun", BASE_URLS[region]),
+            basic_auth=("api", key),
+            timeout=timeout_setting(settings, "mailgun"),
         )
         return cls(client, domain)
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from ..config import Config, secret
 from ..errors import ProviderError, ProviderRejected
 from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult, message_parts
-from .http import HttpClient
+from .http import HttpClient, api_base_url, timeout_setting
 
 BASE_URL = "https://api.postmarkapp.com"
 # ErrorCodes worth another try later (rate or account limits); everything else is final.
@@ -44,10 +44,10 @@ class PostmarkProvider:
         token = secret(settings.get("server_token_env", "NEWSLETTER_POSTMARK_SERVER_TOKEN"), environ)
         client = HttpClient(
             "postmark",
-            settings.get("base_url", BASE_URL),
+            api_base_url(settings, "postmark", BASE_URL),
             headers={"Accept": "application/json", "Content-Type": "application/json"},
             secret_headers=lambda: {"X-Postmark-Server-Token": token.reveal()},
-            timeout=(5.0, float(settings.get("timeout", 30))),
+            timeout=timeout_setting(settings, "postmark"),
         )
         return cls(client, settings.get("message_stream", "broadcast"), settings.get("transactional_stream", "outbound"))
 

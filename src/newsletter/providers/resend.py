@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 from typing import Any, Mapping
-from urllib.parse import urlsplit
 
 from ..config import Config, secret
-from ..errors import ConfigError, ProviderError, ProviderRejected
+from ..errors import ProviderError, ProviderRejected
 from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult, message_parts
-from .http import HttpClient
+from .http import HttpClient, api_base_url, timeout_setting
 
 BASE_URL = "https://api.resend.com"
 
@@ -36,9 +35,9 @@ class ResendProvider:
         key = secret(settings.get("api_key_env", "NEWSLETTER_RESEND_API_KEY"), environ)
         client = HttpClient(
             "resend",
-            _base_url(settings),
+            api_base_url(settings, "resend", BASE_URL),
             secret_headers=lambda: {"Authorization": f"Bearer {key.reveal()}"},
-            timeout=(5.0, _timeout(settings)),
+            timeout=timeout_setting(settings, "resend"),
             # 409 for a key whose first request is still running: wait and replay.
             transient_errors=("concurrent_idempotent_requests",),
         )
@@ -104,31 +103,3 @@ class ResendProvider:
 
     def close(self) -> None:
         self.client.close()
-
-
-def _base_url(settings: Mapping[str, Any]) -> str:
-    """The API's URL: https only (the key travels in a header), plain http only to this machine."""
-    url = settings.get("base_url", BASE_URL)
-    try:
-        parts = urlsplit(url) if isinstance(url, str) else None
-        host = parts.hostname if parts else None
-    except ValueError:
-        parts, host = None, None
-    local = parts is not None and parts.scheme == "http" and host in ("127.0.0.1", "localhost", "::1")
-    if not host or not (parts.scheme == "https" or local):
-        raise ConfigError(
-            f"{url!r} is not an https URL", where="newsletter.toml: providers.resend.base_url",
-            hint=f"the API key must not travel in clear; leave it out to use {BASE_URL}",
-        )  # fmt: skip
-    return url
-
-
-def _timeout(settings: Mapping[str, Any]) -> float:
-    value = settings.get("timeout", 30)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(
-            "must be a number of seconds > 0",
-            where="newsletter.toml: providers.resend.timeout",
-            hint="e.g. timeout = 30",
-        )
-    return float(value)

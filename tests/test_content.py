@@ -65,7 +65,7 @@ def assert_one_line_error(outcome, *fragments: str, code: int = 1) -> str:
     return line
 
 
-def fails_cleanly(project, run, built: bytes, *fragments: str) -> str:
+def assert_fails_cleanly(project, run, built: bytes, *fragments: str) -> str:
     """The build fails with one line naming ``fragments``; nothing on disk changes, inside public/ or out."""
     before = snapshot(project.parent)
     line = assert_one_line_error(run("build"), *fragments)
@@ -154,7 +154,7 @@ BAD_SLUGS = {
 @pytest.mark.parametrize("slug", list(BAD_SLUGS.values()), ids=list(BAD_SLUGS))
 def test_bad_slug_is_refused_and_nothing_is_written(project, run, built, posts_dir, slug):
     path = post(posts_dir, "good-name", slug=slug)
-    fails_cleanly(project, run, built, str(path), "'slug'", "SEC-05")
+    assert_fails_cleanly(project, run, built, str(path), "'slug'", "SEC-05")
 
 
 @pytest.mark.parametrize("slug", list(BAD_SLUGS.values()), ids=list(BAD_SLUGS))
@@ -177,20 +177,20 @@ def test_slug_comes_from_the_file_name_when_absent(config, posts_dir):
 
 def test_bad_file_name_without_slug_is_refused(project, run, built, posts_dir):
     path = post(posts_dir, "Mon Billet", slug=None)
-    fails_cleanly(project, run, built, str(path), "'slug'", "'Mon Billet'")
+    assert_fails_cleanly(project, run, built, str(path), "'slug'", "'Mon Billet'")
 
 
 def test_duplicate_slug_names_the_second_file(project, run, built, posts_dir):
     post(posts_dir, "a-post")
     second = post(posts_dir, "b-post", slug="a-post")
-    fails_cleanly(project, run, built, str(second), "slug 'a-post' is already used by a-post.md")
+    assert_fails_cleanly(project, run, built, str(second), "slug 'a-post' is already used by a-post.md")
 
 
 def test_duplicate_id_names_the_second_file(project, run, built, posts_dir, config):
     same = '"urn:uuid:11111111-2222-4333-8444-555555555555"'
     post(posts_dir, "a-un", id=same)
     second = post(posts_dir, "b-deux", id=same)
-    fails_cleanly(project, run, built, str(second), "id 'urn:uuid:11111111-2222-4333-8444-555555555555' is already used by a-un.md")
+    assert_fails_cleanly(project, run, built, str(second), "id 'urn:uuid:11111111-2222-4333-8444-555555555555' is already used by a-un.md")
     with pytest.raises(PostError) as caught:
         read_posts(config)
     assert caught.value.where == str(second)
@@ -219,14 +219,14 @@ BAD_FIELDS = {
 @pytest.mark.parametrize("fields, fragment", list(BAD_FIELDS.values()), ids=list(BAD_FIELDS))
 def test_bad_front_matter_field_is_one_line_naming_file_and_field(project, run, built, posts_dir, fields, fragment):
     path = post(posts_dir, "billet", **fields)
-    fails_cleanly(project, run, built, str(path), fragment)
+    assert_fails_cleanly(project, run, built, str(path), fragment)
 
 
 def test_missing_id_hint_offers_a_fresh_uuid(project, run, built, posts_dir):
     post(posts_dir, "billet", id=None)
     minted = []
     for _ in range(2):
-        line = fails_cleanly(project, run, built, "'id' is missing")
+        line = assert_fails_cleanly(project, run, built, "'id' is missing")
         match = re.search(r"urn:uuid:([0-9a-f-]{36})", line)
         assert match, line
         minted.append(uuid.UUID(match.group(1)))
@@ -235,7 +235,7 @@ def test_missing_id_hint_offers_a_fresh_uuid(project, run, built, posts_dir):
 
 def test_date_without_time_zone_proposes_the_configured_offset(project, run, built, posts_dir, config):
     path = post(posts_dir, "billet", date='"2024-05-01T10:00:00"')
-    fails_cleanly(project, run, built, "'date'", "ATOM-21", '"2024-05-01T10:00:00+02:00"')  # Europe/Paris, summer
+    assert_fails_cleanly(project, run, built, "'date'", "ATOM-21", '"2024-05-01T10:00:00+02:00"')  # Europe/Paris, summer
     path.write_text(path.read_text(encoding="utf-8").replace("2024-05-01T10:00:00", "2024-01-15"), encoding="utf-8")
     with pytest.raises(PostError, match=r"no time zone.*") as caught:
         read_post(path, config)
@@ -269,7 +269,7 @@ BROKEN_FILES = {
 def test_broken_file_is_one_line_naming_the_file(project, run, built, posts_dir, config, data, fragment):
     path = posts_dir / "casse.md"
     path.write_bytes(data)
-    fails_cleanly(project, run, built, str(path), fragment)
+    assert_fails_cleanly(project, run, built, str(path), fragment)
     with pytest.raises(PostError):
         read_post(path, config)
 
@@ -423,7 +423,7 @@ def test_character_references_to_forbidden_characters_do_not_break_the_feed(proj
 )
 def test_line_breaks_and_nul_in_header_fields_are_refused(project, run, built, posts_dir, config, field, value):
     path = post(posts_dir, "injection", **{field: value})
-    fails_cleanly(project, run, built, str(path), f"field '{field}'", "line break or NUL")
+    assert_fails_cleanly(project, run, built, str(path), f"field '{field}'", "line break or NUL")
     with pytest.raises(HeaderInjection):
         read_post(path, config)
 

@@ -141,7 +141,12 @@ def secret(variable: str, environ: Mapping[str, str] | None = None) -> Secret:
             f"the environment variable {variable} is not set",
             hint=f"export {variable}=... (never put it in newsletter.toml)",
         )
-    return Secret(variable, value)
+    if any(ch in value for ch in ("\r", "\n", "\x00")):
+        raise SecretMissing(
+            f"the environment variable {variable} holds a line break or NUL",
+            hint="set it again without the trailing newline (e.g. from a file read with $(cat …))",
+        )
+    return Secret(variable, value.strip())
 
 
 def find_config(start: Path | None = None) -> Path:
@@ -199,7 +204,10 @@ def parse_config(raw: Mapping[str, Any], *, root: Path, source: str = CONFIG_FIL
     )
     providers = raw.get("providers", {})
     if not isinstance(providers, dict):
-        raise ConfigError("must be a table of [providers.NAME] tables", where=f"{source}: providers")
+        raise ConfigError(
+            "must be a table of [providers.NAME] tables", where=f"{source}: providers",
+            hint="write each provider's settings under its own [providers.NAME] header",
+        )  # fmt: skip
     return Config(
         root=root,
         site=site,
@@ -234,7 +242,9 @@ class _Reader:
     def _value(self, table: str, key: str, default: Any) -> Any:
         section = self.raw.get(table, {})
         if not isinstance(section, dict):
-            raise ConfigError(f"[{table}] must be a table", where=self.source)
+            raise ConfigError(
+                f"[{table}] must be a table", where=self.source, hint=f"put its settings under a [{table}] header"
+            )
         if key in section:
             return section[key]
         if default is None:

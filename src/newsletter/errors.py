@@ -25,6 +25,9 @@ class NewsletterError(Exception):
         self.hint = hint
         self.where = where
 
+    def __str__(self) -> str:
+        return self.one_line()
+
     def one_line(self) -> str:
         """The error as one line: ``where: message (hint)``, newlines folded."""
         text = f"{self.where}: {self.message}" if self.where else self.message

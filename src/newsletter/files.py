@@ -21,43 +21,57 @@ def inside(folder: Path, relative: str) -> Path:
     return target
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _temp_beside(path: Path, data: bytes) -> Path:
+    """``data`` in a hidden temp file next to ``path``, flushed to disk."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
+        raise
+    return Path(temp)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_beside(path, data)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
         raise
 
 
 def write_tree(folder: Path, files: Mapping[str, bytes]) -> list[Path]:
-    """Write every ``relative path → bytes`` under ``folder``, each atomically.
+    """Write every ``relative path → bytes`` under ``folder``: all of them, or none.
 
-    Every path is checked before the first byte is written, so a bad name
-    leaves the folder untouched.  Unchanged files are not rewritten, which
-    keeps their mtime (and a static host's validators) stable.
+    Every path is checked and every new file written to a temp file beside its target
+    before the first rename, so a full disk or a blocked path leaves the folder as it
+    was; then the renames, each atomic.  Unchanged files are not rewritten, which keeps
+    their mtime (and a static host's validators) stable.
     """
     targets = {inside(folder, relative): data for relative, data in files.items()}
-    written = []
+    staged: list[tuple[Path, Path]] = []
     try:
-        # Temp files of a build killed mid-write are garbage: the real files were never touched.
         for directory in {target.parent for target in targets}:
-            if directory.is_dir():
-                for stale in directory.glob(".*.tmp"):
-                    stale.unlink(missing_ok=True)
+            directory.mkdir(parents=True, exist_ok=True)
+            # Temp files of a build killed mid-write are garbage: the real files were never touched.
+            for stale in directory.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
         for target, data in targets.items():
             if target.is_file() and target.read_bytes() == data:
                 continue
-            write_atomic(target, data)
-            written.append(target)
+            staged.append((_temp_beside(target, data), target))
+        for temp, target in staged:
+            os.replace(temp, target)
     except OSError as exc:
+        for temp, _ in staged:
+            temp.unlink(missing_ok=True)
         raise OutputError(
             f"cannot write ({exc.strerror})", where=str(exc.filename or folder), hint="check the folder's permissions"
-        )
-    return written
+        ) from None
+    return [target for _, target in staged]

@@ -15,7 +15,7 @@ import socket
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import SendLocked
+from .errors import LedgerError, SendLocked
 
 
 class SendLock:
@@ -27,8 +27,14 @@ class SendLock:
         self.previous: dict | None = None  # what a dead holder left behind, if anything
 
     def __enter__(self) -> "SendLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot create the send lock ({exc.strerror})", where=str(self.path),
+                hint="send.database must be a file path in a writable folder",
+            ) from None  # fmt: skip
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -151,7 +151,7 @@ class _OfflinePremailer(Premailer):
 def _encoded(name: str, value: str) -> str:
     """RFC 2047 encoding done by ``email.header``: the policy's own folding of non-ASCII
     subjects can exceed 75-character encoded-words and lose spaces (HDR-04, CPython gh-144156)."""
-    if value.isascii():
+    if value.isascii() and "=?" not in value:  # ASCII that looks like an encoded-word is encoded too
         return value
     return Header(value, "utf-8", maxlinelen=76, header_name=name).encode(linesep="\r\n")
 

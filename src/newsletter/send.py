@@ -237,6 +237,8 @@ def execute(
     """Send (or resume) the planned issue, one chunk at a time, recording each step."""
     policy = policy or RetryPolicy()
     post, issue = plan.post, plan.issue
+    if hasattr(provider, "preflight"):
+        provider.preflight()  # before the ledger records anything
     record = plan.resuming or ledger.plan_issue(
         key=issue.key,
         post_id=post.id,

@@ -182,7 +182,9 @@ class Ledger:
             self.db.execute("PRAGMA foreign_keys = ON")
             self.db.enable_wal()
             MIGRATIONS.apply(self.db)
-        except (sqlite3.Error, OSError) as exc:
+        except sqlite3.Error as exc:
+            raise _ledger_error(exc, self.path, action="open") from None
+        except OSError as exc:
             raise LedgerError(f"cannot open the ledger ({exc})", where=str(path), hint="check the path and its permissions")
 
     def close(self) -> None:
@@ -541,9 +543,13 @@ class Ledger:
         return list(self.db["deliveries"].rows_where("issue_id = ?", [issue_id], order_by="id"))
 
 
-def _ledger_error(exc: sqlite3.Error, path: Path) -> LedgerError:
+def _ledger_error(exc: sqlite3.Error, path: Path, action: str = "write") -> LedgerError:
     message = str(exc)
-    hint = "another newsletter command may be writing; try again" if "locked" in message else "check the file"
-    if "readonly" in message:
+    hint = "restore it from a backup, or point send.database at another file"
+    if "locked" in message:
+        hint = "another newsletter command may be writing; try again"
+    elif "readonly" in message:
         hint = "make the database file and its folder writable"
-    return LedgerError(f"cannot write the ledger ({message})", where=str(path), hint=hint)
+    elif "unable to open" in message:
+        hint = "send.database must be a file path in a writable folder"
+    return LedgerError(f"cannot {action} the ledger ({message})", where=str(path), hint=hint)

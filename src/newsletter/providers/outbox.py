@@ -34,15 +34,24 @@ class OutboxProvider:
     def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> "OutboxProvider":
         folder = settings.get("path", "outbox")
         if not isinstance(folder, str) or not folder.strip():
-            raise OutputError("must be a folder name", where="newsletter.toml: providers.outbox.path")
+            raise OutputError(
+                "must be a folder name", where="newsletter.toml: providers.outbox.path", hint='e.g. path = "outbox"'
+            )
         return cls(config.root / folder)
+
+    def preflight(self) -> None:
+        """Before an issue is planned: the Maildir can be created, so a send cannot half-start."""
+        self._ensure_maildir()
 
     def _ensure_maildir(self) -> None:
         try:
             for sub in ("tmp", "new", "cur"):
                 (self.path / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"cannot create the outbox ({exc.strerror})", where=str(self.path), hint="check permissions")
+            raise OutputError(
+                f"cannot create the outbox ({exc.strerror})", where=str(self.path),
+                hint="make providers.outbox.path a writable folder (not a file)",
+            ) from None  # fmt: skip
 
     @staticmethod
     def file_name(request: ChunkRequest, subscriber_id: int) -> str:

@@ -14,6 +14,7 @@ import ssl
 from typing import Any, Mapping
 
 from ..config import Config, Secret, secret
+from ..textutil import is_email_address
 from ..errors import ConfigError, ProviderAuthError, ProviderRateLimited, ProviderRejected, ProviderTransient
 from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult
 
@@ -79,14 +80,26 @@ class SmtpProvider:
         password = None
         if username:
             password = secret(settings.get("password_env", "NEWSLETTER_SMTP_PASSWORD"), environ)
+        port = settings.get("port", DEFAULT_PORTS[security])
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ConfigError(f"port {port!r} is not a port number", where=where, hint="e.g. port = 587")
+        timeout = settings.get("timeout", 30)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConfigError("timeout must be a number of seconds > 0", where=where, hint="e.g. timeout = 30")
+        envelope_from = settings.get("envelope_from", config.email.from_address)
+        if not isinstance(envelope_from, str) or not is_email_address(envelope_from):
+            raise ConfigError(
+                f"envelope_from {str(envelope_from)[:60]!r} is not an email address",
+                where=f"{where}.envelope_from", hint="write a bare address such as bounces@example.org",
+            )  # fmt: skip
         return cls(
             host=host,
-            port=int(settings.get("port", DEFAULT_PORTS[security])),
+            port=port,
             security=security,
             username=username,
             password=password,
-            envelope_from=settings.get("envelope_from", config.email.from_address),
-            timeout=float(settings.get("timeout", 30)),
+            envelope_from=envelope_from,
+            timeout=float(timeout),
             ca_file=settings.get("ca_file"),
         )
 

@@ -49,6 +49,14 @@ def config(project):
     return load_config(project / "newsletter.toml")
 
 
+@pytest.fixture
+def built(project, run) -> bytes:
+    """A good build first, so a failing one can be shown to leave public/ untouched: returns its feed."""
+    outcome = run("build")
+    assert outcome.exit_code == 0, outcome.stderr
+    return (project / "public" / "feed.xml").read_bytes()
+
+
 @dataclass
 class Outcome:
     exit_code: int

@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from checks import assert_one_line_error
 from click.testing import CliRunner
 from conftest import FIXED_NOW, REPO, TOKEN_KEY
 
@@ -42,26 +43,6 @@ def parse(table: str, key: str, value) -> object:
     else:
         raw[table][key] = value
     return parse_config(raw, root=Path("/srv/lettre"), source="/srv/lettre/newsletter.toml")
-
-
-def assert_one_line_error(outcome, *fragments: str, code: int = 1) -> str:
-    assert outcome.exit_code == code, (outcome.stdout, outcome.stderr)
-    lines = outcome.stderr.splitlines()
-    assert len(lines) == 1, outcome.stderr
-    line = lines[0]
-    assert line.startswith("Error: ") and " — " in line, line
-    assert "Traceback" not in outcome.stderr + outcome.stdout
-    for fragment in fragments:
-        assert fragment in line, (fragment, line)
-    return line
-
-
-@pytest.fixture
-def built(project, run) -> bytes:
-    """A good build first, so a failing one can be shown to leave public/ untouched."""
-    outcome = run("build")
-    assert outcome.exit_code == 0, outcome.stderr
-    return (project / "public" / "feed.xml").read_bytes()
 
 
 def subscribed(run) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from checks import assert_one_line_error
 from conftest import FIXED_NOW, write_post
 from lxml import etree
 
@@ -43,26 +44,6 @@ def post(folder: Path, name: str, *, slug=KEEP, body: str = "Bonjour.", **fields
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` (names and bytes), to prove a failing command wrote nothing."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture
-def built(project, run) -> bytes:
-    """A good build before the test writes its bad post: returns the feed it wrote."""
-    outcome = run("build")
-    assert outcome.exit_code == 0, outcome.stderr
-    return (project / "public" / "feed.xml").read_bytes()
-
-
-def assert_one_line_error(outcome, *fragments: str, code: int = 1) -> str:
-    assert outcome.exit_code == code, (outcome.stdout, outcome.stderr)
-    lines = outcome.stderr.splitlines()
-    assert len(lines) == 1, outcome.stderr
-    line = lines[0]
-    assert line.startswith("Error: ") and " — " in line, line
-    assert "Traceback" not in outcome.stderr + outcome.stdout
-    for fragment in fragments:
-        assert fragment in line, (fragment, line)
-    return line
 
 
 def assert_fails_cleanly(project, run, built: bytes, *fragments: str) -> str:

@@ -7,12 +7,12 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from checks import ledger_rows
 from chaos import COMMAND, run_chaos
 from conftest import TOKEN_KEY, write_post
 from fakes import FakeResend
@@ -36,11 +36,6 @@ def newsletter(project: Path, *args: str, env: dict | None = None) -> subprocess
 def import_readers(project: Path, count: int, env: dict | None = None) -> None:
     (project / "people.csv").write_text("email\n" + "".join(f"r{n}@example.org\n" for n in range(count)))
     assert newsletter(project, "subscribers", "import", "people.csv", env=env).returncode == 0
-
-
-def db_rows(project: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(project / "newsletter.db") as db:
-        return db.execute(sql).fetchall()
 
 
 # -- chaos ------------------------------------------------------------------------------------
@@ -82,7 +77,7 @@ def test_two_concurrent_senders_exactly_one_sends(project):
         assert "another newsletter send is running" in refused and refused.count("\n") == 1
     files = list((project / "outbox" / "new").glob("*.eml"))
     assert len(files) == 1500 and len({f.name for f in files}) == 1500
-    assert db_rows(project, "SELECT count(*) FROM issues") == [(1,)]
+    assert ledger_rows(project, "SELECT count(*) FROM issues") == [(1,)]
 
 
 def test_a_held_lock_stops_a_second_send_at_once(project, config):
@@ -192,7 +187,7 @@ def test_resolve_lets_the_editor_decide_what_nothing_can_tell(run, project, monk
     monkeypatch.setattr(OutboxProvider, "capabilities", blind)
     stopped = run("send", "--yes")
     assert stopped.exit_code == 1 and "may or may not have been delivered" in stopped.stderr
-    assert db_rows(project, "SELECT state FROM deliveries") == [("unknown",)]  # reported, not guessed
+    assert ledger_rows(project, "SELECT state FROM deliveries") == [("unknown",)]  # reported, not guessed
     assert run("resolve", NEWEST).exit_code == 2  # a decision is required
     resolved = run("resolve", NEWEST, decision)
     assert resolved.exit_code == 0 and resolved.stdout.startswith("1 uncertain deliveries")
@@ -202,7 +197,7 @@ def test_resolve_lets_the_editor_decide_what_nothing_can_tell(run, project, monk
     monkeypatch.setattr(OutboxProvider, "send_chunk", lambda self, request: calls.append(1) or real(self, request))
     assert run("send", "--yes").exit_code in (0, EXIT_NOTHING_TO_SEND)
     assert len(calls) == copies - 1
-    assert db_rows(project, "SELECT status FROM issues") == [("sent",)]
+    assert ledger_rows(project, "SELECT status FROM issues") == [("sent",)]
 
 
 def test_resolve_of_an_unknown_issue_is_a_clear_error(run):

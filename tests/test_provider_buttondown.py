@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
-
+from checks import assert_one_line_error, ledger_rows, use_provider
 from fakes import FakeButtondown, Fault
+
 from newsletter.config import load_config
 from newsletter.providers import load_provider
 from newsletter.providers.buttondown import ButtondownProvider
@@ -35,15 +35,11 @@ FANCY = "<!-- buttondown-editor-mode: fancy -->"
 
 def configure(project: Path, url: str, *, timeout: float | None = None, **send: object) -> None:
     """Point the project at ``url`` through the buttondown provider, with fast retries (overridable)."""
-    path = project / "newsletter.toml"
-    text = path.read_text(encoding="utf-8")
-    assert 'provider = "outbox"' in text and "[providers.outbox]" in text
-    settings = {"retry_base_delay": 0.01, "retry_max_delay": 0.05, "retry_deadline": 30, **send}
-    lines = "".join(f"{k} = {v}\n" for k, v in settings.items())
-    text = text.replace('provider = "outbox"', 'provider = "buttondown"')
-    text = text.replace("[providers.outbox]", lines + "\n[providers.outbox]")
-    text += f'\n[providers.buttondown]\nbase_url = "{url}"\n' + (f"timeout = {timeout}\n" if timeout else "")
-    path.write_text(text, encoding="utf-8")
+    use_provider(project, "buttondown", url, send=send, provider={"timeout": timeout} if timeout else None)
+
+
+def rows(project: Path, sql: str, *params) -> list[tuple]:
+    return ledger_rows(project, sql, *params)
 
 
 @pytest.fixture(autouse=True)
@@ -56,22 +52,6 @@ def buttondown_key(monkeypatch):
 def fake():
     with FakeButtondown(subscribers=AUDIENCE) as server:
         yield server
-
-
-def rows(project: Path, sql: str, *params) -> list[tuple]:
-    with sqlite3.connect(project / "newsletter.db") as db:
-        return db.execute(sql, params).fetchall()
-
-
-def one_line_error(outcome, *, hint: bool = True) -> str:
-    """The CLI's error contract: exit 1, one line on stderr, ``Error: …`` with a hint after ``—``."""
-    assert outcome.exit_code == 1, (outcome.stdout, outcome.stderr)
-    lines = outcome.stderr.splitlines()
-    assert len(lines) == 1, outcome.stderr
-    assert lines[0].startswith("Error: "), lines[0]
-    if hint:
-        assert " — " in lines[0], f"no hint after ' — ': {lines[0]}"
-    return lines[0]
 
 
 def creates(fake) -> list:
@@ -187,7 +167,7 @@ def test_the_same_issue_gets_the_same_keys_in_another_project(run, project, fake
 def test_401_is_one_line_and_not_retried(run, project, fake):
     configure(project, fake.url)
     fake.inject(Fault.http(401))
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "HTTP 401" in line and "authentication_invalid" in line
     assert len(fake.requests) == 1 and not fake.emails and not fake.sends
     assert rows(project, "SELECT state FROM chunks") == [("planned",)]
@@ -199,7 +179,7 @@ def test_wrong_key_is_refused_once(run, project, monkeypatch):
     monkeypatch.setenv("NEWSLETTER_BUTTONDOWN_API_KEY", "bd-wrong-key")
     with FakeButtondown(subscribers=AUDIENCE) as fake:
         configure(project, fake.url)
-        line = one_line_error(run("send", "--yes"))
+        line = assert_one_line_error(run("send", "--yes"))
         assert "HTTP 401" in line and "API key" in line
         assert len(fake.requests) == 1 and not fake.emails
 
@@ -222,7 +202,7 @@ def test_wrong_key_is_refused_once(run, project, monkeypatch):
 def test_validation_errors_name_the_code_and_are_not_retried(run, project, fake, status, body, code):
     configure(project, fake.url)
     fake.inject(Fault.http(status, body=body))
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert f"HTTP {status}" in line and code in line
     assert len(fake.requests) == 1 and not fake.emails and not fake.sends
 
@@ -230,7 +210,7 @@ def test_validation_errors_name_the_code_and_are_not_retried(run, project, fake,
 def test_422_on_the_send_step_after_the_draft_exists(run, project, fake):
     configure(project, fake.url)
     fake.inject(Fault.http(422, method="PATCH"))
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "HTTP 422" in line
     assert len(fake.requests) == 2 and not fake.sends
     [email] = fake.emails.values()
@@ -272,7 +252,7 @@ def test_5xx_burst_then_success(run, project, fake, statuses):
 def test_5xx_beyond_the_attempts_is_one_line_and_resumes_later(run, project, fake):
     configure(project, fake.url, retry_attempts=2)
     fake.inject(Fault.http(500, times=2))
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "HTTP 500" in line
     assert not fake.emails
     assert run("send", "--yes").exit_code == 0
@@ -321,7 +301,7 @@ def test_409_past_the_attempts_leaves_the_chunk_unknown_then_resumes(run, projec
     record the issue as proven unsent; the next run replays the same keys and sends once."""
     configure(project, fake.url, retry_attempts=3)
     fake.inject(Fault.http(409, times=3, method="PATCH"))
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "HTTP 409" in line
     assert [(r.method, r.status) for r in fake.requests] == [("POST", 201), ("PATCH", 409)] * 3
     assert rows(project, "SELECT state FROM chunks") == [("unknown",)]
@@ -378,7 +358,7 @@ def test_crash_after_the_send_before_the_record_sends_nothing_more(run, project,
 def test_sec07_missing_key_variable_is_one_line_naming_it(run, project, fake, monkeypatch):
     monkeypatch.delenv("NEWSLETTER_BUTTONDOWN_API_KEY")
     configure(project, fake.url)
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "NEWSLETTER_BUTTONDOWN_API_KEY" in line
     assert not fake.requests
     assert rows(project, "SELECT count(*) FROM issues") == [(0,)]
@@ -471,7 +451,7 @@ def test_test_to_retries_a_transient_failure(run, project, fake):
 def test_sec12_base_url_must_be_https(run, project, url):
     """SEC-12: the key travels in a header, so never over plain http (except to this machine)."""
     configure(project, url)
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "providers.buttondown.base_url" in line and "https" in line
     assert rows(project, "SELECT count(*) FROM issues") == [(0,)]
 
@@ -481,7 +461,7 @@ def test_a_bad_timeout_is_a_one_line_config_error(run, project, fake, value):
     configure(project, fake.url)
     with open(project / "newsletter.toml", "a", encoding="utf-8") as handle:
         handle.write(f"timeout = {value}\n")
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "providers.buttondown.timeout" in line
     assert not fake.requests
 

@@ -13,17 +13,24 @@ import base64
 import json
 import logging
 import re
-import sqlite3
 import time
 import traceback
 from collections import Counter
-from contextlib import closing
 from dataclasses import replace
 from email.utils import formatdate
 from pathlib import Path
 
 import pytest
 import requests
+from checks import (
+    SUBSCRIBERS,
+    assert_each_once,
+    assert_one_line_error,
+    import_subscribers,
+    ledger_rows,
+    subscribe,
+    use_provider,
+)
 from conftest import FIXED_NOW, TOKEN_KEY, seed_posts
 from fakes import TRANSIENT_KINDS, FakeMailgun, Fault
 from fakes.base import Response
@@ -50,7 +57,6 @@ KEY = "key-test"  # FakeMailgun's default key
 DOMAIN = "mg.example.org"
 SEND_PATH = f"/v3/{DOMAIN}/messages"
 EVENTS_PATH = f"/v3/{DOMAIN}/events"
-SUBSCRIBERS = ["alice@example.org", "bruno@example.org", "camille@example.org"]
 TITLE = seed_posts()[0][0]  # the newest post's exact French title (with its no-break space before "!")
 LIST_ID = "lettre.claudesuper.example.org"
 UNSUBSCRIBE_BASE = "https://claudesuper.example.org/unsubscribe/"
@@ -71,54 +77,17 @@ def fake(api_key):
         yield server
 
 
-def toml_table(settings: dict) -> str:
-    return "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
-
-
 def use_mailgun(project: Path, url: str | None, *, send: dict | None = None, provider: dict | None = None,
                 email: dict | None = None) -> None:
-    """Switch the project to Mailgun at ``url`` with fast retries (``send`` overrides them)."""
-    path = project / "newsletter.toml"
-    text = path.read_text(encoding="utf-8")
-    assert text.count('provider = "outbox"') == 1 and text.count("[providers.outbox]") == 1
-    text = text.replace('provider = "outbox"', 'provider = "mailgun"')
-    retry = {"retry_base_delay": 0.01, "retry_max_delay": 0.05, "retry_deadline": 30, **(send or {})}
-    text = text.replace("[providers.outbox]", toml_table(retry) + "\n\n[providers.outbox]")
-    if email:
-        text = text.replace("\n[send]", "\n" + toml_table(email) + "\n\n[send]")
-    table = {"domain": DOMAIN, **({"base_url": url} if url else {}), **(provider or {})}
-    path.write_text(text + "\n[providers.mailgun]\n" + toml_table(table) + "\n", encoding="utf-8")
-
-
-def subscribe(run, *addresses: str) -> None:
-    outcome = run("subscribers", "add", *(addresses or SUBSCRIBERS))
-    assert outcome.exit_code == 0, outcome.stderr
-
-
-def import_subscribers(run, tmp_path: Path, count: int) -> list[str]:
-    addresses = [f"reader{n:05d}@example.org" for n in range(count)]
-    path = tmp_path / "subscribers.csv"
-    path.write_text("email\n" + "".join(a + "\n" for a in addresses), encoding="utf-8")
-    outcome = run("subscribers", "import", str(path))
-    assert outcome.exit_code == 0 and f"Imported {count}" in outcome.stdout, outcome.stdout + outcome.stderr
-    return addresses
+    use_provider(project, "mailgun", url, send=send, provider={"domain": DOMAIN, **(provider or {})}, email=email)
 
 
 def ledger(project: Path, sql: str, *params) -> list[tuple]:
-    with closing(sqlite3.connect(project / "newsletter.db")) as db:
-        return db.execute(sql, params).fetchall()
+    return ledger_rows(project, sql, *params)
 
 
 def delivery_states(project: Path) -> dict[str, str]:
     return dict(ledger(project, "SELECT email, state FROM deliveries"))
-
-
-def one_line_error(outcome) -> str:
-    """The CLI's failure contract: exit 1 and exactly one stderr line starting "Error: "."""
-    assert outcome.exit_code == 1, (outcome.exit_code, outcome.stdout, outcome.stderr)
-    lines = outcome.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), outcome.stderr
-    return lines[0]
 
 
 def posts_to(fake) -> list:
@@ -127,11 +96,6 @@ def posts_to(fake) -> list:
 
 def lookups(fake) -> list:
     return [r for r in fake.requests if r.method == "GET" and r.path.startswith(EVENTS_PATH)]
-
-
-def assert_each_once(fake, addresses) -> None:
-    counts = fake.count_by_recipient()
-    assert dict(counts) == {a: 1 for a in addresses}, {a: n for a, n in counts.items() if n != 1} or counts
 
 
 def assert_ledger_matches_fake(project: Path, fake, addresses) -> None:
@@ -307,7 +271,7 @@ def test_wrong_key_is_an_auth_error_sent_once_and_never_retried(run, project, ap
     subscribe(run)
     with FakeMailgun(api_key="key-another-one") as fake:
         use_mailgun(project, fake.url)
-        line = one_line_error(run("send", "--yes"))
+        line = assert_one_line_error(run("send", "--yes"))
         assert "HTTP 401: Forbidden" in line and " — check the API key variable" in line
         assert len(fake.requests) == 1 and fake.delivered == []
         assert ledger(project, "SELECT state, attempts FROM chunks") == [("planned", 1)]
@@ -323,7 +287,7 @@ def test_validation_400_is_reported_and_not_retried(run, project, fake):
     use_mailgun(project, fake.url)
     text = "'to' parameter is not a valid address. please check documentation"
     fake.inject(Fault.http(400, body={"message": text}))
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert f"HTTP 400: {text}" in line and " — the provider refused the request as written" in line
     assert len(fake.requests) == 1 and fake.delivered == []
     assert ledger(project, "SELECT state FROM chunks") == [("planned",)]
@@ -333,7 +297,7 @@ def test_request_too_large_413_is_reported_and_not_retried(run, project, api_key
     subscribe(run)
     with FakeMailgun(max_request_bytes=2_000) as fake:  # the issue alone is larger
         use_mailgun(project, fake.url)
-        line = one_line_error(run("send", "--yes"))
+        line = assert_one_line_error(run("send", "--yes"))
         assert "HTTP 413: Request entity too large" in line
         assert len(fake.requests) == 1 and fake.delivered == []
         assert ledger(project, "SELECT state FROM chunks") == [("planned",)]
@@ -427,7 +391,7 @@ def test_a_200_that_is_not_json_stops_with_the_chunk_unknown(run, project, fake,
     subscribe(run)
     use_mailgun(project, fake.url)
     fake.inject(Fault.http(200, body=body))
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     expected = "<html><body><h1>502 Bad Gateway</h1></body></html>" if body else "an empty body"
     assert f"answered 200 with a body that is not JSON ({expected})" in line
     assert " — check the provider's status page; nothing is re-sent automatically" in line
@@ -445,7 +409,7 @@ def test_a_processed_send_answered_with_html_is_found_by_lookup_never_resent(run
     subscribe(run)
     with GarbledMailgun() as fake:
         use_mailgun(project, fake.url)
-        line = one_line_error(run("send", "--yes"))
+        line = assert_one_line_error(run("send", "--yes"))
         assert "answered 200 with a body that is not JSON (<html><body><h1>Gateway</h1></body></html>)" in line
         assert ledger(project, "SELECT state FROM chunks") == [("unknown",)]
         assert_each_once(fake, SUBSCRIBERS)  # it did land
@@ -480,7 +444,7 @@ def test_retries_exhausted_leave_the_chunk_planned_and_a_later_run_completes(run
     subscribe(run)
     use_mailgun(project, fake.url, send={"retry_attempts": 3})
     fake.inject(Fault.http(503, times=None))
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "HTTP 503: Service unavailable" in line
     assert len(posts_to(fake)) == 3 and fake.delivered == []
     assert ledger(project, "SELECT state FROM chunks") == [("planned",)]
@@ -538,7 +502,7 @@ def test_missing_api_key_is_one_line_naming_the_variable_and_sends_nothing(run, 
     subscribe(run)
     use_mailgun(project, fake.url)
     monkeypatch.delenv(KEY_VAR)
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert KEY_VAR in line and "not set" in line
     assert fake.requests == []
     assert ledger(project, "SELECT count(*) FROM issues") == [(0,)]

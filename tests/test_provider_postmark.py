@@ -12,15 +12,22 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 import time
 import traceback
 from collections import Counter
-from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from checks import (
+    SUBSCRIBERS,
+    assert_each_once,
+    assert_one_line_error,
+    import_subscribers,
+    ledger_rows,
+    subscribe,
+    use_provider,
+)
 from conftest import FIXED_NOW, TOKEN_KEY, seed_posts
 from fakes import TRANSIENT_KINDS, FakePostmark, Fault
 from fakes.base import Response
@@ -45,7 +52,6 @@ TOKEN_VAR = "NEWSLETTER_POSTMARK_SERVER_TOKEN"
 TOKEN = "pm-test-token"  # FakePostmark's default token
 SEND_PATH = "/email/batch"
 SEARCH_PATH = "/messages/outbound"
-SUBSCRIBERS = ["alice@example.org", "bruno@example.org", "camille@example.org"]
 TITLE = seed_posts()[0][0]  # the newest post's exact French title (with its no-break space before "!")
 LIST_ID = "lettre.claudesuper.example.org"
 UNSUBSCRIBE_BASE = "https://claudesuper.example.org/unsubscribe/"
@@ -67,51 +73,17 @@ def fake(token):
         yield server
 
 
-def toml_table(settings: dict) -> str:
-    return "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
-
-
 def use_postmark(project: Path, url: str | None, *, send: dict | None = None, provider: dict | None = None) -> None:
-    """Switch the project to Postmark's broadcast stream at ``url`` with fast retries (``send`` overrides)."""
-    path = project / "newsletter.toml"
-    text = path.read_text(encoding="utf-8")
-    assert text.count('provider = "outbox"') == 1 and text.count("[providers.outbox]") == 1
-    text = text.replace('provider = "outbox"', 'provider = "postmark"')
-    retry = {"retry_base_delay": 0.01, "retry_max_delay": 0.05, "retry_deadline": 30, **(send or {})}
-    text = text.replace("[providers.outbox]", toml_table(retry) + "\n\n[providers.outbox]")
-    table = {**({"base_url": url} if url else {}), "message_stream": "broadcast", **(provider or {})}
-    path.write_text(text + "\n[providers.postmark]\n" + toml_table(table) + "\n", encoding="utf-8")
-
-
-def subscribe(run, *addresses: str) -> None:
-    outcome = run("subscribers", "add", *(addresses or SUBSCRIBERS))
-    assert outcome.exit_code == 0, outcome.stderr
-
-
-def import_subscribers(run, tmp_path: Path, count: int) -> list[str]:
-    addresses = [f"reader{n:05d}@example.org" for n in range(count)]
-    path = tmp_path / "subscribers.csv"
-    path.write_text("email\n" + "".join(a + "\n" for a in addresses), encoding="utf-8")
-    outcome = run("subscribers", "import", str(path))
-    assert outcome.exit_code == 0 and f"Imported {count}" in outcome.stdout, outcome.stdout + outcome.stderr
-    return addresses
+    """Postmark's broadcast stream at ``url``."""
+    use_provider(project, "postmark", url, send=send, provider={"message_stream": "broadcast", **(provider or {})})
 
 
 def ledger(project: Path, sql: str, *params) -> list[tuple]:
-    with closing(sqlite3.connect(project / "newsletter.db")) as db:
-        return db.execute(sql, params).fetchall()
+    return ledger_rows(project, sql, *params)
 
 
 def delivery_states(project: Path) -> dict[str, str]:
     return dict(ledger(project, "SELECT email, state FROM deliveries"))
-
-
-def one_line_error(outcome) -> str:
-    """The CLI's failure contract: exit 1 and exactly one stderr line starting "Error: "."""
-    assert outcome.exit_code == 1, (outcome.exit_code, outcome.stdout, outcome.stderr)
-    lines = outcome.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), outcome.stderr
-    return lines[0]
 
 
 def posts_to(fake) -> list:
@@ -120,11 +92,6 @@ def posts_to(fake) -> list:
 
 def lookups(fake) -> list:
     return [r for r in fake.requests if r.method == "GET" and r.path == SEARCH_PATH]
-
-
-def assert_each_once(fake, addresses) -> None:
-    counts = fake.count_by_recipient()
-    assert dict(counts) == {a: 1 for a in addresses}, {a: n for a, n in counts.items() if n != 1} or counts
 
 
 def assert_ledger_matches_fake(project: Path, fake, addresses) -> None:
@@ -301,7 +268,7 @@ def test_wrong_token_is_an_auth_error_sent_once_and_never_retried(run, project, 
     subscribe(run)
     with FakePostmark(server_token="pm-another-token") as fake:
         use_postmark(project, fake.url)
-        line = one_line_error(run("send", "--yes"))
+        line = assert_one_line_error(run("send", "--yes"))
         assert "HTTP 401: Request does not contain a valid Server token. (10)" in line
         assert " — check the API key variable" in line
         assert len(fake.requests) == 1 and fake.delivered == []
@@ -316,7 +283,7 @@ def test_validation_422_is_reported_and_not_retried(run, project, fake):
     subscribe(run)
     use_postmark(project, fake.url)
     fake.inject(Fault.http(422, body={"ErrorCode": 300, "Message": "Invalid 'From' address: 'lettre'."}))
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "HTTP 422: Invalid 'From' address: 'lettre'. (300)" in line
     assert " — the provider refused the request as written" in line
     assert len(fake.requests) == 1 and fake.delivered == []
@@ -328,7 +295,7 @@ def test_an_unknown_message_stream_stops_the_send_instead_of_rejecting_everyone(
     The issue must not be recorded as sent to nobody; once the stream is fixed, it goes out."""
     subscribe(run)
     use_postmark(project, fake.url, provider={"message_stream": "newsletter"})
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "The message stream 'newsletter' was not found on this server." in line and "1235" in line
     assert fake.delivered == []
     assert ledger(project, "SELECT status FROM issues") == [("sending",)]
@@ -413,7 +380,7 @@ def test_a_200_that_is_not_json_stops_with_the_chunk_unknown(run, project, fake,
     subscribe(run)
     use_postmark(project, fake.url)
     fake.inject(Fault.http(200, body=body))
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     expected = "<html><body><h1>502 Bad Gateway</h1></body></html>" if body else "an empty body"
     assert f"postmark POST {SEND_PATH}: answered 200 with a body that is not JSON ({expected})" in line
     assert " — check the provider's status page; nothing is re-sent automatically" in line
@@ -430,7 +397,7 @@ def test_a_processed_batch_answered_with_html_is_found_by_search_never_resent(ru
     subscribe(run)
     with GarbledPostmark() as fake:
         use_postmark(project, fake.url)
-        line = one_line_error(run("send", "--yes"))
+        line = assert_one_line_error(run("send", "--yes"))
         assert "answered 200 with a body that is not JSON (<html><body><h1>Gateway</h1></body></html>)" in line
         assert ledger(project, "SELECT state FROM chunks") == [("unknown",)]
         assert_each_once(fake, SUBSCRIBERS)  # it did land
@@ -514,7 +481,7 @@ def test_retries_exhausted_leave_the_chunk_planned_and_a_later_run_completes(run
     subscribe(run)
     use_postmark(project, fake.url, send={"retry_attempts": 3})
     fake.inject(Fault.http(503, times=None))
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "HTTP 503: Internal server error. (503)" in line
     assert len(posts_to(fake)) == 3 and fake.delivered == []
     assert ledger(project, "SELECT state FROM chunks") == [("planned",)]
@@ -573,7 +540,7 @@ def test_missing_server_token_is_one_line_naming_the_variable_and_sends_nothing(
     subscribe(run)
     use_postmark(project, fake.url)
     monkeypatch.delenv(TOKEN_VAR)
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert TOKEN_VAR in line and "not set" in line
     assert fake.requests == []
     assert ledger(project, "SELECT count(*) FROM issues") == [(0,)]

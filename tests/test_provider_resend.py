@@ -11,21 +11,27 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
+from checks import (
+    SUBSCRIBERS,
+    assert_one_line_error,
+    import_subscribers,
+    ledger_rows,
+    subscribe,
+    use_provider,
+)
 from conftest import TOKEN_KEY
-
 from fakes import FakeResend, Fault
+
 from newsletter.audience import UNSUBSCRIBE, verify_token
 from newsletter.config import Secret, load_config
 from newsletter.providers import load_provider
 from newsletter.providers.resend import ResendProvider
 
 API_KEY = "re_test_key"
-SUBSCRIBERS = ["alice@example.org", "bruno@example.org", "camille@example.org"]
 TITLE = "Social Business : un parcours singulier à conjuguer au pluriel\u00a0!"  # newest post, French no-break space
 LIST_ID = "lettre.claudesuper.example.org"
 UNSUBSCRIBE_BASE = "https://claudesuper.example.org/unsubscribe/"
@@ -35,15 +41,11 @@ UNSUBSCRIBE_BASE = "https://claudesuper.example.org/unsubscribe/"
 
 def configure(project: Path, url: str, *, timeout: float | None = None, **send: object) -> None:
     """Point the project at ``url`` through the resend provider, with fast retries (overridable)."""
-    path = project / "newsletter.toml"
-    text = path.read_text(encoding="utf-8")
-    assert 'provider = "outbox"' in text and "[providers.outbox]" in text
-    settings = {"retry_base_delay": 0.01, "retry_max_delay": 0.05, "retry_deadline": 30, **send}
-    lines = "".join(f"{k} = {v}\n" for k, v in settings.items())
-    text = text.replace('provider = "outbox"', 'provider = "resend"')
-    text = text.replace("[providers.outbox]", lines + "\n[providers.outbox]")
-    text += f'\n[providers.resend]\nbase_url = "{url}"\n' + (f"timeout = {timeout}\n" if timeout else "")
-    path.write_text(text, encoding="utf-8")
+    use_provider(project, "resend", url, send=send, provider={"timeout": timeout} if timeout else None)
+
+
+def rows(project: Path, sql: str, *params) -> list[tuple]:
+    return ledger_rows(project, sql, *params)
 
 
 @pytest.fixture(autouse=True)
@@ -58,25 +60,6 @@ def fake():
         yield server
 
 
-def rows(project: Path, sql: str, *params) -> list[tuple]:
-    with sqlite3.connect(project / "newsletter.db") as db:
-        return db.execute(sql, params).fetchall()
-
-
-def subscribe(run, *addresses: str) -> None:
-    outcome = run("subscribers", "add", *(addresses or SUBSCRIBERS))
-    assert outcome.exit_code == 0, outcome.stderr
-
-
-def import_subscribers(run, project: Path, count: int) -> list[str]:
-    addresses = [f"reader{n:05d}@example.org" for n in range(count)]
-    csv = project / "subscribers.csv"
-    csv.write_text("email\n" + "\n".join(addresses) + "\n", encoding="utf-8")
-    outcome = run("subscribers", "import", str(csv))
-    assert outcome.exit_code == 0 and f"Imported {count}," in outcome.stdout, outcome.stdout + outcome.stderr
-    return addresses
-
-
 def small_batches(monkeypatch, size: int) -> None:
     """Resend's real cap is 100 per call; a smaller one keeps multi-chunk tests fast."""
     monkeypatch.setattr(
@@ -86,17 +69,6 @@ def small_batches(monkeypatch, size: int) -> None:
 
 def batch_posts(fake) -> list:
     return [r for r in fake.requests if r.method == "POST" and r.path == "/emails/batch"]
-
-
-def one_line_error(outcome, *, hint: bool = True) -> str:
-    """The CLI's error contract: exit 1, one line on stderr, ``Error: …`` with a hint after ``—``."""
-    assert outcome.exit_code == 1, (outcome.stdout, outcome.stderr)
-    lines = outcome.stderr.splitlines()
-    assert len(lines) == 1, outcome.stderr
-    assert lines[0].startswith("Error: "), lines[0]
-    if hint:
-        assert " — " in lines[0], f"no hint after ' — ': {lines[0]}"
-    return lines[0]
 
 
 def ledger_deliveries(project: Path) -> dict[str, tuple[str, str | None]]:
@@ -221,7 +193,7 @@ def test_permanent_errors_are_one_line_and_not_retried(run, project, fake, fault
     configure(project, fake.url)
     subscribe(run)
     fake.inject(fault)
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert f"HTTP {fault.status}" in line and code in line
     assert len(fake.requests) == 1 and not fake.delivered
     assert rows(project, "SELECT state FROM chunks") == [("planned",)]
@@ -236,7 +208,7 @@ def test_wrong_key_is_refused_with_403_once(run, project, fake, monkeypatch):
     monkeypatch.setenv("NEWSLETTER_RESEND_API_KEY", "re_wrong_key")
     configure(project, fake.url)
     subscribe(run)
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "HTTP 403" in line and "invalid_api_key" in line and "API key" in line
     assert len(fake.requests) == 1 and not fake.delivered
 
@@ -268,7 +240,7 @@ def test_5xx_beyond_the_attempts_stops_with_one_line_and_resumes_later(run, proj
     configure(project, fake.url, retry_attempts=3)
     subscribe(run)
     fake.inject(Fault.http(503, times=3))
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "HTTP 503" in line and "service_unavailable" in line
     assert len(fake.requests) == 3 and not fake.delivered
     assert rows(project, "SELECT state FROM chunks") == [("planned",)]
@@ -330,7 +302,7 @@ def test_409_concurrent_past_the_attempts_leaves_the_chunk_unknown(run, project,
     configure(project, fake.url, retry_attempts=3)
     subscribe(run)
     fake.inject(Fault.http(409, times=3))
-    line = one_line_error(run("send", "--yes"), hint=False)  # the missing hint: see the 5xx test
+    line = assert_one_line_error(run("send", "--yes"), hint=False)  # the missing hint: see the 5xx test
     assert "concurrent_idempotent_requests" in line
     assert len(fake.requests) == 3
     assert rows(project, "SELECT state FROM chunks") == [("unknown",)]
@@ -343,7 +315,7 @@ def test_409_invalid_idempotent_request_is_one_line_and_not_retried(run, project
     subscribe(run)
     fake.inject(Fault.http(409, body={"statusCode": 409, "name": "invalid_idempotent_request",
                                       "message": "The request body was modified."}))
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "invalid_idempotent_request" in line
     assert len(fake.requests) == 1 and not fake.delivered
 
@@ -360,7 +332,7 @@ def test_resume_with_a_different_body_under_the_same_key_stops_without_sending(r
     monkeypatch.undo()
     monkeypatch.setenv("NEWSLETTER_RESEND_API_KEY", API_KEY)
     monkeypatch.setenv("NEWSLETTER_TOKEN_KEY", "a-rotated-signing-key")
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "invalid_idempotent_request" in line
     assert [r.status for r in fake.requests] == [200, 409]
     assert_each_delivered_once(fake, SUBSCRIBERS)
@@ -382,7 +354,7 @@ def test_200_with_a_body_that_is_not_json_stops_then_replays_safely(run, project
     configure(project, fake.url)
     subscribe(run)
     fake.inject(Fault.http(200, body="<html>upstream hiccup</html>"))
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "not JSON" in line and "upstream hiccup" in line
     assert len(fake.requests) == 1
     assert rows(project, "SELECT state FROM chunks") == [("unknown",)]
@@ -530,7 +502,7 @@ def test_sec07_missing_key_variable_is_one_line_naming_it(run, project, fake, mo
     monkeypatch.delenv("NEWSLETTER_RESEND_API_KEY")
     configure(project, fake.url)
     subscribe(run)
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "NEWSLETTER_RESEND_API_KEY" in line
     assert not fake.requests
     assert rows(project, "SELECT count(*) FROM issues") == [(0,)]
@@ -542,7 +514,7 @@ def test_sec07_key_variable_name_comes_from_the_config(run, project, fake, monke
         handle.write('api_key_env = "MY_RESEND_KEY"\n')
     monkeypatch.delenv("MY_RESEND_KEY", raising=False)
     subscribe(run)
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "MY_RESEND_KEY" in line
     monkeypatch.setenv("MY_RESEND_KEY", API_KEY)
     assert run("send", "--yes").exit_code == 0
@@ -639,7 +611,7 @@ def test_test_to_sends_one_tagged_copy_and_records_nothing(run, project, fake):
 def test_test_to_auth_error_is_one_line(run, project, fake):
     configure(project, fake.url)
     fake.inject(Fault.http(401))
-    line = one_line_error(run("send", "--test-to", "x@example.org"))
+    line = assert_one_line_error(run("send", "--test-to", "x@example.org"))
     assert "missing_api_key" in line
     assert len(fake.requests) == 1 and not fake.delivered
 
@@ -651,7 +623,7 @@ def test_sec12_base_url_must_be_https(run, project, url):
     """SEC-12: the key travels in a header, so never over plain http (except to this machine)."""
     configure(project, url)
     subscribe(run)
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "providers.resend.base_url" in line and "https" in line
     assert rows(project, "SELECT count(*) FROM issues") == [(0,)]
 
@@ -662,6 +634,6 @@ def test_a_bad_timeout_is_a_one_line_config_error(run, project, fake, value):
     with open(project / "newsletter.toml", "a", encoding="utf-8") as handle:
         handle.write(f"timeout = {value}\n")
     subscribe(run)
-    line = one_line_error(run("send", "--yes"))
+    line = assert_one_line_error(run("send", "--yes"))
     assert "providers.resend.timeout" in line
     assert not fake.requests

@@ -5,17 +5,16 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+from checks import SUBSCRIBERS, ledger_rows, subscribe
 from conftest import FIXED_NOW, TOKEN_KEY, seed_posts, write_post
 
 from newsletter.audience import UNSUBSCRIBE, verify_token
 from newsletter.config import Secret, load_config
 from newsletter.errors import EXIT_NOTHING_TO_SEND
 
-SUBSCRIBERS = ["alice@example.org", "bruno@example.org", "camille@example.org"]
 NEWEST = "social-business-parcours-singulier"
 
 
@@ -25,16 +24,6 @@ def outbox_files(project: Path) -> list[Path]:
 
 def parse(path: Path):
     return email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-
-
-def ledger_rows(project: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(project / "newsletter.db") as db:
-        return db.execute(sql).fetchall()
-
-
-def subscribe(run, *addresses: str) -> None:
-    outcome = run("subscribers", "add", *(addresses or SUBSCRIBERS))
-    assert outcome.exit_code == 0, outcome.stderr
 
 
 def test_send_writes_one_eml_per_subscriber_for_the_newest_post(run, project):

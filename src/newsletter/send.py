@@ -225,7 +225,7 @@ def recipient_for(config: Config, keys: Sequence[Secret], subscriber_id: int, em
     return Recipient(subscriber_id, email, unsubscribe_url(config.email.unsubscribe_url, token))
 
 
-def execute(
+def deliver_issue(
     config: Config,
     ledger: Ledger,
     plan: Plan,
@@ -475,3 +475,20 @@ def preview_recipient(config: Config, keys: Sequence[Secret] | None, now: dateti
     if keys:
         return recipient_for(config, keys, 0, "preview@example.invalid", now)
     return Recipient(0, "preview@example.invalid", unsubscribe_url(config.email.unsubscribe_url, "PREVIEW"))
+
+
+def mark_posts_sent(
+    config: Config, ledger: Ledger, posts: Sequence[Post], env: jinja2.Environment, now: datetime
+) -> list[tuple[str, str]]:
+    """Record ``posts`` as sent without mailing anyone; ``(slug, "marked" | "already sent")`` each."""
+    outcomes = []
+    for post in posts:
+        if sent_record(ledger, post) is not None:
+            outcomes.append((post.slug, "already sent"))
+            continue
+        issue = render_issue(config, post, env)
+        ledger.mark_issue(
+            key=issue.key, post_id=post.id, slug=post.slug, content_hash=post.content_hash, subject=issue.subject, now=now
+        )
+        outcomes.append((post.slug, "marked"))
+    return outcomes

@@ -1,0 +1,324 @@
+"""The Python API: one :class:`Newsletter` object per project.
+
+It owns the config, the ledger, the send lock and the provider's lifetime; the
+``newsletter`` command and the web service are thin layers over it.  Every
+method returns plain data (dataclasses, dicts) and raises the typed errors of
+:mod:`newsletter.errors`; nothing here prints.
+
+    >>> from newsletter import Newsletter
+    >>> with Newsletter.open("path/to/project") as nl:      # doctest: +SKIP
+    ...     nl.build()
+    ...     plan = nl.plan()
+    ...     report = nl.send(plan)
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from .config import CONFIG_FILE, Config, Secret, find_config, load_config
+from .errors import NewsletterError, NothingToSend, NotFound, UsageError
+from .lock import SendLock
+
+if TYPE_CHECKING:  # the heavy modules load when a method needs them, so `--help` stays fast
+    from .content import Post
+    from .send import Plan, SendReport
+    from .store import Ledger
+    from .subscribers import SubscriberBook
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What :meth:`Newsletter.build` wrote."""
+
+    posts: int
+    files: int
+    public_dir: Path
+
+
+@dataclass(frozen=True)
+class PreviewReport:
+    """Where :meth:`Newsletter.preview` wrote an issue's email, and what to know about it."""
+
+    post: Post
+    folder: Path
+    html_bytes: int
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TestSendReport:
+    post: Post
+    address: str
+    provider: str
+
+
+@dataclass(frozen=True)
+class ResolveReport:
+    subject: str
+    changed: int
+    assume_sent: bool
+
+
+@dataclass
+class PlannedSend:
+    """A plan ready to send: what :meth:`Newsletter.plan` returns and :meth:`Newsletter.send` takes.
+
+    ``lines`` is the plan as the editor reads it.  A real plan holds the send lock
+    until it is sent or the project is closed; a dry-run plan holds none.
+    """
+
+    plan: Plan
+    provider: Any = field(repr=False)
+    keys: list[Secret] = field(repr=False)
+    dry_run: bool = False
+    took_over_from: int | None = None
+    _resources: ExitStack = field(default_factory=ExitStack, repr=False)
+
+    @property
+    def lines(self) -> list[str]:
+        return self.plan.describe()
+
+    @property
+    def recipients(self) -> int:
+        return self.plan.recipients
+
+
+class Newsletter:
+    """A newsletter project: ``Newsletter.open(path)``, then build, plan, send, status…
+
+    Use it as a context manager (or call :meth:`close`) so the ledger, the lock
+    and the provider are released.
+    """
+
+    def __init__(self, config: Config, *, clock: Clock = utc_now) -> None:
+        self.config = config
+        self.clock = clock
+        self._ledger: Ledger | None = None
+        self._posts: list[Post] | None = None
+        self._resources = ExitStack()
+
+    @classmethod
+    def open(cls, path: str | Path | Config | None = None, *, clock: Clock = utc_now) -> Newsletter:
+        """Open the project at ``path``: a folder, its ``newsletter.toml``, a loaded Config, or
+        ``None`` for the nearest ``newsletter.toml`` from the current folder."""
+        if isinstance(path, Config):
+            return cls(path, clock=clock)
+        if path is None:
+            file = find_config()
+        else:
+            file = Path(path)
+            if file.is_dir():
+                file = file / CONFIG_FILE
+        return cls(load_config(file), clock=clock)
+
+    def __enter__(self) -> Newsletter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the ledger, a held send lock and an open provider."""
+        self._resources.close()
+        self._ledger = None
+
+    # -- what the project holds -------------------------------------------------------------
+
+    @property
+    def ledger(self) -> Ledger:
+        """The SQLite ledger, opened (and migrated) on first use."""
+        if self._ledger is None:
+            from .store import Ledger
+
+            self._ledger = Ledger(self.config.database_path)
+            self._resources.callback(self._ledger.close)
+        return self._ledger
+
+    def posts(self) -> list[Post]:
+        """Every post of ``content/``, drafts included, newest first (read once)."""
+        if self._posts is None:
+            from .content import read_posts
+
+            self._posts = read_posts(self.config)
+        return self._posts
+
+    def published(self) -> list[Post]:
+        """The posts that are out: not drafts, dated in the past (by the project's clock)."""
+        from .content import published
+
+        return published(self.posts(), self.clock())
+
+    def signing_keys(self) -> list[Secret]:
+        return self.config.token_keys()
+
+    @property
+    def subscribers(self) -> SubscriberBook:
+        """The local subscriber list: ``add``, ``remove``, ``list``, ``import_csv``, ``export_csv``."""
+        from .subscribers import SubscriberBook
+
+        return SubscriberBook(self.ledger, self.clock)
+
+    def _environment(self):
+        from .templates import make_environment
+
+        return make_environment(self.config.templates_dir)
+
+    def _provider(self, stack: ExitStack):
+        from contextlib import closing
+
+        from .providers import load_provider
+
+        return stack.enter_context(closing(load_provider(self.config)))
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def build(self) -> BuildReport:
+        """Write the feeds and the web archive into ``public/`` (atomically: a failure changes nothing)."""
+        from .site import build_site
+
+        posts = self.published()
+        files = build_site(self.config, posts, self._environment())
+        return BuildReport(len(posts), len(files), self.config.public_dir)
+
+    def preview(self, slug: str | None = None) -> PreviewReport:
+        """Write the email of ``slug`` (default: the newest published post) to ``preview/SLUG/``."""
+        from .files import write_tree
+        from .render import render_issue
+        from .send import pick_post, preview_recipient
+
+        now = self.clock()
+        post = pick_post(self.posts(), now, slug)
+        issue = render_issue(self.config, post, self._environment())
+        try:
+            keys: list[Secret] | None = self.signing_keys()
+        except NewsletterError:
+            keys = None
+        recipient = preview_recipient(self.config, keys, now)
+        write_tree(
+            self.config.preview_dir,
+            {
+                f"{post.slug}/email.html": issue.personal_html(recipient).encode("utf-8"),
+                f"{post.slug}/email.txt": issue.personal_text(recipient).encode("utf-8"),
+                f"{post.slug}/email.eml": issue.message_bytes(recipient, date=now),
+            },
+        )
+        return PreviewReport(post, self.config.preview_dir / post.slug, issue.html_bytes, issue.warnings)
+
+    def send_test(self, address: str, slug: str | None = None) -> TestSendReport:
+        """One copy, subject prefixed ``[TEST]``, to ``address`` through the provider; records nothing."""
+        from .audience import normalize_address
+        from .render import render_issue
+        from .send import pick_post, send_test
+
+        address = normalize_address(address)
+        keys = self.signing_keys()
+        post = pick_post(self.posts(), self.clock(), slug)
+        with ExitStack() as stack:
+            provider = self._provider(stack)
+            issue = render_issue(self.config, post, self._environment(), subject_prefix="[TEST] ", variant="test")
+            send_test(self.config, issue, provider, keys, address, self.clock, self.config.retry)
+            return TestSendReport(post, address, provider.name)
+
+    def plan(self, slug: str | None = None, *, correction: bool = False, dry_run: bool = False) -> PlannedSend:
+        """Choose and render the next send (or resume an unfinished one); records nothing.
+
+        Unless ``dry_run``, the send lock is taken here and held by the plan, so no
+        other sender can start between the plan the editor reads and the send.
+        """
+        from .send import choose, plan_send
+        from .store import ACTIVE
+
+        keys = self.signing_keys()
+        stack = ExitStack()
+        took_over_from = None
+        try:
+            if not dry_run:
+                lock = stack.enter_context(SendLock(self.lock_path))
+                if lock.took_over:
+                    took_over_from = (lock.previous or {}).get("pid")
+            choice = choose(self.posts(), self.ledger, self.clock(), slug, correction=correction)
+            provider = self._provider(stack)
+            subscribers = self.ledger.count_subscribers(ACTIVE)
+            plan = plan_send(self.config, self.ledger, choice, self._environment(), provider, subscribers=subscribers)
+            if not plan.recipients and plan.audience_local:
+                raise NothingToSend(
+                    "no active subscribers", hint="add some with 'newsletter subscribers add' or 'subscribers import'"
+                )
+        except BaseException:
+            stack.close()
+            raise
+        self._resources.push(stack)
+        return PlannedSend(plan, provider, keys, dry_run, took_over_from, stack)
+
+    def dry_run(self, planned: PlannedSend) -> int:
+        """Render every recipient's message of ``planned``; sends and records nothing. Returns how many."""
+        from .send import render_all
+
+        try:
+            return render_all(self.config, self.ledger, planned.plan, planned.keys, self.clock)
+        finally:
+            planned._resources.close()
+
+    def send(self, planned: PlannedSend) -> SendReport:
+        """Send (or resume) ``planned`` chunk by chunk, exactly once, then release its lock."""
+        from .send import deliver_issue
+
+        if planned.dry_run:
+            raise UsageError("a dry-run plan cannot be sent", hint="plan again without dry_run")
+        try:
+            return deliver_issue(
+                self.config, self.ledger, planned.plan, planned.provider, planned.keys, self.clock, self.config.retry
+            )
+        finally:
+            planned._resources.close()
+
+    @property
+    def lock_path(self) -> Path:
+        """The send lock lives beside the ledger it protects."""
+        database = self.config.database_path
+        return database.with_name(database.name + ".lock")
+
+    # -- the ledger's view --------------------------------------------------------------------
+
+    def status(self, *, deliveries: bool = False) -> list[dict[str, Any]]:
+        """Each post with its state (sent, marked, sending, draft, scheduled, not sent) and its issues."""
+        from .status import post_statuses
+
+        return post_statuses(self.posts(), self.ledger, self.clock(), deliveries=deliveries)
+
+    def mark_sent(self, slugs: Sequence[str] = (), *, all_posts: bool = False) -> list[tuple[str, str]]:
+        """Record posts as sent without mailing anyone; returns ``(slug, "marked" | "already sent")``."""
+        from .send import mark_posts_sent
+
+        if not slugs and not all_posts:
+            raise UsageError("name the posts to mark", hint="pass SLUG... or --all")
+        candidates = self.published()
+        if not all_posts:
+            by_slug = {p.slug: p for p in candidates}
+            missing = [s for s in slugs if s not in by_slug]
+            if missing:
+                raise NotFound(f"slug {missing[0]!r} matches no published post", hint="run 'newsletter status'")
+            candidates = [by_slug[s] for s in slugs]
+        return mark_posts_sent(self.config, self.ledger, candidates, self._environment(), self.clock())
+
+    def resolve(self, issue: str, *, assume_sent: bool) -> ResolveReport:
+        """Settle the deliveries of an unfinished ``issue`` (slug or key) that nothing could reconcile."""
+        with SendLock(self.lock_path):
+            records = [r for r in self.ledger.unfinished_issues() if issue in (r.slug, r.key)]
+            if not records:
+                raise NotFound(f"no unfinished issue named {issue!r}", hint="run 'newsletter status' to see unfinished sends")
+            record = records[0]
+            changed = self.ledger.resolve(record.id, assume_sent=assume_sent, now=self.clock())
+        return ResolveReport(record.subject, changed, assume_sent)
+

@@ -1,0 +1,76 @@
+"""The local subscriber list as the editor manages it: add, remove, list, import, export.
+
+For providers where we keep the list.  Addresses that unsubscribed, bounced or
+complained are never re-activated from here (LAW-07).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Callable, Iterable, Iterator, Sequence
+
+from .audience import ImportReport, export_csv, import_csv, normalize_address
+from .errors import NewsletterError, NotFound
+from .store import Ledger
+
+ADD_OUTCOMES = {"added": "added", "known": "already subscribed", "suppressed": "suppressed, not added"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one command did to one address: ``outcome`` is a short phrase for people."""
+
+    address: str
+    outcome: str
+
+
+class SubscriberBook:
+    """The subscriber operations of a project, over its ledger (see :attr:`Newsletter.subscribers`)."""
+
+    def __init__(self, ledger: Ledger, clock: Callable[[], datetime]) -> None:
+        self.ledger = ledger
+        self.clock = clock
+
+    def add(self, emails: Iterable[str], *, source: str = "cli") -> list[Change]:
+        """Add addresses as active (the editor vouches for their consent); every address is checked first."""
+        addresses = [normalize_address(e) for e in emails]
+        changes = []
+        for address in addresses:
+            _, outcome = self.ledger.add_subscriber(address, source=source, now=self.clock())
+            changes.append(Change(address, ADD_OUTCOMES[outcome]))
+        return changes
+
+    def remove(self, emails: Iterable[str]) -> list[Change]:
+        """Unsubscribe addresses; they stay in the ledger, suppressed, so no import re-adds them."""
+        addresses = [normalize_address(e) for e in emails]
+        changes = []
+        for address in addresses:
+            row = self.ledger.subscriber_by_email(address)
+            if row is None:
+                raise NotFound(f"{address} is not a subscriber", hint="run 'newsletter subscribers list'")
+            changed = self.ledger.unsubscribe(row["id"], now=self.clock())
+            changes.append(Change(address, "unsubscribed" if changed else "already unsubscribed"))
+        return changes
+
+    def list(self, status: str | None = None) -> Iterator[dict]:
+        """Stream subscribers (id order), optionally only those with ``status``."""
+        return self.ledger.subscribers(status)
+
+    def count(self, status: str | None = None) -> int:
+        return self.ledger.count_subscribers(status)
+
+    def import_csv(self, handle: IO[str], *, source: str) -> ImportReport:
+        """Import a CSV export (an ``email`` column, else the first); see :func:`audience.import_csv`."""
+        try:
+            return import_csv(self.ledger, handle, source=source, now=self.clock())
+        except UnicodeDecodeError:
+            raise NewsletterError("not valid UTF-8", where=getattr(handle, "name", "CSV"), hint="save the CSV as UTF-8")
+
+    def export_csv(self, handle: IO[str]) -> int:
+        """Write every subscriber as CSV; returns how many."""
+        return export_csv(self.ledger.subscribers(), handle)
+
+
+def outcome_lines(changes: Sequence[Change]) -> list[str]:
+    return [f"{c.outcome}  {c.address}" for c in changes]

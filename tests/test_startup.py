@@ -1,0 +1,41 @@
+"""Start-up stays light: `--help` loads click and the error types, never the heavy libraries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("premailer", "cssutils", "markdown_it", "nh3", "yaml", "sqlite_utils", "requests", "jinja2", "lxml",
+         "feedgen", "flask", "waitress")  # fmt: skip
+
+
+def modules_loaded_by(*args: str) -> set[str]:
+    code = (
+        "import sys, json\n"
+        "from newsletter.cli import cli\n"
+        f"try:\n    cli({list(args)!r}, standalone_mode=False)\n"
+        "except SystemExit:\n    pass\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    return {name.split(".")[0] for name in json.loads(done.stderr.strip().splitlines()[-1])}
+
+
+def test_help_imports_none_of_the_heavy_libraries():
+    loaded = modules_loaded_by("--help")
+    assert "click" in loaded
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_every_command_help_is_light_and_ends_with_examples():
+    from click.testing import CliRunner
+
+    from newsletter.cli import cli
+
+    commands = [[name] for name in cli.commands] + [["subscribers", name] for name in cli.commands["subscribers"].commands]
+    for command in commands:
+        result = CliRunner().invoke(cli, [*command, "-h"])
+        assert result.exit_code == 0, (command, result.output)
+        assert "Example" in result.output, command
+    assert not modules_loaded_by("send", "--help") & set(HEAVY)

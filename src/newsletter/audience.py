@@ -1,19 +1,14 @@
-"""Local subscribers: address normalisation, CSV import/export, signed unsubscribe tokens.
+"""Local subscribers: address normalisation, CSV import/export, double opt-in.
 
-Tokens (SEC-09): ``base64url(payload) "." base64url(HMAC-SHA256(key, payload))`` where
-the payload is ``[version, purpose, key id, list id, subscriber id, issued at]``.
-No address in clear; scoped to one list; verified with ``hmac.compare_digest``;
-retired keys still verify during a rotation; unsubscribe tokens never expire
-(LAW-02: they must work months later).
+Signed tokens live in :mod:`newsletter.tokens`; their names are imported here as well so that
+existing callers keep working.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import IO, Iterable, Sequence
@@ -22,9 +17,17 @@ from .config import Secret
 from .errors import SubscriberError
 from .store import ACTIVE, BOUNCED, COMPLAINED, PENDING, UNSUBSCRIBED, Ledger
 from .textutil import is_email_address
+# Re-exported: callers written before tokens.py import these from here.
+from .tokens import (  # noqa: F401
+    CONFIRM,
+    UNSUBSCRIBE,
+    InvalidToken,
+    TokenClaims,
+    make_token,
+    unsubscribe_url,
+    verify_token,
+)
 
-TOKEN_VERSION = 1
-UNSUBSCRIBE = "unsubscribe"
 EXPORT_FIELDS = [
     "email", "status", "list", "source", "created_at", "updated_at", "unsubscribed_at",
     # the consent record (LAW-04)
@@ -38,71 +41,6 @@ def normalize_address(raw: str) -> str:
     if not is_email_address(address):
         raise SubscriberError(f"{raw.strip()[:80]!r} is not a valid email address", hint="write it as name@example.org")
     return address
-
-
-@dataclass(frozen=True)
-class TokenClaims:
-    purpose: str
-    list_id: str
-    subscriber_id: int
-    issued_at: int
-
-
-class InvalidToken(ValueError):
-    """A token that was tampered with, signed by an unknown key, or for another list."""
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _key_id(key: Secret) -> str:
-    return hashlib.sha256(key.reveal().encode("utf-8")).hexdigest()[:8]
-
-
-def _mac(key: Secret, payload: bytes) -> bytes:
-    return hmac.new(key.reveal().encode("utf-8"), payload, hashlib.sha256).digest()
-
-
-def make_token(keys: Sequence[Secret], *, purpose: str, list_id: str, subscriber_id: int, issued_at: datetime) -> str:
-    """Sign a token with the current key (the first of ``keys``)."""
-    key = keys[0]
-    payload = json.dumps(
-        [TOKEN_VERSION, purpose, _key_id(key), list_id, subscriber_id, int(issued_at.timestamp())],
-        separators=(",", ":"),
-    ).encode("utf-8")
-    return f"{_b64(payload)}.{_b64(_mac(key, payload))}"
-
-
-def verify_token(token: str, keys: Sequence[Secret], *, purpose: str, list_id: str) -> TokenClaims:
-    """Check a token's signature, purpose and list; raise :class:`InvalidToken` without detail."""
-    try:
-        encoded_payload, encoded_mac = token.split(".")
-        payload = _unb64(encoded_payload)
-        mac = _unb64(encoded_mac)
-        version, token_purpose, key_id, token_list, subscriber_id, issued_at = json.loads(payload)
-    except (ValueError, TypeError):
-        raise InvalidToken("invalid token") from None
-    # One spelling per token: base64 ignores the last character's spare bits, we do not.
-    if _b64(payload) != encoded_payload or _b64(mac) != encoded_mac:
-        raise InvalidToken("invalid token")
-    signer = next((k for k in keys if _key_id(k) == key_id), None)
-    if signer is None or not hmac.compare_digest(_mac(signer, payload), mac):
-        raise InvalidToken("invalid token")
-    if version != TOKEN_VERSION or token_purpose != purpose or token_list != list_id:
-        raise InvalidToken("invalid token")
-    if not isinstance(subscriber_id, int) or not isinstance(issued_at, int):
-        raise InvalidToken("invalid token")
-    return TokenClaims(token_purpose, token_list, subscriber_id, issued_at)
-
-
-def unsubscribe_url(base: str, token: str) -> str:
-    """The personal one-click URL: the configured base followed by the token."""
-    return base.rstrip("/") + "/" + token
 
 
 @dataclass
@@ -156,7 +94,6 @@ def export_csv(rows: Iterable[dict], handle: IO[str]) -> int:
 
 # -- double opt-in ------------------------------------------------------------------------------
 
-CONFIRM = "confirm"
 CONSENT_TEXT_VERSION = "1"
 
 

@@ -1,0 +1,195 @@
+"""Signed tokens for unsubscribe and confirmation links (SEC-09, LIST-05): the one token module.
+
+A token is ``base64url(payload || mac)``, compact enough that an unsubscribe URL stays on one
+header line even behind a long base URL (LIST-01).  The payload, in bytes:
+
+====================  =====================================================================
+version               1 byte, ``2``
+key id                4 bytes: the first bytes of SHA-256 of the signing key (which key)
+purpose               1 byte: 1 unsubscribe, 2 confirm
+subscriber id         unsigned LEB128 varint
+issued at             unsigned LEB128 varint, seconds since the epoch
+====================  =====================================================================
+
+``mac`` is HMAC-SHA256, truncated to 16 bytes (128 bits), over a domain tag, the list id and
+the payload: the list id is bound by the signature, not carried, so a token is scoped to one
+list without growing.  No address appears; verification uses ``hmac.compare_digest``; retired
+keys still verify during a rotation; unsubscribe tokens never expire (LAW-02).  Every
+value has exactly one spelling: any other encoding of the same claims is refused.
+
+Tokens of version 1 (``base64url(JSON) "." base64url(HMAC)``, about 110 characters) are in
+mailboxes already; they still verify.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from .config import Secret
+
+TOKEN_VERSION = 2
+LEGACY_TOKEN_VERSION = 1
+UNSUBSCRIBE = "unsubscribe"
+CONFIRM = "confirm"
+_PURPOSE_CODES = {UNSUBSCRIBE: 1, CONFIRM: 2}
+_PURPOSES = {code: name for name, code in _PURPOSE_CODES.items()}
+KEY_ID_BYTES = 4
+MAC_BYTES = 16
+# Separates these MACs from any other use of the same key.
+_DOMAIN = b"newsletter-token\x00"
+# Bounds that keep a hostile token from costing anything: the largest real token is ~45 characters.
+MAX_TOKEN_CHARS = 512
+_MAX_VARINT_BYTES = 10
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    """What a valid token says: why it was made, for which list and subscriber, and when."""
+
+    purpose: str
+    list_id: str
+    subscriber_id: int
+    issued_at: int
+
+
+class InvalidToken(ValueError):
+    """A token that was tampered with, signed by an unknown key, or for another list."""
+
+
+@dataclass(frozen=True)
+class _SigningKey:
+    """A key prepared once: its ids and an HMAC object to copy (the key is hashed only here)."""
+
+    key_id: bytes
+    legacy_key_id: str
+    template: hmac.HMAC
+
+    def mac(self, message: bytes) -> bytes:
+        signer = self.template.copy()
+        signer.update(message)
+        return signer.digest()
+
+
+@functools.lru_cache(maxsize=64)
+def _prepare(value: str) -> _SigningKey:
+    raw = value.encode("utf-8")
+    digest = hashlib.sha256(raw).digest()
+    return _SigningKey(digest[:KEY_ID_BYTES], digest.hex()[:8], hmac.new(raw, digestmod=hashlib.sha256))
+
+
+def _signing_key(key: Secret) -> _SigningKey:
+    return _prepare(key.reveal())
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    # validate=True: characters outside the alphabet are refused, not skipped.
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, number = number & 0x7F, number >> 7
+        out.append(byte | (0x80 if number else 0))
+        if not number:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, start: int) -> tuple[int, int]:
+    number = shift = 0
+    for index in range(start, min(len(data), start + _MAX_VARINT_BYTES)):
+        number |= (data[index] & 0x7F) << shift
+        shift += 7
+        if not data[index] & 0x80:
+            return number, index + 1
+    raise InvalidToken("invalid token")
+
+
+def _payload(key: _SigningKey, purpose: str, subscriber_id: int, issued_at: int) -> bytes:
+    return (
+        bytes([TOKEN_VERSION]) + key.key_id + bytes([_PURPOSE_CODES[purpose]])
+        + _varint(subscriber_id) + _varint(issued_at)
+    )  # fmt: skip
+
+
+def _signed(key: _SigningKey, list_id: str, payload: bytes) -> bytes:
+    return key.mac(_DOMAIN + list_id.encode("utf-8") + b"\x00" + payload)[:MAC_BYTES]
+
+
+def make_token(keys: Sequence[Secret], *, purpose: str, list_id: str, subscriber_id: int, issued_at: datetime) -> str:
+    """Sign a token with the current key (the first of ``keys``)."""
+    if purpose not in _PURPOSE_CODES:
+        raise ValueError(f"unknown token purpose {purpose!r}")
+    issued = int(issued_at.timestamp())
+    if subscriber_id < 0 or issued < 0:
+        raise ValueError("subscriber ids and times in tokens are never negative")
+    key = _signing_key(keys[0])
+    payload = _payload(key, purpose, subscriber_id, issued)
+    return _b64(payload + _signed(key, list_id, payload))
+
+
+def verify_token(token: str, keys: Sequence[Secret], *, purpose: str, list_id: str) -> TokenClaims:
+    """Check a token's signature, purpose and list; raise :class:`InvalidToken` without detail."""
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
+        raise InvalidToken("invalid token")
+    if "." in token:  # "." is not in the base64url alphabet: only version 1 has it
+        return _verify_legacy(token, keys, purpose=purpose, list_id=list_id)
+    try:
+        data = _unb64(token)
+    except (ValueError, binascii.Error):
+        raise InvalidToken("invalid token") from None
+    # One spelling per token: base64 ignores the last character's spare bits, we do not.
+    if _b64(data) != token or len(data) < 1 + KEY_ID_BYTES + 1 + 2 + MAC_BYTES or data[0] != TOKEN_VERSION:
+        raise InvalidToken("invalid token")
+    payload, mac = data[:-MAC_BYTES], data[-MAC_BYTES:]
+    key_id = payload[1 : 1 + KEY_ID_BYTES]
+    token_purpose = _PURPOSES.get(payload[1 + KEY_ID_BYTES])
+    subscriber_id, after = _read_varint(payload, 2 + KEY_ID_BYTES)
+    issued_at, end = _read_varint(payload, after)
+    if end != len(payload):
+        raise InvalidToken("invalid token")
+    signers = [k for k in map(_signing_key, keys) if k.key_id == key_id]
+    if not any(hmac.compare_digest(_signed(signer, list_id, payload), mac) for signer in signers):
+        raise InvalidToken("invalid token")
+    # Signed, so these were written by us; a non-minimal varint still fails here.
+    if token_purpose != purpose or _payload(signers[0], purpose, subscriber_id, issued_at) != payload:
+        raise InvalidToken("invalid token")
+    return TokenClaims(token_purpose, list_id, subscriber_id, issued_at)
+
+
+def _verify_legacy(token: str, keys: Sequence[Secret], *, purpose: str, list_id: str) -> TokenClaims:
+    """Version 1: ``base64url(JSON [version, purpose, key id, list, subscriber, issued]) "." base64url(MAC)``."""
+    try:
+        encoded_payload, encoded_mac = token.split(".")
+        payload = _unb64(encoded_payload)
+        mac = _unb64(encoded_mac)
+        version, token_purpose, key_id, token_list, subscriber_id, issued_at = json.loads(payload)
+    except (ValueError, TypeError, binascii.Error, RecursionError):
+        raise InvalidToken("invalid token") from None
+    if _b64(payload) != encoded_payload or _b64(mac) != encoded_mac:
+        raise InvalidToken("invalid token")
+    signer = next((k for k in map(_signing_key, keys) if k.legacy_key_id == key_id), None)
+    if signer is None or not hmac.compare_digest(signer.mac(payload), mac):
+        raise InvalidToken("invalid token")
+    if version != LEGACY_TOKEN_VERSION or token_purpose != purpose or token_list != list_id:
+        raise InvalidToken("invalid token")
+    if not isinstance(subscriber_id, int) or not isinstance(issued_at, int):
+        raise InvalidToken("invalid token")
+    return TokenClaims(token_purpose, token_list, subscriber_id, issued_at)
+
+
+def unsubscribe_url(base: str, token: str) -> str:
+    """The personal one-click URL: the configured base followed by the token."""
+    return base.rstrip("/") + "/" + token

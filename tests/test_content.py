@@ -374,7 +374,8 @@ def test_every_url_in_the_built_feed_is_absolute(project, run, posts_dir):
 
 def test_control_characters_in_body_and_title_are_stripped(project, run, posts_dir, config):
     body = "Début\x08\x0b\x0c\x1b\ufffe\uffff fin.\n"
-    path = post(posts_dir, "controles", body=body, title='"Titre\\e\\x0b propre"')
+    # (VT and FF end a line for the email package, so in a title they are refused: test_security INJ-01.)
+    path = post(posts_dir, "controles", body=body, title='"Titre\\e\\x08 propre"')
     result = read_post(path, config)
     assert not XML_FORBIDDEN.search(result.html + result.title + result.summary)
     assert "Début fin." in result.html and result.title == "Titre propre"

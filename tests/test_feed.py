@@ -419,7 +419,7 @@ def test_no_style_attributes_in_feed_content_ATOM_30(build, project):
 
 
 def test_xml_forbidden_characters_in_title_and_body_are_stripped_ATOM_31(build, project):
-    title = '"A\\bB\\vC\\fD\\eE\\uFFFEF\\uD800G"'  # YAML escapes, decoded by the front matter parser
+    title = '"A\\bB\\x01C\\x1fD\\eE\\uFFFEF\\uD800G"'  # YAML escapes (VT/FF in a title: refused, INJ-01)
     write_post(posts_dir(project), "controle", title=title, body="a\x08b\x0bc\x0cd\x1be\ufffef")
     document = build()
     entry = entries(strict_parse(document))[0]

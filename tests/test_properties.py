@@ -37,7 +37,8 @@ from newsletter.templates import make_environment
 from newsletter.textutil import xml_safe
 
 ATOM = "{http://www.w3.org/2005/Atom}"
-HEADER_BREAKS = ("\r", "\n", "\x00", "\x85", "\u2028", "\u2029")
+# NUL and every line end of str.splitlines(), which the email package splits header values with.
+HEADER_BREAKS = ("\r", "\n", "\x00", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
 EXPECTED_HEADERS = [
     "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
     "MIME-Version", "Content-Type",

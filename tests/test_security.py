@@ -43,6 +43,7 @@ from newsletter.providers.smtp import SmtpProvider, tls_context
 from newsletter.render import Recipient, render_issue
 from newsletter.store import ACTIVE, UNSUBSCRIBED, Ledger
 from newsletter.templates import make_environment
+from newsletter.textutil import HEADER_FORBIDDEN
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ANN = Recipient(7, "ann@example.org", "https://claudesuper.example.org/unsubscribe/TOKEN7")
@@ -125,7 +126,7 @@ def test_SEC_03_xml_is_written_by_lxml_only_and_forbidden_characters_are_strippe
     for source in (REPO / "src" / "newsletter").rglob("*.py"):
         text = source.read_text(encoding="utf-8")
         assert not re.search(r"['\"]\s*<(entry|feed|title|content)[\s>]", text), source
-    post = _post(config, title='"A & B <c> \\"d\\" \'e\' ]]> \\e\\x0b\\ufffe fin"', body="x & y < z\x1b\n")
+    post = _post(config, title='"A & B <c> \\"d\\" \'e\' ]]> \\e\\x08\\ufffe fin"', body="x & y < z\x1b\n")
     root = etree.fromstring(build_feed(config, [post]))
     (entry,) = root.iter(f"{ATOM}entry")
     assert entry.findtext(f"{ATOM}title") == "A & B <c> \"d\" 'e' ]]>  fin"
@@ -386,6 +387,33 @@ def test_INJ_01_line_breaks_in_header_values_are_refused_not_stripped(config, fi
     assert message.get_all("Bcc") is None and not re.search(rb"(?im)^bcc:", _head(raw))
     with pytest.raises(HeaderInjection):
         issue.message_bytes(dataclasses.replace(ANN, email="ann@example.org\r\nBcc: x@evil.example"), date=FIXED_NOW)
+
+
+def _line_ends() -> set[str]:
+    """Every character str.splitlines() ends a line at: what the email package splits headers with."""
+    return {chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and len(f"a{chr(c)}b".splitlines()) == 2}
+
+
+def test_INJ_01_one_definition_of_header_breaks_used_by_config_posts_and_render(config):
+    """One set (textutil.HEADER_FORBIDDEN) holds NUL and every line end the email package knows,
+    U+2028/U+2029 included; the config refuses each at load time naming the key, posts and the
+    renderer refuse each too (issue 11 item 5)."""
+    assert HEADER_FORBIDDEN == _line_ends() | {"\x00"}
+    post = _post(config)
+    raw_config = tomllib.loads((REPO / "newsletter.toml").read_text(encoding="utf-8"))
+    header_keys = [("site", "title"), ("site", "author"), ("email", "from_name"), ("email", "unsubscribe_url")]
+    for char in sorted(HEADER_FORBIDDEN):
+        for table, key in header_keys:
+            changed = {name: dict(values) for name, values in raw_config.items()}
+            changed[table][key] = raw_config[table][key].replace(" ", char, 1).replace("//", "//" + char, 1)
+            with pytest.raises(ConfigError) as caught:
+                parse_config(changed, root=REPO, source="newsletter.toml")
+            line = caught.value.one_line()
+            assert f"newsletter.toml: {table}.{key}" in line and f"U+{ord(char):04X}" in line, line
+            assert "\n" not in line and char not in line
+        with pytest.raises(HeaderInjection):
+            _issue(config, dataclasses.replace(post, title=f"Bonjour{char}Bcc: x@evil.example"))
+    assert parse_config(raw_config, root=REPO).site.title == "Le blog de Claude Super"
 
 
 def test_INJ_02_refusal_does_not_depend_on_the_python_version(config):

@@ -21,12 +21,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError, SecretMissing
 from .retry import RetryPolicy
-from .textutil import has_xml_forbidden, is_dot_atom, is_email_address
+from .textutil import has_xml_forbidden, header_break, is_dot_atom, is_email_address
 
 CONFIG_FILE = "newsletter.toml"
 ID_PREFIXES = ("tag:", "urn:uuid:", "https:", "http:")
 _HOST = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]+", re.IGNORECASE)
-FORBIDDEN_IN_HEADERS = ("\r", "\n", "\x00")
 
 
 class Secret:
@@ -141,7 +140,7 @@ def secret(variable: str, environ: Mapping[str, str] | None = None) -> Secret:
             f"the environment variable {variable} is not set",
             hint=f"export {variable}=... (never put it in newsletter.toml)",
         )
-    if any(ch in value for ch in ("\r", "\n", "\x00")):
+    if header_break(value):
         raise SecretMissing(
             f"the environment variable {variable} holds a line break or NUL",
             hint="set it again without the trailing newline (e.g. from a file read with $(cat …))",
@@ -257,9 +256,9 @@ class _Reader:
         value = self._value(table, key, default)
         if not isinstance(value, str):
             raise ConfigError("must be a string", where=self._where(table, key), hint='write it in "quotes"')
-        if header and any(ch in value for ch in FORBIDDEN_IN_HEADERS):
+        if header and header_break(value):
             raise ConfigError(
-                "contains a line break or NUL, which would break mail headers (INJ-01)",
+                f"contains a line break or NUL ({header_break(value)}), which would break mail headers (INJ-01)",
                 where=self._where(table, key),
                 hint="keep it on one line",
             )
@@ -280,7 +279,7 @@ class _Reader:
         return float(value)
 
     def url(self, table: str, key: str, *, default: str | None = None) -> str:
-        value = self.text(table, key, default=default)
+        value = self.text(table, key, default=default, header=True)  # the unsubscribe URL is a header
         where = self._where(table, key)
         parts = urlsplit(value)
         host = parts.hostname or ""

@@ -4,6 +4,12 @@ The only importer of premailer and of the ``email`` package.  An issue is
 rendered and inlined once; each recipient then only gets their own
 unsubscribe URL by plain string substitution (INL-08, INL-10), and their own
 ``To``/``Message-ID``/``List-Unsubscribe`` headers.
+
+The substitution marker is a fresh random string per rendering, so no post can name it; after
+inlining, each part must hold exactly the unsubscribe links and postal address its template puts
+there, or the issue is refused (LIST-07, LAW-01).  Structured headers (``List-Unsubscribe``,
+``List-Unsubscribe-Post``, ``List-Id``'s bracketed id, ``Message-ID``) are written raw and folded
+only between ``<…>`` items: never RFC 2047-encoded, which would hide them from mail clients (LIST-01).
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import html as html_escaping
 import logging
+import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.header import Header
@@ -18,6 +26,8 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
+from html.parser import HTMLParser
+from urllib.parse import quote
 
 import cssutils
 import jinja2
@@ -25,17 +35,29 @@ from premailer import Premailer
 
 from .config import Config
 from .content import Post
-from .errors import IssueTooLarge
+from .errors import ConfigError, IssueTooLarge, TemplateFailure
 from .plaintext import html_to_text
-from .templates import labels, render, trusted_html
+from .templates import env_filename, labels, render, trusted_html
 from .textutil import check_header_value
+from .tokens import LONGEST_TOKEN_CHARS, unsubscribe_url
 
-# A marker premailer leaves alone (no characters it would URL-encode) and no post contains.
-UNSUBSCRIBE_PLACEHOLDER = "NEWSLETTER-UNSUBSCRIBE-URL-5b0e2c"
+# Every substitution marker starts with this and goes on with 32 random hex digits drawn for one
+# rendering: characters premailer leaves alone, and a value no post can know in advance (so a
+# post linking to "https://evil.example/?<marker>" never receives a subscriber's signed URL).
+UNSUBSCRIBE_PLACEHOLDER = "NEWSLETTER-UNSUBSCRIBE-"
+ISSUE_HTML = "email/issue.html"
+ISSUE_TEXT = "email/issue.txt"
 WARN_HTML_BYTES = 90_000
 MAX_HTML_BYTES = 102_000  # Gmail clips above ~102 KB, hiding the footer and unsubscribe link (SIZE-01)
 # The longest unsubscribe URL a recipient can get; used to measure the worst case.
 _LONGEST_TOKEN = "x" * 120
+# Python's SMTP policy re-folds any raw header line over 78 characters, RFC 2047-encoding what it
+# cannot fold; our raw headers are folded by us, at legal points only, so it must leave them be.
+_POLICY = SMTP.clone(refold_source="none")
+SOFT_LINE = 78  # RFC 5322 §2.1.1: SHOULD
+HARD_LINE = 998  # RFC 5322 §2.1.1: MUST
+# RFC 3986 characters allowed raw inside "<…>" of RFC 2369; "," and the rest are percent-encoded.
+_URI_SAFE = "-._~:/?#[]@!$&'()*+;=%"
 
 _inliner_log = logging.getLogger("newsletter.inliner")
 
@@ -64,44 +86,63 @@ class Issue:
     list_id: str
     domain: str
     unsubscribe_mailto: str
+    placeholder: str = UNSUBSCRIBE_PLACEHOLDER
     warnings: tuple[str, ...] = ()
 
     @property
     def html_bytes(self) -> int:
         return len(self.html.encode("utf-8"))
 
+    def html_with_url(self, url: str) -> str:
+        """The HTML part with ``url`` (escaped once) where the template put the unsubscribe URL."""
+        return self.html.replace(self.placeholder, html_escaping.escape(url))
+
+    def text_with_url(self, url: str) -> str:
+        """The text part with ``url`` where the template put the unsubscribe URL."""
+        return self.text.replace(self.placeholder, url)
+
     def personal_html(self, recipient: Recipient) -> str:
-        return self.html.replace(UNSUBSCRIBE_PLACEHOLDER, html_escaping.escape(recipient.unsubscribe_url))
+        return self.html_with_url(recipient.unsubscribe_url)
 
     def personal_text(self, recipient: Recipient) -> str:
-        return self.text.replace(UNSUBSCRIBE_PLACEHOLDER, recipient.unsubscribe_url)
+        return self.text_with_url(recipient.unsubscribe_url)
 
     def message_id(self, recipient: Recipient) -> str:
         """Deterministic per (issue, recipient): a replay after a crash carries the same id."""
         return f"<{self.key}.{recipient.subscriber_id}@{self.domain}>"
 
-    def list_unsubscribe(self, recipient: Recipient) -> str:
-        """RFC 2369/8058 value: the HTTPS one-click URL first, then the mailto if configured."""
-        value = f"<{recipient.unsubscribe_url}>"
+    def list_unsubscribe_items(self, recipient: Recipient) -> list[str]:
+        """The ``<URI>`` items of List-Unsubscribe: the HTTPS one-click URL first, then the mailto."""
+        items = [f"<{header_uri(recipient.unsubscribe_url)}>"]
         if self.unsubscribe_mailto:
-            value += f", <mailto:{self.unsubscribe_mailto}?subject=unsubscribe>"
-        return value
+            items.append(f"<mailto:{self.unsubscribe_mailto}?subject=unsubscribe>")
+        return items
+
+    def list_unsubscribe(self, recipient: Recipient) -> str:
+        """RFC 2369/8058 value on one line, for providers that take header values as data."""
+        return ", ".join(self.list_unsubscribe_items(recipient))
+
+    @property
+    def list_id_header(self) -> str:
+        """RFC 2919 value on one line: the site title as a quoted phrase, then ``<list id>``."""
+        return f"{_quoted_phrase(self.list_name)} <{self.list_id}>"
 
     def message_for(self, recipient: Recipient, *, date: datetime) -> EmailMessage:
         """The complete MIME message for one recipient (HDR-01…06, MIME-01…04, LIST-01/02/06)."""
         check_header_value(recipient.email, field="recipient address")
         check_header_value(recipient.unsubscribe_url, field="unsubscribe URL")
-        message = EmailMessage(policy=SMTP)
+        message = EmailMessage(policy=_POLICY)
         message["From"] = self.sender
         message["To"] = Address(addr_spec=recipient.email)
         if self.reply_to:
             message["Reply-To"] = Address(addr_spec=self.reply_to)
         message.set_raw("Subject", _encoded("Subject", self.subject))
         message["Date"] = format_datetime(date)
-        message["Message-ID"] = self.message_id(recipient)
-        message.set_raw("List-Id", f"{_encoded('List-Id', _quoted_phrase(self.list_name))}\r\n <{self.list_id}>")
-        message["List-Unsubscribe"] = self.list_unsubscribe(recipient)
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        message.set_raw("Message-ID", folded("Message-ID", [self.message_id(recipient)]))
+        message.set_raw("List-Id", folded("List-Id", [_encoded("List-Id", _quoted_phrase(self.list_name)),
+                                                      f"<{self.list_id}>"], separator=""))  # fmt: skip
+        message.set_raw("List-Unsubscribe", folded("List-Unsubscribe", self.list_unsubscribe_items(recipient)))
+        message.set_raw("List-Unsubscribe-Post", folded("List-Unsubscribe-Post", ["List-Unsubscribe=One-Click"]))
         message.set_content(self.personal_text(recipient), subtype="plain", charset="utf-8", cte="quoted-printable")
         message.add_alternative(self.personal_html(recipient), subtype="html", charset="utf-8", cte="quoted-printable")
         # Deterministic too, so a replay is byte-identical; "=" never occurs in a QP body unescaped.
@@ -122,12 +163,12 @@ def confirmation_message(
                "postal_address": config.email.postal_address}  # fmt: skip
     text = render(env, "email/confirm.txt", **context)
     html = make_inliner().transform(render(env, "email/confirm.html", **context), pretty_print=False)
-    message = EmailMessage(policy=SMTP)
+    message = EmailMessage(policy=_POLICY)
     message["From"] = config.email.sender
     message["To"] = Address(addr_spec=to)
     message.set_raw("Subject", _encoded("Subject", labels(site.language)["confirm_subject"].format(site=site.title)))
     message["Date"] = format_datetime(date)
-    message["Message-ID"] = f"<confirm.{key}@{site.domain}>"
+    message.set_raw("Message-ID", folded("Message-ID", [f"<confirm.{key}@{site.domain}>"]))
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
@@ -154,6 +195,31 @@ def _encoded(name: str, value: str) -> str:
     if value.isascii() and "=?" not in value:  # ASCII that looks like an encoded-word is encoded too
         return value
     return Header(value, "utf-8", maxlinelen=76, header_name=name).encode(linesep="\r\n")
+
+
+def header_uri(url: str) -> str:
+    """``url`` as it may stand inside ``<…>`` of a raw RFC 2369 header: ASCII URI characters only,
+    anything else (non-ASCII, spaces, commas) percent-encoded; existing escapes kept."""
+    return quote(url, safe=_URI_SAFE)
+
+
+def folded(name: str, items: Sequence[str], *, separator: str = ",") -> str:
+    """A raw header value: ``items`` joined by ``separator`` and a space, a line break put only
+    between two items and only when the line would pass 78 characters.  An item is never split
+    or encoded, so a line may be longer than 78; never longer than RFC 5322's 998."""
+    lines = [""]
+    for index, item in enumerate(items):
+        piece = item + (separator if index < len(items) - 1 else "")
+        start = len(name) + 2 if len(lines) == 1 else 1  # "Name: " on the first line, one space after
+        if lines[-1] and start + len(lines[-1]) + 1 + len(piece.splitlines()[0]) > SOFT_LINE:
+            lines.append(piece)
+        else:
+            lines[-1] = f"{lines[-1]} {piece}" if lines[-1] else piece
+    value = "\r\n ".join(lines)
+    width = max(len(line) for line in f"{name}: {value}".split("\r\n"))
+    if width > HARD_LINE:
+        raise ValueError(f"a {name} header line of {width} characters exceeds the {HARD_LINE} of RFC 5322")
+    return value
 
 
 def _quoted_phrase(text: str) -> str:
@@ -196,22 +262,30 @@ def render_issue(
     subject_prefix: str = "",
     variant: str = "",
 ) -> Issue:
-    """Render and inline ``post`` once; refuse it when Gmail would clip it."""
+    """Render and inline ``post`` once; refuse it when Gmail would clip it or when a part lacks
+    the unsubscribe link or the postal address its template puts there."""
     where = str(post.source)
     subject = check_header_value(f"{subject_prefix}{post.title}", field="title (the Subject)", where=where)
     site, mail = config.site, config.email
+    placeholder = UNSUBSCRIBE_PLACEHOLDER + secrets.token_hex(16)
     common = {
         "site": site,
         "post": post,
         "subject": subject,
         "labels": labels(site.language),
         "postal_address": mail.postal_address,
-        "unsubscribe_url": UNSUBSCRIBE_PLACEHOLDER,
+        "unsubscribe_url": placeholder,
     }
-    raw_html = render(env, "email/issue.html", content=trusted_html(post.html), preheader=post.preheader, **common)
+    raw_html = render(env, ISSUE_HTML, content=trusted_html(post.html), preheader=post.preheader, **common)
     inlined = (inliner or make_inliner()).transform(raw_html, pretty_print=False)
     text = html_to_text(post.html)
-    text_part = render(env, "email/issue.txt", body=text.body, links=text.links, **common)
+    text_part = render(env, ISSUE_TEXT, body=text.body, links=text.links, **common)
+    # The templates alone, with an empty post: what each part must hold whatever the post says.
+    skeleton_html = render(env, ISSUE_HTML, content=trusted_html(""), preheader="", **common)
+    skeleton_text = render(env, ISSUE_TEXT, body="", links=[], **common)
+    footer = _FooterCheck(env, post, placeholder, mail.postal_address)
+    footer.check_html(skeleton_html, inlined)
+    footer.check_text(skeleton_text, text_part)
     issue = Issue(
         post=post,
         key=issue_key(post, variant),
@@ -224,9 +298,110 @@ def render_issue(
         list_id=mail.list_id,
         domain=site.domain,
         unsubscribe_mailto=mail.unsubscribe_mailto,
+        placeholder=placeholder,
     )
     check_header_value(issue.list_name, field="site.title (the List-Id)", where=where)
+    _check_header_fits(issue, config.email.unsubscribe_url)
     return _check_size(issue, config.email.unsubscribe_url)
+
+
+def _check_header_fits(issue: Issue, unsubscribe_base: str) -> None:
+    """The longest personal List-Unsubscribe line stays within RFC 5322's 998 characters (MIME-03)."""
+    worst = Recipient(0, "x@example.org", unsubscribe_url(unsubscribe_base, "x" * LONGEST_TOKEN_CHARS))
+    try:
+        folded("List-Unsubscribe", issue.list_unsubscribe_items(worst))
+    except ValueError:
+        raise ConfigError(
+            f"is too long for a mail header line ({len(header_uri(worst.unsubscribe_url))} characters with a token)",
+            where="newsletter.toml: email.unsubscribe_url",
+            hint="use a shorter unsubscribe URL (a few hundred characters at most)",
+        ) from None
+
+
+class _HtmlFacts(HTMLParser):
+    """What a reader sees in an HTML part: the links' targets and the visible text."""
+
+    def __init__(self, document: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+        self.text: list[str] = []
+        self._hidden = 0
+        self.feed(document)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("style", "script", "title"):
+            self._hidden += 1
+        if tag == "a":
+            self.hrefs.extend(value for name, value in attrs if name == "href" and value is not None)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("style", "script", "title") and self._hidden:
+            self._hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.text.append(data)
+
+    @property
+    def visible(self) -> str:
+        return " ".join("".join(self.text).split())
+
+
+_SIMPLIFY = "simplify the post's markup (very deep nesting is cut when the email is prepared)"
+
+
+class _FooterCheck:
+    """LIST-07, LAW-01, MIME-05: after rendering and inlining, each part holds exactly the
+    unsubscribe links the template puts there (not one fewer, not one more: a post cannot add
+    one) and at least the template's postal addresses."""
+
+    def __init__(self, env: jinja2.Environment, post: Post, placeholder: str, postal_address: str) -> None:
+        self.env, self.post, self.placeholder = env, post, placeholder
+        self.postal = " ".join(postal_address.split())
+
+    def _template(self, name: str) -> str:
+        return env_filename(self.env, name)
+
+    def _refuse(self, name: str, problem: str, hint: str) -> TemplateFailure:
+        return TemplateFailure(problem, where=self._template(name), hint=hint)
+
+    def check_html(self, skeleton: str, final: str) -> None:
+        template, rendered = _HtmlFacts(skeleton), _HtmlFacts(final)
+        links = template.hrefs.count(self.placeholder)
+        if links == 0:
+            raise self._refuse(ISSUE_HTML, "has no unsubscribe link", 'add <a href="{{ unsubscribe_url }}">…</a>')
+        postal = template.visible.count(self.postal)
+        if postal == 0:
+            raise self._refuse(ISSUE_HTML, "does not show the postal address", "add {{ postal_address }} to it")
+        # Every occurrence (also outside links) and every link: the same number as the template's.
+        found = (final.count(self.placeholder), rendered.hrefs.count(self.placeholder))
+        self._compare(ISSUE_HTML, "HTML", found, (skeleton.count(self.placeholder), links))
+        self._compare_postal(ISSUE_HTML, "HTML", rendered.visible.count(self.postal), postal)
+
+    def check_text(self, skeleton: str, final: str) -> None:
+        places = skeleton.count(self.placeholder)
+        if places == 0:
+            raise self._refuse(ISSUE_TEXT, "has no unsubscribe URL", "add {{ unsubscribe_url }} to it")
+        postal = " ".join(skeleton.split()).count(self.postal)
+        if postal == 0:
+            raise self._refuse(ISSUE_TEXT, "does not show the postal address", "add {{ postal_address }} to it")
+        self._compare(ISSUE_TEXT, "text", (final.count(self.placeholder),), (places,))
+        self._compare_postal(ISSUE_TEXT, "text", " ".join(final.split()).count(self.postal), postal)
+
+    def _compare(self, name: str, part: str, found: tuple[int, ...], wanted: tuple[int, ...]) -> None:
+        if found != wanted:
+            raise TemplateFailure(
+                f"the {part} part of {self.post.source.name} holds {found[0]} unsubscribe URLs where {name} "
+                f"puts {wanted[0]}", where=self._template(name), hint=_SIMPLIFY,
+            )  # fmt: skip
+
+    def _compare_postal(self, name: str, part: str, found: int, wanted: int) -> None:
+        if found < wanted:
+            raise TemplateFailure(
+                f"the {part} part of {self.post.source.name} lost the postal address that {name} shows",
+                where=self._template(name), hint=_SIMPLIFY,
+            )  # fmt: skip
 
 
 def _check_size(issue: Issue, unsubscribe_base: str) -> Issue:

@@ -6,6 +6,7 @@ Post HTML is marked safe only because :mod:`newsletter.content` sanitized it.
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -82,18 +83,52 @@ def make_environment(project_templates: Path | None) -> jinja2.Environment:
     )
 
 
+def env_filename(env: jinja2.Environment, name: str) -> str:
+    """The file template ``name`` is read from (the project's override or the packaged default)."""
+    try:
+        return env.get_template(name).filename or name
+    except jinja2.TemplateError:
+        return name
+
+
 def render(env: jinja2.Environment, name: str, **context: Any) -> str:
-    """Render template ``name``; a missing or broken template is a :class:`TemplateFailure`."""
+    """Render template ``name``; a missing, broken, raising or endlessly recursing template is a
+    :class:`TemplateFailure` naming the template file and line (a template is the user's code)."""
     try:
         return env.get_template(name).render(**context)
     except jinja2.TemplateNotFound as exc:
-        raise TemplateFailure(f"template {exc.name!r} not found", hint="restore it or remove the override")
+        raise TemplateFailure(f"template {exc.name!r} not found", hint="restore it or remove the override") from None
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateFailure(
             f"line {exc.lineno}: {exc.message}", where=exc.filename or name, hint="fix the template syntax"
-        )
+        ) from None
+    except RecursionError as exc:
+        where, line = _template_frame(env, exc, name)
+        raise TemplateFailure(
+            f"line {line}: the template calls itself without end (RecursionError)", where=where,
+            hint="check the macros, includes and extends that call one another",
+        ) from None  # fmt: skip
     except jinja2.TemplateError as exc:
-        raise TemplateFailure(f"{exc}", where=name, hint="check the variables the template uses")
+        where, line = _template_frame(env, exc, name)
+        raise TemplateFailure(f"line {line}: {exc}", where=where, hint="check the variables the template uses") from None
+    except Exception as exc:  # noqa: BLE001 -- any error raised by template code is the template's
+        where, line = _template_frame(env, exc, name)
+        detail = " ".join(str(exc).split())[:200]
+        raise TemplateFailure(
+            f"line {line}: the template failed with {type(exc).__name__}" + (f" ({detail})" if detail else ""),
+            where=where, hint="fix the expression on that line",
+        ) from None  # fmt: skip
+
+
+def _template_frame(env: jinja2.Environment, exc: BaseException, name: str) -> tuple[str, int | str]:
+    """The innermost template file and line in ``exc``'s traceback (Jinja2 rewrites its frames so
+    that they carry the template's file name and line number)."""
+    roots = tuple(str(Path(root)) + "/" for root in getattr(env.loader, "searchpath", []))
+    found: tuple[str, int | str] = (env_filename(env, name), "?")
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if roots and frame.filename.startswith(roots):
+            found = (frame.filename, frame.lineno or "?")
+    return found
 
 
 def labels(language: str) -> dict[str, str]:

@@ -8,8 +8,11 @@ from .errors import HeaderInjection
 
 # XML 1.0 §2.2 Char: everything outside it is stripped before text reaches lxml (ATOM-31).
 _XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
-# CR, LF and NUL, plus the Unicode line breaks the email package also treats as line ends.
-_HEADER_FORBIDDEN = ("\r", "\n", "\x00", "\x85", "\u2028", "\u2029")
+# The one definition of what a mail header value may not hold (INJ-01): NUL and every character
+# str.splitlines() ends a line at -- CR, LF, VT, FF, the file/group/record separators, NEL and
+# U+2028 LINE / U+2029 PARAGRAPH SEPARATOR -- because the email package splits header values
+# with it.  The config, the post reader and the renderer all refuse values through this set.
+HEADER_FORBIDDEN = frozenset("\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 def xml_safe(text: str) -> str:
@@ -22,11 +25,18 @@ def has_xml_forbidden(text: str) -> bool:
     return bool(_XML_FORBIDDEN.search(text))
 
 
+def header_break(value: str) -> str | None:
+    """The first character of ``value`` that a mail header may not hold, as ``U+XXXX``, or None."""
+    found = next((ch for ch in value if ch in HEADER_FORBIDDEN), None)
+    return None if found is None else f"U+{ord(found):04X}"
+
+
 def check_header_value(value: str, *, field: str, where: str = "") -> str:
-    """Refuse (never strip) CR, LF or NUL in a value bound for a mail header (INJ-01)."""
-    if any(ch in value for ch in _HEADER_FORBIDDEN):
+    """Refuse (never strip) a line break, line separator or NUL in a value bound for a mail header (INJ-01)."""
+    found = header_break(value)
+    if found:
         raise HeaderInjection(
-            f"{field} contains a line break or NUL, which could inject mail headers",
+            f"{field} contains a line break or NUL ({found}), which could inject mail headers",
             where=where,
             hint=f"keep {field} on one line",
         )

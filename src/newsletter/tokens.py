@@ -48,6 +48,8 @@ _DOMAIN = b"newsletter-token\x00"
 # Bounds that keep a hostile token from costing anything: the largest real token is ~45 characters.
 MAX_TOKEN_CHARS = 512
 _MAX_VARINT_BYTES = 10
+# The longest token make_token can write (two 10-byte varints): 56 characters.
+LONGEST_TOKEN_CHARS = -(-(1 + KEY_ID_BYTES + 1 + 2 * _MAX_VARINT_BYTES + MAC_BYTES) * 4 // 3)
 
 
 @dataclass(frozen=True)

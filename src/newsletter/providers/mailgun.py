@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from ..config import Config, secret
 from ..errors import ConfigError, ProviderRateLimited
-from ..render import UNSUBSCRIBE_PLACEHOLDER, Recipient
+from ..render import Recipient
 from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult, message_parts
 from .http import HttpClient, api_base_url, timeout_setting
 
@@ -68,8 +68,8 @@ class MailgunProvider:
         fields: list[tuple[str, str]] = [
             ("from", str(issue.sender)),
             ("subject", issue.subject),
-            ("text", issue.text.replace(UNSUBSCRIBE_PLACEHOLDER, PER_RECIPIENT_URL)),
-            ("html", issue.html.replace(UNSUBSCRIBE_PLACEHOLDER, PER_RECIPIENT_URL)),
+            ("text", issue.text_with_url(PER_RECIPIENT_URL)),
+            ("html", issue.html_with_url(PER_RECIPIENT_URL)),
             ("o:tag", tag),
             # The same value as every other provider's (LIST-01), with Mailgun filling in each URL.
             ("h:List-Unsubscribe", issue.list_unsubscribe(Recipient(0, "", PER_RECIPIENT_URL))),

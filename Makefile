@@ -29,8 +29,17 @@ demo: $(INSTALLED) .env
 	{ $(NEWSLETTER) send --yes; status=$$?; [ $$status -eq 0 ] || [ $$status -eq 3 ]; } && \
 	echo "Open public/index.html, or the messages in outbox/new/ with any mail client."
 
+# The Node mail parser the suite reads messages back with (tests/node/); reinstalled only when
+# its lock file changes.
+NODE_TEST_DEPS := tests/node/node_modules/.package-lock.json
+
+$(NODE_TEST_DEPS): tests/node/package-lock.json
+	@command -v npm >/dev/null || { echo "make test needs Node.js 18+ and npm (Debian: apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+	touch $(NODE_TEST_DEPS)
+
 ## Run the whole test suite.
-test: $(INSTALLED)
+test: $(INSTALLED) $(NODE_TEST_DEPS)
 	$(BIN)/python -m pytest
 
 clean:

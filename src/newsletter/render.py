@@ -278,6 +278,8 @@ def render_issue(
     }
     raw_html = render(env, ISSUE_HTML, content=trusted_html(post.html), preheader=post.preheader, **common)
     inlined = (inliner or make_inliner()).transform(raw_html, pretty_print=False)
+    # MIME text ends with a line end; ending with one here keeps the part equal to what we rendered.
+    inlined = inlined if inlined.endswith("\n") else inlined + "\n"
     text = html_to_text(post.html)
     text_part = render(env, ISSUE_TEXT, body=text.body, links=text.links, **common)
     # The templates alone, with an empty post: what each part must hold whatever the post says.

@@ -22,7 +22,7 @@ from conftest import FIXED_NOW, seed_posts, write_post
 
 from newsletter.config import load_config
 from newsletter.content import read_post, read_posts
-from newsletter.errors import HeaderInjection, IssueTooLarge, PostError
+from newsletter.errors import ConfigError, HeaderInjection, IssueTooLarge, PostError, TemplateFailure
 from newsletter.render import UNSUBSCRIBE_PLACEHOLDER, Recipient, render_issue
 from newsletter.templates import PACKAGED_TEMPLATES, make_environment
 
@@ -466,3 +466,160 @@ def test_every_seed_line_survives_in_both_parts(config):
         visible = _visible(html)
         assert [line for line in lines if line not in visible] == [], post.slug
         assert [line for line in lines if line not in text] == [], post.slug
+
+
+# ---------------------------------------------------------------- raw structured headers (issue 9 item 1)
+
+# RFC 2369 §2 with RFC 3986 URIs: "<URI>" items separated by "," and optional folding white space.
+_URI = rb"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+;=%]+"
+RFC2369_VALUE = re.compile(rb"<" + _URI + rb">(?:,(?:\r\n)?[ \t]+<" + _URI + rb">)*")
+LONG_BASE = "https://claudesuper.example.org/" + "d" * 75 + "/unsubscribe/"
+
+
+def _raw_header(raw: bytes, name: bytes) -> bytes:
+    """The value of header ``name`` exactly as written: folding kept, nothing decoded."""
+    (value,) = re.findall(rb"(?m)^" + name + rb": (.*(?:\r\n[ \t].*)*)\r\n", _head(raw) + b"\r\n")
+    return value
+
+
+def _signed_recipient(config, subscriber_id=1503, email="ann@example.org"):
+    from newsletter.send import recipient_for
+
+    return recipient_for(config, config.token_keys(), subscriber_id, email, FIXED_NOW)
+
+
+@pytest.mark.parametrize("mailto", [False, True])
+def test_list01_raw_list_unsubscribe_matches_rfc_2369_with_a_120_character_base(project, mailto):
+    assert len(LONG_BASE) == 120
+    text = f'unsubscribe_url = "{LONG_BASE}"'
+    if mailto:
+        text = 'unsubscribe_mailto = "stop@claudesuper.example.org"\n' + text
+    config = _reload(project, 'unsubscribe_url = "https://claudesuper.example.org/unsubscribe/"', text)
+    recipient = _signed_recipient(config)
+    raw, msg = _message(_issue(config), recipient)
+    value = _raw_header(raw, b"List-Unsubscribe")
+    assert RFC2369_VALUE.fullmatch(value), value
+    assert b"=?" not in _head(raw).split(b"\nSubject:")[0] + value  # never an encoded-word
+    lines = value.split(b"\r\n")
+    assert lines[0] == f"<{recipient.unsubscribe_url}>".encode() + (b"," if mailto else b"")  # the URL on one line
+    assert len(lines) == (2 if mailto else 1)  # folded only after the comma, between two items
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    assert _raw_header(raw, b"List-Unsubscribe-Post") == b"List-Unsubscribe=One-Click"
+    assert re.fullmatch(rb"<[0-9a-f]{20}\.1503@claudesuper\.example\.org>", _raw_header(raw, b"Message-ID"))
+    assert _raw_header(raw, b"List-Id").endswith(b"<lettre.claudesuper.example.org>")
+    assert msg["List-Unsubscribe"].startswith(f"<{recipient.unsubscribe_url}>")  # and Python reads it too
+
+
+def test_list01_compact_token_keeps_the_demo_url_on_one_short_line(config):
+    raw, _ = _message(_issue(config), _signed_recipient(config, subscriber_id=1_000_000))
+    line = b"List-Unsubscribe: " + _raw_header(raw, b"List-Unsubscribe")
+    assert len(line) <= 120 and b"\r\n" not in line
+
+
+def test_list01_unsubscribe_url_too_long_for_a_header_line_is_refused_at_render(project):
+    config = _reload(
+        project, 'unsubscribe_url = "https://claudesuper.example.org/unsubscribe/"',
+        f'unsubscribe_url = "https://claudesuper.example.org/{"l" * 960}/"',
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        _issue(config)
+    assert caught.value.where == "newsletter.toml: email.unsubscribe_url" and "header line" in caught.value.message
+
+
+def test_list01_non_ascii_and_commas_in_the_base_url_are_percent_encoded_in_the_header(project):
+    config = _reload(
+        project, 'unsubscribe_url = "https://claudesuper.example.org/unsubscribe/"',
+        'unsubscribe_url = "https://claudesuper.example.org/désabonnement,lettre/"',
+    )  # fmt: skip
+    raw, _ = _message(_issue(config), _signed_recipient(config))
+    value = _raw_header(raw, b"List-Unsubscribe")
+    assert RFC2369_VALUE.fullmatch(value) and b"/d%C3%A9sabonnement%2Clettre/" in value
+
+
+# ---------------------------------------------------------------- footer check and placeholder (issue 10 item 4)
+
+
+def _override(project, name: str, text: str):
+    folder = project / "templates" / "email"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text, encoding="utf-8")
+    return folder / name
+
+
+def test_list07_a_post_linking_to_a_placeholder_like_url_never_receives_the_signed_url(config):
+    previous = _issue(config)
+    guesses = ["NEWSLETTER-UNSUBSCRIBE-URL-5b0e2c", previous.placeholder, UNSUBSCRIBE_PLACEHOLDER + "0" * 32]
+    body = "\n\n".join(f'Lien [piège {i}](https://evil.example/?{g}) et <a href="{g}">brut</a>.' for i, g in enumerate(guesses))
+    issue = _issue(config, _post(config, body=body))
+    assert issue.placeholder != previous.placeholder  # a fresh secret marker per rendering
+    assert re.fullmatch(UNSUBSCRIBE_PLACEHOLDER + "[0-9a-f]{32}", issue.placeholder)
+    recipient = _signed_recipient(config)
+    _, msg = _message(issue, recipient)
+    text, html = _parts(msg)
+    doc = lxml.html.document_fromstring(html)
+    evil = [a.get("href") for a in doc.iter("a") if "evil.example" in a.get("href", "") or a.text == "brut"]
+    assert len(evil) == 6 and not [h for h in evil if recipient.unsubscribe_url in h]
+    assert [a.get("href") for a in doc.iter("a")].count(recipient.unsubscribe_url) == 1  # the footer's, only
+    assert html.count(recipient.unsubscribe_url) == 1 and text.count(recipient.unsubscribe_url) == 1
+    for guess in guesses:
+        assert f"https://evil.example/?{guess}" in text
+
+
+def test_list07_a_post_holding_the_current_marker_is_refused_not_substituted(config, monkeypatch):
+    """Should the secret marker ever be guessed, the post's copy makes the count differ: refused."""
+    from newsletter import render as render_module
+
+    monkeypatch.setattr(render_module.secrets, "token_hex", lambda n: "ab" * n)
+    marker = UNSUBSCRIBE_PLACEHOLDER + "ab" * 16
+    for body in (f"[clic](https://evil.example/?{marker})", f"Texte {marker} visible."):
+        with pytest.raises(TemplateFailure) as caught:
+            _issue(config, _post(config, body=body))
+        assert caught.value.where.endswith("email/issue.html") and "unsubscribe URLs" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new", "problem"),
+    [
+        ("issue.html", '<a href="{{ unsubscribe_url }}">{{ labels.unsubscribe }}</a>', "", "has no unsubscribe link"),
+        ("issue.html", '<a href="{{ unsubscribe_url }}">', '<a href="https://claudesuper.example.org/">{{ unsubscribe_url }}',
+         "has no unsubscribe link"),
+        ("issue.html", "<p>{{ postal_address }}</p>", "", "does not show the postal address"),
+        ("issue.html", "<p>{{ postal_address }}</p>", "<!-- {{ postal_address }} -->", "does not show the postal address"),
+        ("issue.txt", "{{ unsubscribe_url }}", "", "has no unsubscribe URL"),
+        ("issue.txt", "{{ postal_address }}", "", "does not show the postal address"),
+    ],
+)  # fmt: skip
+def test_law01_list07_a_template_without_unsubscribe_link_or_postal_address_is_refused(
+    project, config, name, old, new, problem
+):
+    source = (PACKAGED_TEMPLATES / "email" / name).read_text(encoding="utf-8")
+    assert old in source
+    path = _override(project, name, source.replace(old, new))
+    with pytest.raises(TemplateFailure) as caught:
+        _issue(config)
+    assert caught.value.where == str(path) and caught.value.message == problem
+    assert "\n" not in caught.value.one_line()
+
+
+def test_list07_two_unsubscribe_links_in_the_template_are_two_in_the_email(project, config):
+    source = (PACKAGED_TEMPLATES / "email" / "issue.html").read_text(encoding="utf-8")
+    top = '<td class="topbar"><a href="{{ unsubscribe_url }}">{{ labels.unsubscribe }}</a> · '
+    _override(project, "issue.html", source.replace('<td class="topbar">', top, 1))
+    recipient = _signed_recipient(config)
+    _, msg = _message(_issue(config), recipient)
+    hrefs = [a.get("href") for a in lxml.html.document_fromstring(_parts(msg)[1]).iter("a")]
+    assert hrefs.count(recipient.unsubscribe_url) == 2
+
+
+def test_footer_lost_by_the_inliner_is_refused(config):
+    """Issue 10 item 4 (b)'s symptom: an inliner that cuts the document loses the footer."""
+    from newsletter import render as render_module
+
+    class Truncating:
+        def transform(self, html, pretty_print=False):
+            return html[: html.index('<td class="footer">')]
+
+    post = read_posts(config)[0]
+    with pytest.raises(TemplateFailure) as caught:
+        render_module.render_issue(config, post, make_environment(config.templates_dir), inliner=Truncating())
+    assert "0 unsubscribe URLs" in caught.value.message and post.source.name in caught.value.message

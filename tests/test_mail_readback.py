@@ -68,11 +68,12 @@ def test_outbox_messages_of_a_real_send_read_back_by_mailparser(project, run):
     files = sorted((project / "outbox" / "new").glob("*.eml"))
     assert len(files) == len(SUBSCRIBERS)
     seen = set()
-    for path, parsed in zip(files, read_back(*files)):
+    for path, parsed in zip(files, read_back(*files), strict=True):
         url = parsed["listUnsubscribeUrl"]
         assert url and url.startswith(base), parsed
         assert _raw_unsubscribe(path) == f"<{url}>".encode("ascii")  # raw, one line, not encoded
-        claims = verify_token(url[len(base):], [Secret("K", TOKEN_KEY)], purpose=UNSUBSCRIBE, list_id=config.email.list_id)
+        keys = [Secret("K", TOKEN_KEY)]
+        claims = verify_token(url[len(base) :], keys, purpose=UNSUBSCRIBE, list_id=config.email.list_id)
         assert parsed["listUnsubscribePost"] == "List-Unsubscribe=One-Click"
         assert re.fullmatch(rf"<[^@<>\s]+\.{claims.subscriber_id}@claudesuper\.example\.org>", parsed["messageId"])
         assert parsed["listId"] == config.email.list_id

@@ -549,7 +549,8 @@ def _override(project, name: str, text: str):
 def test_list07_a_post_linking_to_a_placeholder_like_url_never_receives_the_signed_url(config):
     previous = _issue(config)
     guesses = ["NEWSLETTER-UNSUBSCRIBE-URL-5b0e2c", previous.placeholder, UNSUBSCRIBE_PLACEHOLDER + "0" * 32]
-    body = "\n\n".join(f'Lien [piège {i}](https://evil.example/?{g}) et <a href="{g}">brut</a>.' for i, g in enumerate(guesses))
+    links = (f'Lien [piège {i}](https://evil.example/?{g}) et <a href="{g}">brut</a>.' for i, g in enumerate(guesses))
+    body = "\n\n".join(links)
     issue = _issue(config, _post(config, body=body))
     assert issue.placeholder != previous.placeholder  # a fresh secret marker per rendering
     assert re.fullmatch(UNSUBSCRIBE_PLACEHOLDER + "[0-9a-f]{32}", issue.placeholder)

@@ -110,7 +110,8 @@ def render(env: jinja2.Environment, name: str, **context: Any) -> str:
         ) from None  # fmt: skip
     except jinja2.TemplateError as exc:
         where, line = _template_frame(env, exc, name)
-        raise TemplateFailure(f"line {line}: {exc}", where=where, hint="check the variables the template uses") from None
+        hint = "check the variables the template uses"
+        raise TemplateFailure(f"line {line}: {exc}", where=where, hint=hint) from None
     except Exception as exc:  # noqa: BLE001 -- any error raised by template code is the template's
         where, line = _template_frame(env, exc, name)
         detail = " ".join(str(exc).split())[:200]

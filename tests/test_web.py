@@ -8,9 +8,9 @@ import csv
 import hashlib
 import hmac
 import io
+import itertools
 import json
 import sqlite3
-import time
 from datetime import timedelta
 
 import pytest
@@ -237,26 +237,31 @@ def test_archive_media_types_and_conditional_requests_HTTP_01_HTTP_02(client, ru
 # -- webhooks -------------------------------------------------------------------------------------
 
 
-def mailgun_body(event: dict, key: str = "mg-signing-key", timestamp: str | None = None) -> bytes:
-    timestamp = timestamp or str(int(time.time()))
-    token = "t" * 50
+SIGNED_AT = int(FIXED_NOW.timestamp())  # the service's clock is the test clock
+_calls = itertools.count()
+
+
+def mailgun_body(event: dict, key: str = "mg-signing-key", timestamp: str | None = None, token: str | None = None) -> bytes:
+    timestamp = timestamp or str(SIGNED_AT)
+    token = token or f"token{next(_calls):045d}"  # Mailgun's tokens are one-time values
     signature = hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
     return json.dumps({"signature": {"timestamp": timestamp, "token": token, "signature": signature},
                        "event-data": event}).encode()  # fmt: skip
 
 
-def svix_headers(body: bytes, secret: str = ENV["NEWSLETTER_RESEND_WEBHOOK_SECRET"], timestamp: int | None = None):
-    timestamp = timestamp or int(time.time())
+def svix_headers(body: bytes, secret: str = ENV["NEWSLETTER_RESEND_WEBHOOK_SECRET"], timestamp: int | None = None,
+                 message_id: str = "msg_1"):
+    timestamp = timestamp or SIGNED_AT
     key = base64.b64decode(secret.removeprefix("whsec_"))
-    signature = base64.b64encode(hmac.new(key, f"msg_1.{timestamp}.".encode() + body, hashlib.sha256).digest())
-    return {"svix-id": "msg_1", "svix-timestamp": str(timestamp), "svix-signature": f"v1,{signature.decode()}"}
+    signature = base64.b64encode(hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest())
+    return {"svix-id": message_id, "svix-timestamp": str(timestamp), "svix-signature": f"v1,{signature.decode()}"}
 
 
 def test_mailgun_permanent_failure_suppresses_and_bad_signature_changes_nothing(client, config):
     add_active(config, "ann@example.org")
     event = {"event": "failed", "severity": "permanent", "recipient": "ann@example.org"}
     assert client.post("/webhooks/mailgun", data=mailgun_body(event, key="wrong")).status_code == 401
-    stale = mailgun_body(event, timestamp=str(int(time.time()) - 3600))
+    stale = mailgun_body(event, timestamp=str(SIGNED_AT - 3600))
     assert client.post("/webhooks/mailgun", data=stale).status_code == 401
     assert status_of(config, "ann@example.org") == "active"
     assert client.post("/webhooks/mailgun", data=mailgun_body(event)).status_code == 200
@@ -265,7 +270,7 @@ def test_mailgun_permanent_failure_suppresses_and_bad_signature_changes_nothing(
 
 def test_postmark_credentials_and_complaint(client, config):
     add_active(config, "ann@example.org")
-    body = json.dumps({"RecordType": "SpamComplaint", "Email": "ann@example.org"}).encode()
+    body = json.dumps({"RecordType": "SpamComplaint", "ID": 42, "MessageID": "m-1", "Email": "ann@example.org"}).encode()
     good = "Basic " + base64.b64encode(b"newsletter:pm-hook-password").decode()
     bad = "Basic " + base64.b64encode(b"newsletter:guess").decode()
     assert client.post("/webhooks/postmark", data=body, headers={"Authorization": bad}).status_code == 401

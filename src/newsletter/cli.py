@@ -11,6 +11,7 @@ when a command runs, so ``newsletter --help`` stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
@@ -410,18 +411,20 @@ def providers_command(as_json: bool) -> None:
     Example:
       newsletter providers --json
     """
-    from .providers import available
+    from .providers import BrokenPlugin, available
 
     rows = []
     for name, factory in available().items():
-        caps = getattr(factory, "capabilities", None)
-        rows.append({"name": name, **(caps.__dict__ if caps else {"error": "failed to load"})})
+        if isinstance(factory, BrokenPlugin):
+            rows.append({"name": name, "error": factory.error})
+        else:
+            rows.append({"name": name, **dataclasses.asdict(factory.capabilities)})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
         if "error" in row:
-            click.echo(f"{row['name']:<10} (failed to load)")
+            click.echo(f"{row['name']:<10} (failed to load: {row['error']})")
             continue
         batch = row["max_batch"] or "whole list"
         click.echo(

@@ -20,7 +20,7 @@ from .content import Post, published
 from .errors import (
     AlreadySent, ConfigError, DeliveryUncertain, NothingToSend, NotFound, ProviderError, ProviderRejected, SendConflict, UsageError,
 )  # fmt: skip
-from .providers.base import AUDIENCE, ChunkRequest, DeliveryResult
+from .providers.base import AudienceProvider, BatchProvider, ChunkRequest, DeliveryResult, Provider
 from .render import Issue, Recipient, render_issue
 from .retry import Attempts, RetryPolicy
 from .templates import labels
@@ -171,7 +171,7 @@ def plan_send(
     ledger: Ledger,
     choice: Choice,
     env: jinja2.Environment,
-    provider,
+    provider: Provider,
     *,
     subscribers: int,
 ) -> Plan:
@@ -194,7 +194,7 @@ def plan_send(
         issue = render_issue(config, post, env, subject_prefix=prefix, variant=f"correction:{post.content_hash}")
     else:
         issue = render_issue(config, post, env)
-    local = provider.capabilities.family != AUDIENCE
+    local = isinstance(provider, BatchProvider)
     if resuming:
         recipients = resuming.recipients
     elif choice.corrects:
@@ -207,7 +207,7 @@ def plan_send(
     )  # fmt: skip
 
 
-def chunk_size(config: Config, provider) -> int:
+def chunk_size(config: Config, provider: Provider) -> int:
     """Recipients per call: the provider's maximum, or less if ``[providers.NAME] batch_size`` says so."""
     largest = provider.capabilities.max_batch or 1_000_000_000
     wanted = config.provider_settings(provider.name).get("batch_size", largest)
@@ -229,7 +229,7 @@ def deliver_issue(
     config: Config,
     ledger: Ledger,
     plan: Plan,
-    provider,
+    provider: Provider,
     keys: Sequence[Secret],
     clock: Clock,
     policy: RetryPolicy | None = None,
@@ -237,8 +237,7 @@ def deliver_issue(
     """Send (or resume) the planned issue, one chunk at a time, recording each step."""
     policy = policy or RetryPolicy()
     post, issue = plan.post, plan.issue
-    if hasattr(provider, "preflight"):
-        provider.preflight()  # before the ledger records anything
+    provider.preflight()  # before the ledger records anything
     record = plan.resuming or ledger.plan_issue(
         key=issue.key,
         post_id=post.id,
@@ -252,8 +251,10 @@ def deliver_issue(
         kind=plan.kind,
         audience_of=plan.corrects.id if plan.corrects else None,
     )
-    if not plan.audience_local:
+    if isinstance(provider, AudienceProvider):
         return _publish_to_audience(ledger, record, issue, provider, policy, clock)
+    if not isinstance(provider, BatchProvider):
+        raise TypeError(f"provider {provider.name!r} is neither a batch nor an audience provider")
     # Everything personal is derived from the plan's time, so a replay is byte-identical.
     planned_at = datetime.fromisoformat(record.created_at)
     for number, idempotency_key in ledger.open_chunks(record.id):
@@ -289,7 +290,9 @@ def deliver_issue(
     return SendReport(issue_key=record.key, counts=ledger.delivery_counts(record.id), finished=finished)
 
 
-def _publish_to_audience(ledger: Ledger, record: IssueRecord, issue: Issue, provider, policy: RetryPolicy, clock: Clock):
+def _publish_to_audience(
+    ledger: Ledger, record: IssueRecord, issue: Issue, provider: AudienceProvider, policy: RetryPolicy, clock: Clock
+) -> SendReport:
     """Audience family: one create-then-send call, retried with the same idempotency keys."""
     for number, idempotency_key in ledger.open_chunks(record.id):
         ledger.start_chunk(record.id, number, now=clock())
@@ -321,7 +324,7 @@ def with_retries(call: Callable[[], object], policy: RetryPolicy):
 
 
 def deliver_chunk(
-    provider,
+    provider: BatchProvider,
     request: ChunkRequest,
     policy: RetryPolicy,
     record_landed: Callable[[Sequence[DeliveryResult]], None],
@@ -381,7 +384,7 @@ def deliver_chunk(
         )
 
 
-def _lookup(provider, request: ChunkRequest, policy: RetryPolicy) -> list[DeliveryResult] | None:
+def _lookup(provider: BatchProvider, request: ChunkRequest, policy: RetryPolicy) -> list[DeliveryResult] | None:
     """Ask the provider what it has of a chunk, retried like a send.
 
     A lookup that keeps failing proves nothing either way: the error leaves saying the
@@ -395,7 +398,7 @@ def _lookup(provider, request: ChunkRequest, policy: RetryPolicy) -> list[Delive
 
 
 def _reconcile(
-    provider,
+    provider: BatchProvider,
     request: ChunkRequest,
     record_landed: Callable[[Sequence[DeliveryResult]], None],
     *,
@@ -439,7 +442,7 @@ def _outcomes(results: Sequence[DeliveryResult], by_id: dict[int, int]) -> list[
 def send_test(
     config: Config,
     issue: Issue,
-    provider,
+    provider: Provider,
     keys: Sequence[Secret],
     address: str,
     clock: Clock,
@@ -447,9 +450,12 @@ def send_test(
 ) -> None:
     """One copy to ``address`` through the provider; the ledger is not touched."""
     now = clock()
-    if provider.capabilities.family == AUDIENCE:
-        with_retries(lambda: provider.send_test(issue, [address]), policy)
+    if isinstance(provider, AudienceProvider):
+        audience = provider
+        with_retries(lambda: audience.send_test(issue, [address]), policy)
         return
+    if not isinstance(provider, BatchProvider):
+        raise TypeError(f"provider {provider.name!r} is neither a batch nor an audience provider")
     recipient = recipient_for(config, keys, 0, address, now)
     key = f"{issue.key}:test:{int(now.timestamp())}"
     request = ChunkRequest(issue=issue, recipients=[recipient], idempotency_key=key, date=now)

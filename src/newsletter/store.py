@@ -15,7 +15,7 @@ import hashlib
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -35,6 +35,7 @@ SENDING, SENT, MARKED = "sending", "sent", "marked"
 PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = "pending", "active", "unsubscribed", "bounced", "complained"
 SUPPRESSED_STATUSES = (UNSUBSCRIBED, BOUNCED, COMPLAINED)
 DEFAULT_LIST = "default"
+WEBHOOK_MEMORY = timedelta(days=30)  # how long a webhook call's one-time id is remembered
 
 
 @MIGRATIONS()
@@ -138,6 +139,18 @@ def m004_consent_and_suppression(db: sqlite_utils.Database) -> None:
         "SELECT ?, sha256_hex(email), status, updated_at FROM subscribers WHERE status = ?",
         [DEFAULT_LIST, UNSUBSCRIBED],
     )
+
+
+# Keep this migration last: other migrations are numbered before it.
+@MIGRATIONS()
+def m009_webhook_replay(db: sqlite_utils.Database) -> None:
+    """The one-time id of every webhook call applied, so a captured call cannot be replayed."""
+    db["webhook_calls"].create(
+        {"provider": str, "replay_id": str, "body_sha256": str, "received_at": str},
+        pk=("provider", "replay_id"),
+        not_null={"body_sha256", "received_at"},
+    )
+    db["webhook_calls"].create_index(["received_at"])
 
 
 def address_hash(email: str) -> str:
@@ -541,6 +554,30 @@ class Ledger:
 
     def deliveries(self, issue_id: int) -> list[dict]:
         return list(self.db["deliveries"].rows_where("issue_id = ?", [issue_id], order_by="id"))
+
+
+    # -- webhook replay guard ---------------------------------------------------------------------
+
+    def remember_webhook(self, provider: str, replay_id: str, body_sha256: str, *, now: datetime) -> str:
+        """Record a webhook call's one-time id: ``"new"``, ``"repeat"`` (same body) or ``"conflict"``."""
+        with self._write():
+            row = self.db.execute(
+                "SELECT body_sha256 FROM webhook_calls WHERE provider = ? AND replay_id = ?", [provider, replay_id]
+            ).fetchone()
+            if row:
+                return "repeat" if row[0] == body_sha256 else "conflict"
+            # Older ids cannot come back: signed timestamps that old are refused before this point.
+            self.db.execute("DELETE FROM webhook_calls WHERE received_at < ?", [(now - WEBHOOK_MEMORY).isoformat()])
+            self.db.execute(
+                "INSERT INTO webhook_calls (provider, replay_id, body_sha256, received_at) VALUES (?, ?, ?, ?)",
+                [provider, replay_id, body_sha256, now.isoformat()],
+            )
+        return "new"
+
+    def forget_webhook(self, provider: str, replay_id: str) -> None:
+        """Undo :meth:`remember_webhook` when applying the call failed, so the provider's retry applies it."""
+        with self._write():
+            self.db.execute("DELETE FROM webhook_calls WHERE provider = ? AND replay_id = ?", [provider, replay_id])
 
 
 def _ledger_error(exc: sqlite3.Error, path: Path, action: str = "write") -> LedgerError:

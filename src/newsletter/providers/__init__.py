@@ -1,35 +1,49 @@
 """Provider plug-ins, discovered through the ``newsletter.providers`` entry-point group.
 
 Built-ins are registered in this project's ``pyproject.toml`` exactly as a
-third-party package registers its own, so there is one path for both.
+third-party package registers its own, so there is one path for both.  Every
+entry is checked when it is loaded (:func:`~newsletter.providers.base.check_provider_class`):
+a plug-in missing an abstract method is refused then, in one line naming it,
+not in the middle of a send.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Mapping
 
 from ..config import Config
 from ..errors import ConfigError, ProviderNotFound
+from .base import Provider, check_provider_class
 
 GROUP = "newsletter.providers"
 
 
-def available() -> dict[str, type]:
-    """Every registered provider class by name, loaded lazily on first use."""
-    found = {}
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A registered plug-in that cannot be used, with the one-line reason."""
+
+    name: str
+    error: str
+
+
+def available() -> dict[str, type[Provider] | BrokenPlugin]:
+    """Every registered provider class by name; a plug-in that fails to load or check is a :class:`BrokenPlugin`."""
+    found: dict[str, type[Provider] | BrokenPlugin] = {}
     for entry in entry_points(group=GROUP):
         try:
-            found[entry.name] = entry.load()
+            found[entry.name] = check_provider_class(entry.name, entry.load())
+        except TypeError as exc:
+            found[entry.name] = BrokenPlugin(entry.name, str(exc))
         except Exception as exc:  # a broken third-party plug-in must not hide the others
-            found[entry.name] = _BrokenPlugin(entry.name, exc)
+            found[entry.name] = BrokenPlugin(entry.name, f"provider plug-in {entry.name!r} failed to load ({exc})")
     return dict(sorted(found.items()))
 
 
-def load_provider(config: Config, name: str | None = None, environ: Mapping[str, str] | None = None):
-    """Build the provider the config selects (or ``name``); unknown names list the known ones."""
-    name = name or config.provider
+def provider_class(name: str) -> type[Provider]:
+    """The registered class for ``name``; unknown names list the known ones, broken ones say why."""
     providers = available()
     if name not in providers:
         raise ProviderNotFound(
@@ -38,14 +52,15 @@ def load_provider(config: Config, name: str | None = None, environ: Mapping[str,
             hint=f"use one of: {', '.join(providers) or 'none installed'}",
         )
     factory = providers[name]
-    if isinstance(factory, _BrokenPlugin):
-        raise ConfigError(f"provider plug-in {name!r} failed to load ({factory.error})", hint="reinstall it")
+    if isinstance(factory, BrokenPlugin):
+        raise ConfigError(factory.error, hint="fix or reinstall the plug-in")
+    return factory
+
+
+def load_provider(config: Config, name: str | None = None, environ: Mapping[str, str] | None = None) -> Provider:
+    """Build the provider the config selects (or ``name``)."""
+    name = name or config.provider
+    factory = provider_class(name)
     return factory.from_config(
         config.provider_settings(name), config=config, environ=os.environ if environ is None else environ
     )
-
-
-class _BrokenPlugin:
-    def __init__(self, name: str, error: Exception) -> None:
-        self.name = name
-        self.error = error

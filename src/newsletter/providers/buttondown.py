@@ -8,12 +8,13 @@ The body is the post's sanitized HTML, without front matter.
 
 from __future__ import annotations
 
+from email.message import EmailMessage
 from typing import Any, Mapping
 
 from ..config import Config, secret
 from ..errors import ProviderError, ProviderRejected, ProviderTransient
 from ..render import Issue
-from .base import AUDIENCE, Capabilities
+from .base import AUDIENCE, AudienceProvider, Capabilities
 from .http import HttpClient, api_base_url, timeout_setting
 
 BASE_URL = "https://api.buttondown.com"
@@ -21,10 +22,17 @@ API_VERSION = "2026-04-01"
 FANCY_MODE = "<!-- buttondown-editor-mode: fancy -->\n"
 
 
-class ButtondownProvider:
+class ButtondownProvider(AudienceProvider):
+    """Buttondown's emails API: draft, then send, each call under a derived idempotency key.
+
+    No lookup is declared: a resumed send replays the same two calls under the same keys, and
+    Buttondown answers a replayed key with its first answer (the same draft id), so asking for
+    the draft's status would add nothing the replay does not already give.
+    """
+
     name = "buttondown"
     capabilities = Capabilities(
-        family=AUDIENCE, max_batch=None, idempotency=True, lookup=True, custom_headers=False, unsubscribe="provider"
+        family=AUDIENCE, max_batch=None, idempotency=True, lookup=False, custom_headers=False, unsubscribe="provider"
     )
 
     def __init__(self, client: HttpClient) -> None:
@@ -86,15 +94,24 @@ class ButtondownProvider:
         )
         return email_id
 
-    def lookup(self, reference: str) -> str | None:
-        """The email's status at Buttondown (``about_to_send``, ``sent``…), ``None`` if unknown."""
-        answer = self.client.request("GET", f"/v1/emails/{reference}")
-        return answer.get("status") if isinstance(answer, dict) else None
-
     def send_test(self, issue: Issue, addresses: list[str]) -> None:
         """A draft sent only to ``addresses`` (Buttondown's send-draft); the audience gets nothing."""
         email_id = self._draft(issue, f"{issue.key}:test")
         self._request("POST", f"/v1/emails/{email_id}/send-draft", json={"recipients": addresses})
+
+    def subscribe(self, email: str, *, key: str) -> None:
+        """Add an address to the Buttondown audience; Buttondown sends its own confirmation."""
+        self._request(
+            "POST", "/v1/subscribers", json={"email_address": email},
+            headers={"X-Idempotency-Key": f"{key}:subscribe"[:200]},
+        )  # fmt: skip
+
+    def send_message(self, message: EmailMessage, *, key: str) -> str:
+        """Buttondown sends no mail of ours but issues: its own confirmations replace ours."""
+        raise ProviderRejected(
+            "Buttondown sends no single messages", where="buttondown",
+            hint="with an audience provider, subscriptions go through the provider (subscribe)",
+        )  # fmt: skip
 
     def close(self) -> None:
         self.client.close()

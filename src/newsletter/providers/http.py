@@ -176,6 +176,17 @@ def timeout_setting(settings: Mapping[str, Any], provider: str) -> tuple[float, 
     return (min(5.0, float(value)), float(value))
 
 
+def tracking_setting(settings: Mapping[str, Any], provider: str) -> bool:
+    """``[providers.X] tracking``: the provider's own open and click tracking, off unless set to true."""
+    value = settings.get("tracking", False)
+    if not isinstance(value, bool):
+        raise ConfigError(
+            "must be true or false", where=f"newsletter.toml: providers.{provider}.tracking",
+            hint="tracking = true lets the provider track opens and clicks; leave it out to keep it off",
+        )  # fmt: skip
+    return value
+
+
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """``Retry-After`` as seconds (it may be a number or an HTTP date), ``None`` when absent."""
     value = headers.get("retry-after")

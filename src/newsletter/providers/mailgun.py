@@ -11,14 +11,20 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
+from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from typing import Any, Mapping
 
 from ..config import Config, secret
 from ..errors import ConfigError, ProviderRateLimited
 from ..render import Recipient
-from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult, message_parts
-from .http import HttpClient, api_base_url, timeout_setting
+from ..store import BOUNCED, COMPLAINED
+from ..webhooks import (
+    BadSignature, SuppressionEvent, WebhookCall, WebhookProof, hmac_sha256, read_json, same, signed_time,
+    webhook_secret,
+)  # fmt: skip
+from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, message_parts
+from .http import HttpClient, api_base_url, timeout_setting, tracking_setting
 
 BASE_URLS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
 PER_RECIPIENT_URL = "%recipient.unsubscribe_url%"
@@ -31,15 +37,19 @@ def chunk_tag(idempotency_key: str) -> str:
     return ("nl-" + re.sub(r"[^A-Za-z0-9_.-]", "-", idempotency_key))[:128]
 
 
-class MailgunProvider:
+class MailgunProvider(BatchProvider):
+    """Mailgun's messages API, with the events API for lookups and signed webhooks."""
+
     name = "mailgun"
     capabilities = Capabilities(
-        family=BATCH, max_batch=1000, idempotency=False, lookup=True, custom_headers=True, unsubscribe="ours"
-    )
+        family=BATCH, max_batch=1000, idempotency=False, lookup=True, custom_headers=True, unsubscribe="ours",
+        webhooks=True, tracking=True,
+    )  # fmt: skip
 
-    def __init__(self, client: HttpClient, domain: str) -> None:
+    def __init__(self, client: HttpClient, domain: str, *, tracking: bool = False) -> None:
         self.client = client
         self.domain = domain
+        self.tracking = tracking
 
     def __repr__(self) -> str:
         return f"MailgunProvider({self.domain}, key=****)"
@@ -60,7 +70,12 @@ class MailgunProvider:
             basic_auth=("api", key),
             timeout=timeout_setting(settings, "mailgun"),
         )
-        return cls(client, domain)
+        return cls(client, domain, tracking=tracking_setting(settings, "mailgun"))
+
+    def _tracking_fields(self) -> list[tuple[str, str]]:
+        """Mailgun tracks opens and clicks unless told not to: every request says which (privacy by default)."""
+        value = "yes" if self.tracking else "no"
+        return [("o:tracking", value), ("o:tracking-clicks", value), ("o:tracking-opens", value)]
 
     def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
         issue = request.issue
@@ -77,6 +92,7 @@ class MailgunProvider:
             ("h:List-Id", f"{issue.list_name} <{issue.list_id}>"),
             ("v:subscriber-id", "%recipient.subscriber_id%"),
             ("v:issue", issue.key),
+            *self._tracking_fields(),
         ]
         if issue.reply_to:
             fields.append(("h:Reply-To", issue.reply_to))
@@ -94,10 +110,11 @@ class MailgunProvider:
         message_id = answer.get("id") if isinstance(answer, dict) else None
         return [DeliveryResult(r.subscriber_id, True, message_id) for r in request.recipients]
 
-    def send_message(self, message, *, key: str) -> str:
+    def send_message(self, message: EmailMessage, *, key: str) -> str:
         parts = message_parts(message)
         fields = [(name, (None, parts[name])) for name in ("from", "to", "subject", "text", "html")]
         fields.append(("h:Message-Id", (None, str(message["Message-ID"]))))
+        fields += [(name, (None, value)) for name, value in self._tracking_fields()]
         answer = self.client.request("POST", f"/v3/{self.domain}/messages", files=fields)
         return answer.get("id", "") if isinstance(answer, dict) else ""
 
@@ -136,6 +153,37 @@ class MailgunProvider:
 
     def close(self) -> None:
         self.client.close()
+
+    @classmethod
+    def verify_webhook(
+        cls, call: WebhookCall, *, settings: Mapping[str, Any], environ: Mapping[str, str], now: float
+    ) -> WebhookProof:
+        """HMAC-SHA256 of ``timestamp + token`` with the webhook signing key; the token is the one-time id.
+
+        Mailgun signs neither the event nor the body, so the token must never be accepted twice.
+        """
+        key = webhook_secret(settings, "webhook_key_env", "NEWSLETTER_MAILGUN_WEBHOOK_KEY", environ)
+        signature = read_json(call.body).get("signature")
+        if not isinstance(signature, dict):
+            raise BadSignature("invalid")
+        timestamp, token, given = (str(signature.get(k, "")) for k in ("timestamp", "token", "signature"))
+        expected = hmac_sha256(key.encode(), f"{timestamp}{token}".encode()).hex()
+        if not token or not same(expected, given):
+            raise BadSignature("invalid")
+        return WebhookProof(replay_id=token, signed_at=signed_time(timestamp))
+
+    @classmethod
+    def parse_events(cls, call: WebhookCall) -> list[SuppressionEvent]:
+        """``failed`` with severity ``permanent`` → bounced; ``complained`` → complained."""
+        event = read_json(call.body).get("event-data")
+        if not isinstance(event, dict):
+            return []
+        recipient = str(event.get("recipient", ""))
+        if event.get("event") == "complained":
+            return [SuppressionEvent(recipient, COMPLAINED)]
+        if event.get("event") == "failed" and event.get("severity") == "permanent":
+            return [SuppressionEvent(recipient, BOUNCED)]
+        return []
 
 
 def _message_id(value: Any) -> str:

@@ -10,16 +10,17 @@ protocol), so a mail client never sees half a message.
 from __future__ import annotations
 
 import os
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..config import Config
 from ..errors import OutputError
 from ..files import write_atomic
-from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult
+from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult
 
 
-class OutboxProvider:
+class OutboxProvider(BatchProvider):
     """Writes one ``.eml`` per recipient into ``outbox/new/``."""
 
     name = "outbox"
@@ -80,6 +81,7 @@ class OutboxProvider:
         return results
 
     def lookup_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
+        """Which of the chunk's files are already in the Maildir."""
         results = []
         for recipient in request.recipients:
             found = self._delivered(self.file_name(request, recipient.subscriber_id))
@@ -87,7 +89,7 @@ class OutboxProvider:
             results.append(DeliveryResult(recipient.subscriber_id, found, message_id))
         return results
 
-    def send_message(self, message, *, key: str) -> str:
+    def send_message(self, message: EmailMessage, *, key: str) -> str:
         self._ensure_maildir()
         name = f"{key}.eml"
         if not self._delivered(name):

@@ -8,12 +8,18 @@ outbound-messages search says which ones Postmark has.  No idempotency key.
 
 from __future__ import annotations
 
+from email.message import EmailMessage
 from typing import Any, Mapping
 
 from ..config import Config, secret
 from ..errors import ProviderError, ProviderRejected
-from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult, message_parts
-from .http import HttpClient, api_base_url, timeout_setting
+from ..store import BOUNCED, COMPLAINED
+from ..webhooks import (
+    BadPayload, BadSignature, SuppressionEvent, WebhookCall, WebhookProof, basic_credentials, read_json, same,
+    webhook_secret,
+)  # fmt: skip
+from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, message_parts
+from .http import HttpClient, api_base_url, timeout_setting, tracking_setting
 
 BASE_URL = "https://api.postmarkapp.com"
 # ErrorCodes worth another try later (rate or account limits); everything else is final.
@@ -23,18 +29,29 @@ RETRYABLE_CODES = {429}
 # 412 account pending...) is about the whole request: when it refuses every message of a chunk the
 # send stops with the reason, rather than recording the issue as sent to nobody.
 RECIPIENT_CODES = {300, 406}
+PERMANENT_BOUNCES = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated", "SpamNotification", "Blocked"}
 
 
-class PostmarkProvider:
+class PostmarkProvider(BatchProvider):
+    """Postmark's batch API on a broadcast stream, with metadata search for lookups."""
+
     name = "postmark"
     capabilities = Capabilities(
-        family=BATCH, max_batch=500, idempotency=False, lookup=True, custom_headers=True, unsubscribe="ours"
-    )
+        family=BATCH, max_batch=500, idempotency=False, lookup=True, custom_headers=True, unsubscribe="ours",
+        webhooks=True, tracking=True,
+    )  # fmt: skip
 
-    def __init__(self, client: HttpClient, stream: str, transactional_stream: str = "outbound") -> None:
+    def __init__(
+        self, client: HttpClient, stream: str, transactional_stream: str = "outbound", *, tracking: bool = False
+    ) -> None:
         self.client = client
         self.stream = stream
         self.transactional_stream = transactional_stream
+        self.tracking = tracking
+
+    def _tracking_fields(self) -> dict[str, Any]:
+        """Open and link tracking, off unless ``[providers.postmark] tracking = true`` (privacy by default)."""
+        return {"TrackOpens": self.tracking, "TrackLinks": "HtmlAndText" if self.tracking else "None"}
 
     def __repr__(self) -> str:
         return f"PostmarkProvider({self.stream}, token=****)"
@@ -49,7 +66,10 @@ class PostmarkProvider:
             secret_headers=lambda: {"X-Postmark-Server-Token": token.reveal()},
             timeout=timeout_setting(settings, "postmark"),
         )
-        return cls(client, settings.get("message_stream", "broadcast"), settings.get("transactional_stream", "outbound"))
+        return cls(
+            client, settings.get("message_stream", "broadcast"), settings.get("transactional_stream", "outbound"),
+            tracking=tracking_setting(settings, "postmark"),
+        )  # fmt: skip
 
     def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
         issue = request.issue
@@ -69,6 +89,7 @@ class PostmarkProvider:
                         {"Name": "List-Id", "Value": f"{issue.list_name} <{issue.list_id}>"},
                     ],
                     "Metadata": {"chunk": request.chunk_key, "subscriber": str(recipient.subscriber_id)},
+                    **self._tracking_fields(),
                     **({"ReplyTo": issue.reply_to} if issue.reply_to else {}),
                 }
             )
@@ -98,13 +119,13 @@ class PostmarkProvider:
                     )
         return results
 
-    def send_message(self, message, *, key: str) -> str:
+    def send_message(self, message: EmailMessage, *, key: str) -> str:
         """Transactional mail goes through its own stream (``transactional_stream``, default outbound)."""
         parts = message_parts(message)
         answer = self.client.request(
             "POST", "/email",
             json={"From": parts["from"], "To": parts["to"], "Subject": parts["subject"], "TextBody": parts["text"],
-                  "HtmlBody": parts["html"], "MessageStream": self.transactional_stream},
+                  "HtmlBody": parts["html"], "MessageStream": self.transactional_stream, **self._tracking_fields()},
         )  # fmt: skip
         return answer.get("MessageID", "") if isinstance(answer, dict) else ""
 
@@ -134,3 +155,36 @@ class PostmarkProvider:
 
     def close(self) -> None:
         self.client.close()
+
+    @classmethod
+    def verify_webhook(
+        cls, call: WebhookCall, *, settings: Mapping[str, Any], environ: Mapping[str, str], now: float
+    ) -> WebhookProof:
+        """Postmark signs nothing: the webhook URL carries HTTP Basic credentials, which we check.
+
+        The one-time id is the event's own (``ID``), else its record type, message and time.
+        """
+        password = webhook_secret(settings, "webhook_password_env", "NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD", environ)
+        expected = basic_credentials(str(settings.get("webhook_user", "newsletter")), password)
+        given = call.headers.get("authorization", "")
+        if not given or not same(expected, given):
+            raise BadSignature("invalid")
+        data = read_json(call.body)
+        if data.get("ID") not in (None, ""):
+            return WebhookProof(replay_id=f"{data.get('RecordType')}:{data['ID']}")
+        when = data.get("BouncedAt") or data.get("ReceivedAt") or data.get("ChangedAt") or ""
+        if not data.get("MessageID") and not when:
+            raise BadPayload("an event without an id")
+        return WebhookProof(replay_id=f"{data.get('RecordType')}:{data.get('MessageID')}:{when}")
+
+    @classmethod
+    def parse_events(cls, call: WebhookCall) -> list[SuppressionEvent]:
+        """Hard bounces (or any bounce that made the address inactive) and spam complaints."""
+        data = read_json(call.body)
+        address = str(data.get("Email", ""))
+        if data.get("RecordType") == "SpamComplaint":
+            return [SuppressionEvent(address, COMPLAINED)]
+        if data.get("RecordType") == "Bounce" and (data.get("Type") in PERMANENT_BOUNCES or data.get("Inactive")):
+            return [SuppressionEvent(address, BOUNCED)]
+        return []
+

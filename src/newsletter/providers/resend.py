@@ -7,22 +7,37 @@ sending again.  Resend requires a ``User-Agent``; its rate-limit headers are obe
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+from email.message import EmailMessage
 from typing import Any, Mapping
 
 from ..config import Config, secret
 from ..errors import ProviderError, ProviderRejected
-from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult, message_parts
+from ..store import BOUNCED, COMPLAINED
+from ..webhooks import (
+    BadSignature, SuppressionEvent, WebhookCall, WebhookProof, hmac_sha256, read_json, same, signed_time,
+    webhook_secret,
+)  # fmt: skip
+from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, message_parts
 from .http import HttpClient, api_base_url, timeout_setting
 
 BASE_URL = "https://api.resend.com"
 
 
-class ResendProvider:
+class ResendProvider(BatchProvider):
+    """Resend's batch API with idempotency keys, and Svix-signed webhooks.
+
+    Open and click tracking are settings of the sending domain at Resend, not of a request:
+    none of our requests asks for them, and ``tracking`` is not offered here.
+    """
+
     name = "resend"
     capabilities = Capabilities(
-        family=BATCH, max_batch=100, idempotency=True, lookup=False, custom_headers=True, unsubscribe="ours"
-    )
+        family=BATCH, max_batch=100, idempotency=True, lookup=False, custom_headers=True, unsubscribe="ours",
+        webhooks=True,
+    )  # fmt: skip
 
     def __init__(self, client: HttpClient) -> None:
         self.client = client
@@ -87,7 +102,7 @@ class ResendProvider:
             )  # fmt: skip
         return [DeliveryResult(r.subscriber_id, True, item.get("id")) for r, item in zip(request.recipients, data)]
 
-    def send_message(self, message, *, key: str) -> str:
+    def send_message(self, message: EmailMessage, *, key: str) -> str:
         parts = message_parts(message)
         answer = self.client.request(
             "POST", "/emails",
@@ -97,9 +112,41 @@ class ResendProvider:
         )  # fmt: skip
         return answer.get("id", "") if isinstance(answer, dict) else ""
 
-    def lookup_chunk(self, request: ChunkRequest) -> None:
-        """Resend cannot list a batch by key; the idempotent replay answers instead."""
-        return None
-
     def close(self) -> None:
         self.client.close()
+
+    @classmethod
+    def verify_webhook(
+        cls, call: WebhookCall, *, settings: Mapping[str, Any], environ: Mapping[str, str], now: float
+    ) -> WebhookProof:
+        """Svix: HMAC-SHA256 of ``id.timestamp.body`` with the ``whsec_`` secret; ``svix-id`` is the one-time id."""
+        secret_value = webhook_secret(settings, "webhook_secret_env", "NEWSLETTER_RESEND_WEBHOOK_SECRET", environ)
+        message_id, timestamp = call.headers.get("svix-id", ""), call.headers.get("svix-timestamp", "")
+        try:
+            key = base64.b64decode(secret_value.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            raise BadSignature("invalid") from None
+        signed = f"{message_id}.{timestamp}.".encode() + call.body
+        expected = base64.b64encode(hmac_sha256(key, signed)).decode()
+        given = [part.split(",", 1)[1] for part in call.headers.get("svix-signature", "").split() if part.startswith("v1,")]
+        if not message_id or not any(same(expected, g) for g in given):
+            raise BadSignature("invalid")
+        return WebhookProof(replay_id=message_id, signed_at=signed_time(timestamp))
+
+    @classmethod
+    def parse_events(cls, call: WebhookCall) -> list[SuppressionEvent]:
+        """``email.bounced`` (not transient) → bounced; ``email.complained`` → complained."""
+        data = read_json(call.body)
+        event, payload = data.get("type"), data.get("data")
+        if not isinstance(payload, dict):
+            return []
+        addresses = payload.get("to") or []
+        addresses = [addresses] if isinstance(addresses, str) else addresses
+        if not isinstance(addresses, list):
+            return []
+        bounce = payload.get("bounce") if isinstance(payload.get("bounce"), dict) else {}
+        if event == "email.complained":
+            return [SuppressionEvent(str(a), COMPLAINED) for a in addresses]
+        if event == "email.bounced" and bounce.get("type", "Permanent") != "Transient":
+            return [SuppressionEvent(str(a), BOUNCED) for a in addresses]
+        return []

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from email.message import EmailMessage
 from typing import Any, Mapping
 
 from ..config import Config, Secret, secret
 from ..textutil import is_email_address
 from ..errors import ConfigError, ProviderAuthError, ProviderRateLimited, ProviderRejected, ProviderTransient
-from .base import BATCH, Capabilities, ChunkRequest, DeliveryResult
+from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult
 
 SECURITY = ("starttls", "tls", "none")
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
@@ -30,7 +31,7 @@ def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
     return context
 
 
-class SmtpProvider:
+class SmtpProvider(BatchProvider):
     """Sends each recipient's MIME message over one reused SMTP connection."""
 
     name = "smtp"
@@ -188,7 +189,7 @@ class SmtpProvider:
             ) from None
         return DeliveryResult(recipient.subscriber_id, True, message_id)
 
-    def send_message(self, message, *, key: str) -> str:
+    def send_message(self, message: EmailMessage, *, key: str) -> str:
         connection = self._connect()
         try:
             refused = connection.send_message(message, from_addr=self.envelope_from)

@@ -170,7 +170,7 @@ _PROMISED = {
 
 
 def check_provider_class(entry_name: str, factory: object) -> type[Provider]:
-    """``factory`` as a usable provider class, or a one-line :class:`TypeError` naming the plug-in and what is missing."""
+    """``factory`` as a usable provider class, or a one-line :class:`TypeError` naming the plug-in and the gap."""
     where = f"provider plug-in {entry_name!r}"
     if not (inspect.isclass(factory) and issubclass(factory, (BatchProvider, AudienceProvider))):
         raise TypeError(f"{where} is not a subclass of BatchProvider or AudienceProvider")

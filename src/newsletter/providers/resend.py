@@ -128,7 +128,8 @@ class ResendProvider(BatchProvider):
             raise BadSignature("invalid") from None
         signed = f"{message_id}.{timestamp}.".encode() + call.body
         expected = base64.b64encode(hmac_sha256(key, signed)).decode()
-        given = [part.split(",", 1)[1] for part in call.headers.get("svix-signature", "").split() if part.startswith("v1,")]
+        signatures = call.headers.get("svix-signature", "").split()
+        given = [part.split(",", 1)[1] for part in signatures if part.startswith("v1,")]
         if not message_id or not any(same(expected, g) for g in given):
             raise BadSignature("invalid")
         return WebhookProof(replay_id=message_id, signed_at=signed_time(timestamp))

@@ -129,6 +129,8 @@ class FakeButtondown(FakeServer):
         return self._route(req)
 
     def _route(self, req: Request) -> Response:
+        if req.path.rstrip("/") == "/v1/subscribers" and req.method == "POST":
+            return self._subscribe(req)
         m = re.fullmatch(r"/v1/emails(?:/([^/]+))?(/publish|/send-draft)?/?", req.path)
         if not m:
             return self.error(404)
@@ -151,6 +153,20 @@ class FakeButtondown(FakeServer):
         return self.error(405, "Method not allowed.")
 
     # -- endpoints --------------------------------------------------------------
+    def _subscribe(self, req: Request) -> Response:
+        """``POST /v1/subscribers``: the address joins the audience (an existing one is a 400, as documented)."""
+        try:
+            data = req.json()
+        except ValueError:
+            return Response.json(422, {"detail": [{"type": "json_invalid", "loc": ["body"], "msg": "Invalid JSON"}]})
+        address = data.get("email_address") if isinstance(data, dict) else None
+        if not isinstance(address, str) or "@" not in address:
+            return self._invalid("email_address", "missing", "Field required")
+        if address.lower() in (a.lower() for a in self.subscribers):
+            return self.error(400, "That subscriber already exists.", code="email_already_exists")
+        self.subscribers.append(address)
+        return Response.json(201, {"id": f"sub_{len(self.subscribers)}", "email_address": address, "type": "regular"})
+
     def _payload(self, req: Request) -> dict[str, Any] | Response:
         try:
             data = req.json() if req.body else {}

@@ -355,15 +355,6 @@ def test_crash_after_the_send_before_the_record_sends_nothing_more(run, project,
 
 # -- 4. secrets ------------------------------------------------------------------------------------------
 
-def test_sec07_missing_key_variable_is_one_line_naming_it(run, project, fake, monkeypatch):
-    monkeypatch.delenv("NEWSLETTER_BUTTONDOWN_API_KEY")
-    configure(project, fake.url)
-    line = assert_one_line_error(run("send", "--yes"))
-    assert "NEWSLETTER_BUTTONDOWN_API_KEY" in line
-    assert not fake.requests
-    assert rows(project, "SELECT count(*) FROM issues") == [(0,)]
-
-
 SECRET_VALUE = "bd-SuperSecret-0123456789abcdef"
 
 

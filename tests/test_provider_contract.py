@@ -53,11 +53,11 @@ class FakeServerHarness(Harness):
     faults = tuple(HTTP_FAULTS)
 
     def __init__(self, fake, factory, settings: dict, variable: str, secret: str, config) -> None:
-        self.fake, self.factory, self.settings, self.variable, self.secret = fake, factory, settings, variable, secret
+        self.fake, self.factory, self.settings, self.secret_variable, self.secret = fake, factory, settings, variable, secret
         self.config = config
 
     def provider(self):
-        return self.factory.from_config(self.settings, config=self.config, environ={self.variable: self.secret})
+        return self.factory.from_config(self.settings, config=self.config, environ={self.secret_variable: self.secret})
 
     def without_secret(self):
         return lambda: self.factory.from_config(self.settings, config=self.config, environ={})
@@ -144,6 +144,7 @@ class SmtpHarness(Harness):
 
     faults = ("drop", "accept_then_drop")
     secret = PASSWORD
+    secret_variable = "NEWSLETTER_SMTP_PASSWORD"
 
     def __init__(self, server: SmtpServer, certificate: Path, config) -> None:
         self.server, self.config = server, config

@@ -498,16 +498,6 @@ def test_soak_5000_subscribers_through_30_percent_transient_faults(run, project,
 
 # -- 7. secrets ------------------------------------------------------------------------------------------
 
-def test_sec07_missing_key_variable_is_one_line_naming_it(run, project, fake, monkeypatch):
-    monkeypatch.delenv("NEWSLETTER_RESEND_API_KEY")
-    configure(project, fake.url)
-    subscribe(run)
-    line = assert_one_line_error(run("send", "--yes"))
-    assert "NEWSLETTER_RESEND_API_KEY" in line
-    assert not fake.requests
-    assert rows(project, "SELECT count(*) FROM issues") == [(0,)]
-
-
 def test_sec07_key_variable_name_comes_from_the_config(run, project, fake, monkeypatch):
     configure(project, fake.url)
     with open(project / "newsletter.toml", "a", encoding="utf-8") as handle:

@@ -51,6 +51,7 @@ class FakeMailgun(FakeServer):
         super().__init__()
         self.api_key = api_key
         self.domain = domain
+        self.domain_tracking = True  # the domain's tracking setting, used when a request does not say
         self.max_request_bytes = max_request_bytes
         self.max_recipients = max_recipients
         self.messages: list[dict[str, Any]] = []
@@ -151,6 +152,17 @@ class FakeMailgun(FakeServer):
         tags = all_of("o:tag")
         if len(tags) > 3:
             return self.error(400, "fake: at most 3 'o:tag' per message")
+        tracking = {}
+        for option in ("o:tracking", "o:tracking-clicks", "o:tracking-opens"):
+            value = one(option)
+            allowed = TRACKING_VALUES + (("htmlonly",) if option == "o:tracking-clicks" else ())
+            if value is not None and value.lower() not in allowed:
+                return self.error(400, f"'{option}' parameter is not valid")
+            tracking[option] = value
+        # Without the options, the domain's own setting applies (on, in this fake, as Mailgun's default).
+        overall = _yes(tracking["o:tracking"], self.domain_tracking)
+        effective = {"opens": overall and _yes(tracking["o:tracking-opens"], True),
+                     "clicks": overall and _yes(tracking["o:tracking-clicks"], True)}
 
         self._serial += 1
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
@@ -159,7 +171,7 @@ class FakeMailgun(FakeServer):
         headers = {k[2:]: v for k, v in form if k.startswith("h:")}
         user_vars = {k[2:]: v for k, v in form if k.startswith("v:")}
         self.messages.append({"id": message_id, "fields": form, "recipients": [a for _, a in to + copies],
-                              "tags": tags, "test_mode": test_mode})
+                              "tags": tags, "test_mode": test_mode, "tracking": effective})
         for name, address in to + copies:
             own = (rvars or {}).get(address) or (rvars or {}).get(address.lower()) or {}
             own = own if (name, address) in to else {}
@@ -178,7 +190,7 @@ class FakeMailgun(FakeServer):
             if not test_mode:
                 self.deliver(Delivery(address, message_id, sub(subject), _maybe(sub, one("html")),
                                       _maybe(sub, one("text")), final_headers,
-                                      {"tags": tags, "user-variables": final_vars}))
+                                      {"tags": tags, "user-variables": final_vars, "tracking": effective}))
         return Response.json(200, {"id": message_id, "message": "Queued. Thank you."})
 
     # -- events -----------------------------------------------------------------
@@ -241,3 +253,11 @@ def _maybe(sub: Any, value: str | None) -> str | None:
 
 def _join(name: str, address: str) -> str:
     return f"{name} <{address}>" if name else address
+
+
+TRACKING_VALUES = ("yes", "no", "true", "false")
+
+
+def _yes(value: str | None, default: bool) -> bool:
+    """A Mailgun yes/no option (``htmlonly`` counts as on), or ``default`` when absent."""
+    return default if value is None else value.lower() in ("yes", "true", "htmlonly")

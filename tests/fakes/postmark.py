@@ -130,7 +130,8 @@ class FakePostmark(FakeServer):
         for address in recipients:
             self.deliver(Delivery(address, message_id, message.get("Subject") or "", message.get("HtmlBody"),
                                   message.get("TextBody"), headers,
-                                  {"stream": stream, "tag": message.get("Tag"), "metadata": metadata}))
+                                  {"stream": stream, "tag": message.get("Tag"), "metadata": metadata,
+                                   "TrackOpens": message.get("TrackOpens"), "TrackLinks": message.get("TrackLinks")}))
         return {"ErrorCode": 0, "Message": "OK", "MessageID": message_id, "SubmittedAt": submitted,
                 "To": message["To"]}
 
@@ -155,6 +156,10 @@ class FakePostmark(FakeServer):
             return 300, "Headers must be a list of {\"Name\": ..., \"Value\": ...} objects."
         if not isinstance(message.get("Metadata") or {}, dict):
             return 300, "Metadata must be an object."
+        if "TrackOpens" in message and not isinstance(message["TrackOpens"], bool):
+            return 300, "TrackOpens must be true or false."
+        if message.get("TrackLinks", "None") not in ("None", "HtmlAndText", "HtmlOnly", "TextOnly"):
+            return 300, "TrackLinks must be one of None, HtmlAndText, HtmlOnly, TextOnly."
         return None
 
     # -- search -----------------------------------------------------------------

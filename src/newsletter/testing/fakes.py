@@ -118,7 +118,9 @@ class FakeBatchProvider(_Faults, BatchProvider):
         self._by_chunk: dict[str, dict[int, str]] = defaultdict(dict)  # chunk key -> subscriber -> message id
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> "FakeBatchProvider":
+    def from_config(
+        cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]
+    ) -> "FakeBatchProvider":
         return cls(**{k: v for k, v in settings.items() if k in ("max_batch", "idempotency", "lookup", "latency")})
 
     def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
@@ -182,7 +184,9 @@ class FakeAudienceProvider(_Faults, AudienceProvider):
         self._published: dict[str, str] = {}  # idempotency key -> reference
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> "FakeAudienceProvider":
+    def from_config(
+        cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]
+    ) -> "FakeAudienceProvider":
         return cls(tuple(settings.get("audience", ())))
 
     def _deliver_issue(self, issue: Issue, addresses: list[str], key: str) -> None:

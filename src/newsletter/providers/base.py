@@ -88,8 +88,8 @@ class Provider(ABC):
     """What every provider is: built from its config table, checked before a send, able to send
     one transactional message (a subscription confirmation), and closed after use."""
 
-    name: ClassVar[str]
-    capabilities: ClassVar[Capabilities]
+    name: str  # a class attribute, the entry-point name
+    capabilities: Capabilities  # a class attribute; a test fake may set its own per instance
     family: ClassVar[str]  # set by the family subclasses; capabilities.family must agree
 
     @classmethod

@@ -116,10 +116,11 @@ def test_the_engine_never_probes_providers_for_methods():
     import inspect
 
     import newsletter.cli
+    import newsletter.project
     import newsletter.send
     import newsletter.web
 
-    for module in (newsletter.send, newsletter.web, newsletter.cli):
+    for module in (newsletter.send, newsletter.web, newsletter.cli, newsletter.project):
         source = inspect.getsource(module)
         assert "hasattr(provider" not in source and "getattr(provider" not in source
         assert "getattr(factory" not in source and "hasattr(factory" not in source

@@ -124,3 +124,14 @@ def test_the_engine_never_probes_providers_for_methods():
         source = inspect.getsource(module)
         assert "hasattr(provider" not in source and "getattr(provider" not in source
         assert "getattr(factory" not in source and "hasattr(factory" not in source
+
+
+def test_choosing_a_provider_imports_only_that_plugin():
+    """An outbox send must not pay for (or break on) another plug-in's imports, such as boto3 for SES."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from newsletter.providers import provider_class; provider_class('outbox'); "
+            "print('boto3' in sys.modules, 'newsletter.providers.ses' in sys.modules)")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.split() == ["False", "False"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Mapping
 
 from ..config import Config
@@ -29,29 +29,30 @@ class BrokenPlugin:
     error: str
 
 
+def _load(entry: EntryPoint) -> type[Provider] | BrokenPlugin:
+    try:
+        return check_provider_class(entry.name, entry.load())
+    except TypeError as exc:
+        return BrokenPlugin(entry.name, str(exc))
+    except Exception as exc:  # a broken third-party plug-in must not hide the others
+        return BrokenPlugin(entry.name, f"provider plug-in {entry.name!r} failed to load ({exc})")
+
+
 def available() -> dict[str, type[Provider] | BrokenPlugin]:
     """Every registered provider class by name; a plug-in that fails to load or check is a :class:`BrokenPlugin`."""
-    found: dict[str, type[Provider] | BrokenPlugin] = {}
-    for entry in entry_points(group=GROUP):
-        try:
-            found[entry.name] = check_provider_class(entry.name, entry.load())
-        except TypeError as exc:
-            found[entry.name] = BrokenPlugin(entry.name, str(exc))
-        except Exception as exc:  # a broken third-party plug-in must not hide the others
-            found[entry.name] = BrokenPlugin(entry.name, f"provider plug-in {entry.name!r} failed to load ({exc})")
-    return dict(sorted(found.items()))
+    return dict(sorted((entry.name, _load(entry)) for entry in entry_points(group=GROUP)))
 
 
 def provider_class(name: str) -> type[Provider]:
-    """The registered class for ``name``; unknown names list the known ones, broken ones say why."""
-    providers = available()
-    if name not in providers:
+    """The registered class for ``name`` (only that plug-in is imported); unknown names list the known ones."""
+    entries = {entry.name: entry for entry in entry_points(group=GROUP)}
+    if name not in entries:
         raise ProviderNotFound(
             f"unknown provider {name!r}",
             where="newsletter.toml: send.provider",
-            hint=f"use one of: {', '.join(providers) or 'none installed'}",
+            hint=f"use one of: {', '.join(sorted(entries)) or 'none installed'}",
         )
-    factory = providers[name]
+    factory = _load(entries[name])
     if isinstance(factory, BrokenPlugin):
         raise ConfigError(factory.error, hint="fix or reinstall the plug-in")
     return factory

@@ -73,16 +73,17 @@ class Harness(ABC):
 
 def sample_issue(key: str = "contract-issue", subject: str = "Contract issue: é ✓") -> Issue:
     """A small rendered issue (with the unsubscribe placeholder in both parts) for provider tests."""
-    html = f'<p>Bonjour.</p><p><a href="{UNSUBSCRIBE_PLACEHOLDER}">Se désabonner</a></p>'
+    placeholder = UNSUBSCRIBE_PLACEHOLDER + "0123456789abcdef"  # per issue, as render_issue makes it
+    html = f'<p>Bonjour.</p><p><a href="{placeholder}">Se désabonner</a></p>'
     post = Post(
         source=Path("content/contract.md"), id="contract-post", slug="contract", title=subject, author="Ann",
         date=SENT_AT, updated=SENT_AT, tags=(), summary="Bonjour.", preheader="Bonjour.", html="<p>Bonjour.</p>",
         url="https://example.org/contract/",
     )  # fmt: skip
     return Issue(
-        post=post, key=key, subject=subject, html=html, text=f"Bonjour.\n\nSe désabonner : {UNSUBSCRIBE_PLACEHOLDER}\n",
+        post=post, key=key, subject=subject, html=html, text=f"Bonjour.\n\nSe désabonner : {placeholder}\n",
         sender=Address("Le Journal", addr_spec="news@example.org"), reply_to="", list_name="Le Journal",
-        list_id="journal.example.org", domain="example.org", unsubscribe_mailto="",
+        list_id="journal.example.org", domain="example.org", unsubscribe_mailto="", placeholder=placeholder,
     )  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from newsletter.cli import State, cli
 from newsletter.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
-SEED = REPO.parent / "shared" / "seed" / "000_95c9cd8d1354d25b.txt"
+SEED = REPO / "tests" / "data" / "seed.txt"
 FIXED_NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 TOKEN_KEY = "test-signing-key-not-a-secret"
 # Bare image names in the seed that the demo posts drop (see content/posts).

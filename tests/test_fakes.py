@@ -1,7 +1,7 @@
 """Self-tests of the fake provider servers (tests/fakes), over real HTTP with ``requests``.
 
 Each test names the provider fact it checks; the facts come from
-shared/reference/providers.md (sections 2-5 and 10.3).
+each provider's public API documentation.
 """
 
 from __future__ import annotations

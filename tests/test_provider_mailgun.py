@@ -3,8 +3,8 @@
 Each test switches the demo project to ``provider = "mailgun"`` pointed at a
 :class:`fakes.FakeMailgun`, sends with ``newsletter send --yes`` and then checks
 both sides: what the fake says it delivered (its own record, per recipient) and
-what the ledger says was sent.  Standards ids (HDR-06, LIST-01, SEC-07...) refer
-to ``shared/reference/standards.md``; the API contract is ``providers.md`` §3.
+what the ledger says was sent.  Standards ids (HDR-06, LIST-01, SEC-07...) are
+listed in ``docs/requirements.md``; the API contract is Mailgun's public API documentation.
 """
 
 from __future__ import annotations

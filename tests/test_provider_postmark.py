@@ -4,7 +4,7 @@ Each test switches the demo project to ``provider = "postmark"`` (broadcast stre
 pointed at a :class:`fakes.FakePostmark`, sends with ``newsletter send --yes`` and
 checks both sides: what the fake says it delivered (its own record, per recipient)
 and what the ledger says was sent.  Standards ids (HDR-06, LIST-01, SEC-07...)
-refer to ``shared/reference/standards.md``; the API contract is ``providers.md`` §4.
+are listed in ``docs/requirements.md``; the API contract is Postmark's public API documentation.
 """
 
 from __future__ import annotations

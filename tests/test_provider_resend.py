@@ -2,8 +2,8 @@
 
 Each test drives ``newsletter send`` against :class:`fakes.FakeResend` and then checks
 three records that must agree: what the fake delivered, what it was sent (headers and
-bodies), and the ledger.  Contract facts come from shared/reference/providers.md §5;
-the standards ids (SEC-07/08/09/12, LIST-01/02/06, HDR-06) from standards.md.
+bodies), and the ledger.  Contract facts come from Resend's public API documentation;
+the standards ids (SEC-07/08/09/12, LIST-01/02/06, HDR-06) are listed in docs/requirements.md.
 """
 
 from __future__ import annotations

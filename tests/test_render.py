@@ -1,6 +1,6 @@
 """Email rendering: MIME structure, headers, list headers, inlining, HTML design, safety.
 
-Each test names the checklist item(s) of /work/shared/reference/standards.md it covers.
+Each test names the requirement id(s) of docs/requirements.md it covers.
 """
 
 from __future__ import annotations

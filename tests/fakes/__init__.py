@@ -1,7 +1,7 @@
 """Local fake HTTP servers for the mailing providers, for tests only.
 
 Each fake speaks real HTTP on 127.0.0.1 (port chosen by the OS), follows the
-provider contract recorded in ``shared/reference/providers.md`` and can be told
+provider's public API documentation and can be told
 to fail on purpose (see :class:`tests.fakes.base.Fault`)::
 
     from fakes import FakeMailgun, Fault   # tests/ is on sys.path, as for conftest

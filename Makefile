@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 NEWSLETTER := $(BIN)/newsletter
 DEMO_SUBSCRIBERS := alice@example.org bruno@example.org camille@example.org
 
-.PHONY: demo test clean
+.PHONY: demo test test-deps clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,9 +38,26 @@ $(NODE_TEST_DEPS): tests/node/package-lock.json
 	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 	touch $(NODE_TEST_DEPS)
 
-## Run the whole test suite.
-test: $(INSTALLED) $(NODE_TEST_DEPS)
+## Run the whole test suite (installs what it needs first).
+test: $(INSTALLED) $(NODE_TEST_DEPS) test-deps
 	$(BIN)/python -m pytest
+
+# The browser tests drive Debian's chromium (Playwright's own browser download is not used).
+# tests/browser.py reads the same path from NEWSLETTER_CHROMIUM.
+CHROMIUM ?= $(or $(NEWSLETTER_CHROMIUM),/usr/bin/chromium)
+
+## What the suite needs besides Python: Debian's chromium, installed when running as root.
+test-deps:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$(CHROMIUM)" = /usr/bin/chromium ] && [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing Debian's chromium for the browser tests..."; \
+			apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "Error: $(CHROMIUM) not found; the browser tests need it — run: sudo apt-get install chromium (or set NEWSLETTER_CHROMIUM)" >&2; \
+			exit 1; \
+		fi; \
+	fi
 
 clean:
 	rm -rf public outbox preview newsletter.db newsletter.db-wal newsletter.db-shm

@@ -7,6 +7,7 @@ this process and keeps its own record of every delivery.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from typing import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,35 @@ PROVIDERS = {
     "resend": (FakeResend, "NEWSLETTER_RESEND_API_KEY", "re_test_key", ""),
     "postmark": (FakePostmark, "NEWSLETTER_POSTMARK_SERVER_TOKEN", "pm-test-token", 'message_stream = "broadcast"\n'),
 }
+
+
+def wait_until(condition: Callable[[], object], *, timeout: float, what: str) -> object:
+    """Poll ``condition`` until it returns something true; fail naming ``what`` after ``timeout`` s.
+
+    Tests wait on what another process does, never for a fixed time: start-up alone takes
+    about a second on a loaded machine.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.01)  # polling interval, not a wait for the other process
+
+
+def lock_holder(lock_file: Path) -> int | None:
+    """The pid recorded in the send lock file, or None when it is absent, empty or half-written."""
+    try:
+        return json.loads(lock_file.read_text()).get("pid")
+    except (OSError, ValueError):
+        return None
+
+
+def sending_or_done(process: subprocess.Popen, lock_file: Path) -> bool:
+    """True once ``process`` holds the send lock (it is past start-up) or has already exited."""
+    return process.poll() is not None or lock_holder(lock_file) == process.pid
 
 
 @dataclass
@@ -83,10 +114,13 @@ def run_chaos(
     latency: float = 0.05,
     batch_size: int = 10,
     seed: int = 1,
-    kill_window: tuple[float, float] = (0.35, 1.0),
+    kill_window: tuple[float, float] = (0.0, 0.65),
     max_runs: int = 2000,
 ) -> ChaosReport:
     """Kill the sender ``kills`` times at random moments, then let it finish; count what the fake saw.
+
+    Each kill moment is drawn from ``kill_window`` seconds after the sender took the send
+    lock, so that the kills land in the send itself however slow start-up is.
 
     When an issue is fully sent before enough kills, a new post is published and the next
     issue goes through the same treatment: every subscriber must get each issue exactly once.
@@ -99,6 +133,7 @@ def run_chaos(
     with fake_class() as fake:
         fake.latency = latency
         env = make_project(workdir, provider, fake.url, subscribers, batch_size)
+        lock_file = workdir / "newsletter.db.lock"
         fake.fault_rate(fault_rate, seed=seed)
         while report.runs < max_runs:
             report.runs += 1
@@ -106,6 +141,7 @@ def run_chaos(
                 [COMMAND, "send", "--yes"], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
             if report.kills < kills:
+                wait_until(lambda: sending_or_done(process, lock_file), timeout=120, what="the sender to take the lock")
                 try:
                     process.wait(timeout=rng.uniform(*kill_window))
                 except subprocess.TimeoutExpired:
@@ -151,8 +187,6 @@ def _publish_another(workdir: Path, number: int) -> None:
 
 
 def _unfinished_slug(workdir: Path, env: dict) -> str:
-    import json
-
     status = subprocess.run([COMMAND, "status", "--json", "--summary"], cwd=workdir, env=env, capture_output=True)
     for post in json.loads(status.stdout)["posts"]:
         if post["state"] == "sending":

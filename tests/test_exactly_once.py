@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from checks import ledger_rows
-from chaos import COMMAND, run_chaos
+from chaos import COMMAND, lock_holder, run_chaos, wait_until
 from conftest import TOKEN_KEY, write_post
 from fakes import FakeResend
 from lxml import etree
@@ -102,10 +102,16 @@ def test_a_killed_senders_lock_is_taken_over_and_the_send_finished(project):
         import_readers(project, 200, env)
         sender = subprocess.Popen([COMMAND, "send", "--yes"], cwd=project, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE)  # fmt: skip
-        time.sleep(1.0)
+        lock_file = project / "newsletter.db.lock"
+        # Killed mid-send: it holds the lock and the fake has some, not all, of the messages.
+        wait_until(
+            lambda: lock_holder(lock_file) == sender.pid and fake.count_by_recipient(),
+            timeout=120, what="the sender to hold the lock and deliver a first batch",
+        )  # fmt: skip
         sender.send_signal(signal.SIGKILL)
         sender.wait()
-        lock = json.loads((project / "newsletter.db.lock").read_text())
+        assert 0 < len(fake.count_by_recipient()) < 200
+        lock = json.loads(lock_file.read_text())
         assert lock["pid"] == sender.pid  # left behind by the killed process
         result = newsletter(project, "send", "--yes", env=env)
         assert result.returncode == 0, result.stderr

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,7 +141,7 @@ def run_chaos(
                 [COMMAND, "send", "--yes"], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
             if report.kills < kills:
-                wait_until(lambda: sending_or_done(process, lock_file), timeout=120, what="the sender to take the lock")
+                wait_until(lambda p=process: sending_or_done(p, lock_file), timeout=120, what="the sender to take the lock")
                 try:
                     process.wait(timeout=rng.uniform(*kill_window))
                 except subprocess.TimeoutExpired:

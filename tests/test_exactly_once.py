@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from checks import ledger_rows
 from chaos import COMMAND, lock_holder, run_chaos, wait_until
+from checks import ledger_rows
 from conftest import TOKEN_KEY, write_post
 from fakes import FakeResend
 from lxml import etree

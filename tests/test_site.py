@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import html
+import os
 import re
+import stat
 from html.parser import HTMLParser
 
+import pytest
 from conftest import seed_posts, write_post
 
 SLUGS = [
@@ -123,3 +126,54 @@ def test_unchanged_files_are_not_rewritten(run, project):
 def test_no_temporary_files_are_left_behind(run, project):
     run("build")
     assert not [p for p in (project / "public").rglob("*.tmp")]
+
+
+# -- file modes: a web server running as another user must read what we publish ---------------
+
+
+@pytest.fixture
+def umask():
+    """``umask(mask)`` sets the process umask for this test; the old one is put back after."""
+    previous = os.umask(0o022)
+    yield os.umask
+    os.umask(previous)
+
+
+def modes(folder):
+    return {
+        path.relative_to(folder).as_posix(): stat.S_IMODE(path.stat().st_mode)
+        for path in [folder, *folder.rglob("*")]
+    }
+
+
+def test_published_files_are_0644_and_folders_0755_readable_by_others(run, project, umask):
+    umask(0o022)
+    assert run("build").exit_code == 0
+    assert run("preview").exit_code == 0
+    for folder in (project / "public", project / "preview"):
+        found = modes(folder)
+        files = {name: mode for name, mode in found.items() if (folder / name).is_file()}
+        folders = {name: mode for name, mode in found.items() if (folder / name).is_dir()}
+        assert files and set(files.values()) == {0o644}, files
+        assert set(folders.values()) == {0o755}, folders
+        # What nginx running as www-data needs: read the files, traverse the folders.
+        assert all(mode & stat.S_IROTH for mode in files.values())
+        assert all(mode & stat.S_IXOTH for mode in folders.values())
+
+
+def test_published_modes_honour_a_stricter_umask(run, project, umask):
+    umask(0o027)
+    assert run("build").exit_code == 0
+    found = modes(project / "public")
+    assert {mode for name, mode in found.items() if (project / "public" / name).is_file()} == {0o640}
+    assert {mode for name, mode in found.items() if (project / "public" / name).is_dir()} == {0o750}
+
+
+def test_files_left_0600_by_an_older_version_are_made_readable(run, project, umask):
+    umask(0o022)
+    assert run("build").exit_code == 0
+    feed = project / "public" / "feed.xml"
+    feed.chmod(0o600)
+    stamp = feed.stat().st_mtime_ns
+    assert run("build").exit_code == 0
+    assert stat.S_IMODE(feed.stat().st_mode) == 0o644 and feed.stat().st_mtime_ns == stamp

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import stat
@@ -177,3 +178,80 @@ def test_files_left_0600_by_an_older_version_are_made_readable(run, project, uma
     stamp = feed.stat().st_mtime_ns
     assert run("build").exit_code == 0
     assert stat.S_IMODE(feed.stat().st_mode) == 0o644 and feed.stat().st_mtime_ns == stamp
+
+
+# -- what a build no longer generates is removed, and only that ---------------------------------
+
+
+def post_source(project, slug):
+    return project / "content" / "posts" / f"{slug}.md"
+
+
+def set_front_matter(path, line):
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("\n---\n", f"\n{line}\n---\n", 1), encoding="utf-8")
+
+
+def test_a_post_turned_draft_leaves_public_and_the_files_of_the_user_stay(run, project):
+    public = project / "public"
+    assert run("build").exit_code == 0
+    (public / "a-moi.html").write_text("<p>ma page</p>", encoding="utf-8")
+    (public / SLUGS[1] / "notes.txt").write_text("mes notes", encoding="utf-8")
+    (public / "mes-photos").mkdir()
+    (public / "mes-photos" / "vacances.jpg").write_bytes(b"\xff\xd8 not really")
+    set_front_matter(post_source(project, SLUGS[1]), "draft: true")
+    set_front_matter(post_source(project, SLUGS[2]), "draft: true")
+    outcome = run("build")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "Removed 2 files no longer published" in outcome.stdout
+    assert not (public / SLUGS[1] / "index.html").exists()
+    assert not (public / SLUGS[2]).exists()  # emptied, so removed
+    assert (public / SLUGS[1] / "notes.txt").read_text(encoding="utf-8") == "mes notes"
+    assert (public / "a-moi.html").is_file() and (public / "mes-photos" / "vacances.jpg").is_file()
+    index = (public / "index.html").read_text(encoding="utf-8")
+    assert SLUGS[2] not in index and SLUGS[0] in index
+    assert sorted(p.parent.name for p in public.glob("*/index.html")) == sorted({*SLUGS} - {SLUGS[1], SLUGS[2]})
+
+
+def test_a_deleted_or_renamed_post_leaves_no_old_page(run, project):
+    public = project / "public"
+    assert run("build").exit_code == 0
+    post_source(project, SLUGS[3]).unlink()
+    renamed = post_source(project, SLUGS[4])
+    renamed.write_text(renamed.read_text(encoding="utf-8").replace(f"slug: {SLUGS[4]}", "slug: nouveau-nom"), "utf-8")
+    assert run("build").exit_code == 0
+    assert not (public / SLUGS[3]).exists() and not (public / SLUGS[4]).exists()
+    assert (public / "nouveau-nom" / "index.html").is_file()
+    # The next build has nothing more to remove.
+    assert "Removed" not in run("build").stdout
+
+
+def test_a_failing_build_removes_nothing(run, project):
+    public = project / "public"
+    assert run("build").exit_code == 0
+    before = {p: p.read_bytes() for p in public.rglob("*") if p.is_file()}
+    set_front_matter(post_source(project, SLUGS[1]), "draft: true")
+    broken = project / "templates" / "site"
+    broken.mkdir(parents=True)
+    (broken / "index.html").write_text("{% for %}\n", encoding="utf-8")
+    assert run("build").exit_code == 1
+    assert {p: p.read_bytes() for p in public.rglob("*") if p.is_file()} == before
+
+
+def test_the_manifest_never_leads_outside_public_or_to_a_file_not_written(run, project):
+    public = project / "public"
+    assert run("build").exit_code == 0
+    outside = project / "precieux.txt"
+    outside.write_text("à garder", encoding="utf-8")
+    (public / "a-moi.html").write_text("<p>ma page</p>", encoding="utf-8")
+    manifest = public / ".newsletter-manifest.json"
+    listed = json.loads(manifest.read_text(encoding="utf-8"))
+    assert "index.html" in listed["files"] and "a-moi.html" not in listed["files"]
+    listed["files"] += ["../precieux.txt", "/etc/hostname"]
+    manifest.write_text(json.dumps(listed), encoding="utf-8")
+    assert run("build").exit_code == 0
+    assert outside.read_text(encoding="utf-8") == "à garder" and (public / "a-moi.html").is_file()
+    manifest.write_text("{ pas du json", encoding="utf-8")  # unreadable: nothing is known to be ours
+    set_front_matter(post_source(project, SLUGS[1]), "draft: true")
+    assert run("build").exit_code == 0
+    assert (public / SLUGS[1] / "index.html").is_file()

@@ -137,6 +137,9 @@ def build(state: State) -> None:
     """
     report = state.project().build()
     click.echo(f"Built {report.posts} posts into {report.public_dir} ({report.files} files).")
+    if report.removed:
+        shown = ", ".join(report.removed[:5]) + (", …" if len(report.removed) > 5 else "")
+        click.echo(f"Removed {len(report.removed)} files no longer published: {shown}")
 
 
 @cli.command(context_settings=CONTEXT)

@@ -100,6 +100,7 @@ class Config:
     token_key_env: str
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    static_dir: Path | None = None  # files published at the root of the site as they are
 
     def provider_settings(self, name: str) -> Mapping[str, Any]:
         """The ``[providers.NAME]`` table, empty when absent."""
@@ -215,6 +216,7 @@ def parse_config(raw: Mapping[str, Any], *, root: Path, source: str = CONFIG_FIL
         public_dir=root / reader.text("paths", "public", default="public"),
         templates_dir=root / reader.text("paths", "templates", default="templates"),
         preview_dir=root / reader.text("paths", "preview", default="preview"),
+        static_dir=root / reader.text("paths", "static", default="content/static"),
         database_path=root / reader.text("send", "database", default="newsletter.db"),
         provider=reader.text("send", "provider", default="outbox"),
         token_key_env=reader.text("send", "token_key_env", default="NEWSLETTER_TOKEN_KEY"),

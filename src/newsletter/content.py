@@ -67,6 +67,7 @@ class Post:
     html: str
     url: str
     draft: bool = False
+    bundle: Path | None = None  # the folder of a page bundle (<slug>/index.md and its files)
 
     @property
     def content_hash(self) -> str:
@@ -91,13 +92,17 @@ _markdown = MarkdownIt("commonmark", {"html": True}).enable("table").enable("str
 
 
 def read_posts(config: Config) -> list[Post]:
-    """Every post in ``config.content_dir``, newest first; the first bad one raises :class:`PostError`."""
+    """Every post in ``config.content_dir``, newest first; the first bad one raises :class:`PostError`.
+
+    A post is a file ``<slug>.md`` or a page bundle ``<slug>/index.md`` with its files beside it.
+    """
     folder = config.content_dir
     if not folder.is_dir():
         raise PostError(
             "content folder not found", where=str(folder), hint="create it or set paths.content in newsletter.toml"
         )
-    posts = [read_post(path, config) for path in sorted(folder.glob("*.md"))]
+    sources = sorted([*folder.glob("*.md"), *folder.glob("*/index.md")])
+    posts = [read_post(path, config) for path in sources]
     check_unique(posts)
     return sorted(posts, key=lambda p: p.date, reverse=True)
 
@@ -179,7 +184,8 @@ def _build_post(path: Path, meta: dict[str, Any], body: str, config: Config) -> 
             hint=f"use only: {', '.join(sorted(KNOWN_FIELDS))}",
         )
     title = field.line("title", required=True)
-    slug = field.slug(default=path.stem)
+    bundle = path.parent if path.name == "index.md" and path.parent != config.content_dir else None
+    slug = field.slug(default=bundle.name if bundle else path.stem)
     post_id = field.post_id()
     date = field.date("date", config, required=True)
     updated = field.date("updated", config) or date
@@ -209,20 +215,27 @@ def _build_post(path: Path, meta: dict[str, Any], body: str, config: Config) -> 
         html=html,
         url=url,
         draft=draft,
+        bundle=bundle,
     )
 
 
 def render_markdown(markdown: str, *, base_url: str, page_url: str | None = None) -> str:
     """CommonMark → sanitized HTML with every link and image made absolute.
 
-    Relative URLs resolve against ``base_url`` (the site root); a bare
-    ``#fragment`` stays on its own page (``page_url``).
+    Relative URLs resolve against the post's own URL (``page_url``), as a browser
+    reading the page would, so ``photo.jpg`` next to a page bundle's ``index.md`` is
+    ``<base_url><slug>/photo.jpg`` everywhere, the email included.  A path from the
+    root (``/static.png``) starts at ``base_url``, the site root, even when the site
+    lives in a sub-folder of its host.
     """
 
     def absolute(tag: str, attribute: str, value: str) -> str | None:
         if attribute in URL_ATTRIBUTES:
             value = value.strip()
-            resolved = urljoin(page_url or base_url, value) if value.startswith("#") else urljoin(base_url, value)
+            if value.startswith("/") and not value.startswith("//"):
+                resolved = urljoin(base_url, value.lstrip("/"))
+            else:
+                resolved = urljoin(page_url or base_url, value)
             if urlsplit(resolved).scheme not in URL_SCHEMES:
                 return None
             return resolved

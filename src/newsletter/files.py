@@ -7,7 +7,10 @@ leave them ``0600``.  Folders get ``mkdir``'s ``0777`` less the umask (``0755``)
 
 from __future__ import annotations
 
+import filecmp
+import json
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -42,14 +45,18 @@ def inside(folder: Path, relative: str) -> Path:
     return target
 
 
-def _temp_beside(path: Path, data: bytes, mode: int = PRIVATE_FILE_MODE) -> Path:
-    """``data`` in a hidden temp file next to ``path`` with permissions ``mode``, flushed to disk."""
+def _temp_beside(path: Path, data: bytes | Path, mode: int = PRIVATE_FILE_MODE) -> Path:
+    """``data`` (bytes, or a file to copy) in a hidden temp file next to ``path``, flushed to disk."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         if mode != PRIVATE_FILE_MODE:  # mkstemp's own mode
             os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, Path):
+                with data.open("rb") as source:  # streamed: images are not held in memory
+                    shutil.copyfileobj(source, handle)
+            else:
+                handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
     except BaseException:
@@ -73,8 +80,16 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def write_tree(folder: Path, files: Mapping[str, bytes]) -> list[Path]:
-    """Write every ``relative path → bytes`` under ``folder``: all of them, or none.
+def _unchanged(target: Path, data: bytes | Path) -> bool:
+    if not target.is_file():
+        return False
+    if isinstance(data, Path):
+        return filecmp.cmp(data, target, shallow=False)
+    return target.stat().st_size == len(data) and target.read_bytes() == data
+
+
+def write_tree(folder: Path, files: Mapping[str, bytes | Path]) -> list[Path]:
+    """Write every ``relative path → bytes`` (or → a file to copy) under ``folder``: all, or none.
 
     Every path is checked and every new file written to a temp file beside its target
     before the first rename, so a full disk or a blocked path leaves the folder as it
@@ -92,7 +107,7 @@ def write_tree(folder: Path, files: Mapping[str, bytes]) -> list[Path]:
             for stale in directory.glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
         for target, data in targets.items():
-            if target.is_file() and target.read_bytes() == data:
+            if _unchanged(target, data):
                 if stat.S_IMODE(target.stat().st_mode) != mode:  # written 0600 by an older version
                     target.chmod(mode)
                 continue
@@ -106,3 +121,75 @@ def write_tree(folder: Path, files: Mapping[str, bytes]) -> list[Path]:
             f"cannot write ({exc.strerror})", where=str(exc.filename or folder), hint="check the folder's permissions"
         ) from None
     return [target for _, target in staged]
+
+
+# -- what a build owns ---------------------------------------------------------------------
+
+MANIFEST = ".newsletter-manifest.json"
+
+
+def read_manifest(folder: Path) -> set[str]:
+    """The relative paths an earlier build recorded writing into ``folder``.
+
+    No manifest (a first build, or public/ made by an older version) or an unreadable
+    one means nothing is known to be ours, so nothing will be removed.
+    """
+    try:
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    files = data.get("files") if isinstance(data, dict) else None
+    return {name for name in files if isinstance(name, str)} if isinstance(files, list) else set()
+
+
+def _manifest_bytes(names: set[str]) -> bytes:
+    document = {"generator": "newsletter", "note": "files the last build wrote; the next one removes those it drops"}
+    document["files"] = sorted(names)
+    return (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+
+
+def publish_tree(folder: Path, files: Mapping[str, bytes | Path]) -> list[str]:
+    """Write ``files`` as :func:`write_tree` does, then remove what the last build wrote and this one did not.
+
+    The manifest (:data:`MANIFEST`) lists what the build wrote; only files it listed are
+    ever removed, so a file put in the folder by hand is never touched, and folders are
+    removed only once emptied.  Until the removals are done the manifest keeps naming
+    the dropped files, so a build stopped half-way removes them next time.  Returns the
+    relative paths removed.
+    """
+    if MANIFEST in files:
+        raise OutputError(f"refusing to write {MANIFEST}: the build keeps its own list there", where=str(folder))
+    current = set(files)
+    dropped = sorted(read_manifest(folder) - current - {MANIFEST})
+    write_tree(folder, {**files, MANIFEST: _manifest_bytes(current | set(dropped))})
+    if not dropped:
+        return []
+    removed, failure = _remove_generated(folder, dropped)
+    write_tree(folder, {MANIFEST: _manifest_bytes(current | (set(dropped) - set(removed)))})
+    if failure:
+        raise OutputError(
+            f"cannot remove a page no longer published ({failure.strerror})",
+            where=str(failure.filename), hint="check the folder's permissions, then build again",
+        )  # fmt: skip
+    return removed
+
+
+def _remove_generated(folder: Path, names: list[str]) -> tuple[list[str], OSError | None]:
+    base = folder.resolve()
+    removed: list[str] = []
+    for name in names:
+        try:
+            target = inside(folder, name)
+        except OutputError:
+            continue  # a manifest edited to point outside the folder: never followed
+        try:
+            if target.is_file():
+                target.unlink()
+            removed.append(name)
+            parent = target.parent
+            while parent != base and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+        except OSError as exc:
+            return removed, exc
+    return removed, None

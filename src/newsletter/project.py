@@ -44,6 +44,7 @@ class BuildReport:
     posts: int
     files: int
     public_dir: Path
+    removed: tuple[str, ...] = ()  # files an earlier build wrote that this one no longer generates
 
 
 @dataclass(frozen=True)
@@ -188,8 +189,8 @@ class Newsletter:
         from .site import build_site
 
         posts = self.published()
-        files = build_site(self.config, posts, self._environment())
-        return BuildReport(len(posts), len(files), self.config.public_dir)
+        result = build_site(self.config, posts, self._environment())
+        return BuildReport(len(posts), len(result.files), self.config.public_dir, tuple(result.removed))
 
     def preview(self, slug: str | None = None) -> PreviewReport:
         """Write the email of ``slug`` (default: the newest published post) to ``preview/SLUG/``."""

@@ -18,8 +18,11 @@ REPO = Path(__file__).resolve().parent.parent
 SEED = REPO / "tests" / "data" / "seed.txt"
 FIXED_NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 TOKEN_KEY = "test-signing-key-not-a-secret"
-# Bare image names in the seed that the demo posts drop (see content/posts).
-SEED_IMAGE_LINES = {"unique", "12principles-hires-1-1", "Motor_Manufacturing"} | {f"IMG_{n}" for n in range(1563, 1604)}
+# File names of the photos of the original posts: the seed keeps the names, not the images.
+SEED_IMAGE_NAMES = {"unique", "12principles-hires-1-1", "Motor_Manufacturing"} | {f"IMG_{n}" for n in range(1563, 1604)}
+# A caption glued to the next paragraph in the seed ("…Claude SuperQuand Jon…"): a lower-case
+# letter directly followed by a capitalised word.  Both sides must arrive; split there.
+GLUED = re.compile(r"(?<=[a-zà-ÿ])(?=[A-ZÀ-Ý][a-zà-ÿ])")
 
 
 @pytest.fixture(autouse=True)
@@ -97,10 +100,12 @@ def write_post(folder: Path, slug: str, *, body: str = "Bonjour.", **fields) -> 
 
 
 def seed_posts() -> list[tuple[str, list[str]]]:
-    """The seed file as ``(title, [text lines])``, newest first, image names left out.
+    """The seed file as ``(title, [text lines])``, newest first: every word of the user's posts.
 
     Each title is followed by two blank lines in the seed; bullets and numbers are stripped
-    from list lines so the text can be compared with any rendering.
+    from list lines so the text can be compared with any rendering.  Only the photo file
+    names are left out (the photos are not in the seed); their captions stay.  A line
+    where the seed glued a caption to the next paragraph comes as its two pieces.
     """
     text = SEED.read_text(encoding="utf-8")
     blocks = re.split(r"\n(?=[^\n]+\n\n\n)", "\n" + text)
@@ -113,9 +118,10 @@ def seed_posts() -> list[tuple[str, list[str]]]:
         lines = []
         for raw in body.split("\n"):
             line = re.sub(r"^\s*(•|\d+\.)\s+", "", raw).rstrip()
-            if not line.strip() or line.strip() in SEED_IMAGE_LINES:
+            if line.strip() in SEED_IMAGE_NAMES:
                 continue
-            line = line.replace("IMG_1603 ", "").replace("Jon Husband et Claude SuperQuand", "Quand")
-            lines.append(line)
+            first, _, rest = line.partition(" ")
+            line = rest if first in SEED_IMAGE_NAMES else line  # "IMG_1603 Anthony Poncier…": name, caption
+            lines += [piece for piece in GLUED.split(line) if piece.strip()]
         posts.append((title.strip(), lines))
     return posts

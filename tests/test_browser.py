@@ -69,3 +69,23 @@ def test_email_is_readable_on_a_phone_width(run, project):
         padding = page.locator("td.content").evaluate("c => getComputedStyle(c).paddingLeft")
         assert width <= 375 and padding == "16px"
         page.screenshot(path=screenshot_path("email", "3-phone"), full_page=True)
+
+
+BUNDLE = "e20-summit-poids-editeurs-choc-experiences"
+
+
+def test_an_image_beside_a_post_loads_on_the_web_page_and_in_the_email(run, project):
+    """Page bundles: the browser fetches the copied image (naturalWidth > 0), from the page and the email."""
+    holder = {"folder": project / "public"}
+    with static_server(holder) as base_url, chromium() as browser:
+        serve_project_at(project, base_url)
+        assert run("build").exit_code == 0
+        assert run("preview", BUNDLE).exit_code == 0
+        page = browser.new_page()
+        for url in (f"{base_url}{BUNDLE}/", (project / "preview" / BUNDLE / "email.html").as_uri()):
+            page.goto(url)
+            image = page.locator(f'img[src="{base_url}{BUNDLE}/mosaique.png"]')
+            assert image.count() == 1, url
+            image.evaluate("i => i.complete || new Promise(done => { i.onload = i.onerror = done; })")
+            assert image.evaluate("i => i.naturalWidth") == 240 and image.evaluate("i => i.naturalHeight") == 120
+        page.screenshot(path=screenshot_path("bundle", "1-email-with-image"), full_page=True)

@@ -36,7 +36,11 @@ def test_front_matter_is_complete_and_permanent(config):
         assert post.date.tzinfo is not None and post.date.utcoffset() is not None
         assert post.author == "Claude Super"
         assert post.tags and post.summary
-        assert "<img" not in post.html and "IMG_" not in post.html  # no broken images
+        assert "IMG_" not in post.html  # photo names of the seed, whose photos are not in the repository
+        # No broken images: each one is a file of the post's own bundle, published at its URL.
+        for source in re.findall(r'<img[^>]* src="([^"]+)"', post.html):
+            assert post.bundle is not None and source.startswith(post.url), source
+            assert (post.bundle / source.removeprefix(post.url)).is_file()
 
 
 def test_lists_become_markdown_lists(config):

@@ -99,7 +99,7 @@ def test_feedparser_reads_five_entries_newest_first_with_seed_titles_ids_and_abs
     parsed = feedparser.parse(build())
     assert parsed.bozo is False, parsed.get("bozo_exception")
     assert len(parsed.entries) == 5
-    metas = [front_matter(p) for p in posts_dir(project).glob("*.md")]
+    metas = [front_matter(p) for p in [*posts_dir(project).glob("*.md"), *posts_dir(project).glob("*/index.md")]]
     metas.sort(key=lambda m: datetime.fromisoformat(m["date"]), reverse=True)
     assert [e.id for e in parsed.entries] == [m["id"] for m in metas]
     assert [e.title for e in parsed.entries] == [title for title, _ in seed_posts()]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import html
 import json
 import os
@@ -184,7 +186,8 @@ def test_files_left_0600_by_an_older_version_are_made_readable(run, project, uma
 
 
 def post_source(project, slug):
-    return project / "content" / "posts" / f"{slug}.md"
+    single = project / "content" / "posts" / f"{slug}.md"
+    return single if single.exists() else project / "content" / "posts" / slug / "index.md"
 
 
 def set_front_matter(path, line):
@@ -203,8 +206,8 @@ def test_a_post_turned_draft_leaves_public_and_the_files_of_the_user_stay(run, p
     set_front_matter(post_source(project, SLUGS[2]), "draft: true")
     outcome = run("build")
     assert outcome.exit_code == 0, outcome.stderr
-    assert "Removed 2 files no longer published" in outcome.stdout
-    assert not (public / SLUGS[1] / "index.html").exists()
+    assert "Removed 3 files no longer published" in outcome.stdout  # two pages and the bundle's image
+    assert not (public / SLUGS[1] / "index.html").exists() and not (public / SLUGS[1] / "mosaique.png").exists()
     assert not (public / SLUGS[2]).exists()  # emptied, so removed
     assert (public / SLUGS[1] / "notes.txt").read_text(encoding="utf-8") == "mes notes"
     assert (public / "a-moi.html").is_file() and (public / "mes-photos" / "vacances.jpg").is_file()
@@ -255,3 +258,111 @@ def test_the_manifest_never_leads_outside_public_or_to_a_file_not_written(run, p
     set_front_matter(post_source(project, SLUGS[1]), "draft: true")
     assert run("build").exit_code == 0
     assert (public / SLUGS[1] / "index.html").is_file()
+
+
+# -- images and files beside a post (page bundles) and content/static/ --------------------------
+
+BUNDLE = SLUGS[1]  # the demo's page bundle: content/posts/<slug>/index.md and mosaique.png
+
+
+def image_sources(page: str) -> list[str]:
+    return re.findall(r'<img[^>]* src="([^"]+)"', page)
+
+
+def test_bundle_image_resolves_against_the_post_and_is_copied_ATOM_27(run, project, config):
+    assert run("build").exit_code == 0
+    public = project / "public"
+    source = project / "content" / "posts" / BUNDLE / "mosaique.png"
+    copy = public / BUNDLE / "mosaique.png"
+    assert copy.read_bytes() == source.read_bytes()
+    page = (public / BUNDLE / "index.html").read_text(encoding="utf-8")
+    assert image_sources(page) == [config.site.post_url(BUNDLE) + "mosaique.png"]
+    assert config.site.post_url(BUNDLE) == config.site.base_url + BUNDLE + "/"
+    feed = html.unescape((public / "feed.xml").read_text(encoding="utf-8"))
+    assert f'src="{config.site.post_url(BUNDLE)}mosaique.png"' in feed
+    assert not (public / BUNDLE / "index.md").exists()
+
+
+def test_email_html_points_at_the_copied_image_ATOM_27_EML_02(run, project, config):
+    assert run("build").exit_code == 0
+    assert run("preview", BUNDLE).exit_code == 0
+    message = email.message_from_bytes(
+        (project / "preview" / BUNDLE / "email.eml").read_bytes(), policy=email.policy.default
+    )
+    body = message.get_body(("html",)).get_content()
+    sources = image_sources(body)
+    assert sources and all(s.startswith("https://") for s in sources)
+    for source in sources:
+        assert source.startswith(config.site.base_url)
+        published_copy = project / "public" / source.removeprefix(config.site.base_url)
+        assert published_copy.is_file(), source
+
+
+def write_bundle(project, slug: str, files: dict[str, bytes], body: str) -> None:
+    folder = project / "content" / "posts" / slug
+    folder.mkdir(parents=True)
+    # No slug in the front matter: a bundle's slug is its folder's name.
+    source = write_post(folder, slug, body=body)
+    (folder / "index.md").write_text(source.read_text(encoding="utf-8").replace(f"slug: {slug}\n", ""), "utf-8")
+    source.unlink()
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+
+
+def test_a_bundle_publishes_its_files_but_not_sources_hidden_files_or_links(run, project, config, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the web", encoding="utf-8")
+    write_bundle(
+        project, "mon-album",
+        {"photos/a.jpg": b"jpeg", "notes.md": b"brouillon", ".DS_Store": b"x", "doc.pdf": b"%PDF"},
+        "![Photo](photos/a.jpg) [Le PDF](doc.pdf)",
+    )  # fmt: skip
+    (project / "content" / "posts" / "mon-album" / "lien.txt").symlink_to(secret)
+    assert run("build").exit_code == 0
+    published = project / "public" / "mon-album"
+    assert sorted(p.relative_to(published).as_posix() for p in published.rglob("*") if p.is_file()) == [
+        "doc.pdf", "index.html", "photos/a.jpg",
+    ]  # fmt: skip
+    page = (published / "index.html").read_text(encoding="utf-8")
+    assert image_sources(page) == [config.site.base_url + "mon-album/photos/a.jpg"]
+    assert f'href="{config.site.base_url}mon-album/doc.pdf"' in page
+
+
+def test_static_files_are_published_at_the_site_root(run, project, config):
+    static = project / "content" / "static"
+    (static / "css").mkdir(parents=True)
+    (static / "css" / "extra.css").write_text("body { color: #111; }\n", encoding="utf-8")
+    (static / "logo.png").write_bytes((project / "content" / "posts" / BUNDLE / "mosaique.png").read_bytes())
+    write_post(project / "content" / "posts", "avec-logo", body="![Logo](/logo.png)")
+    assert run("build").exit_code == 0
+    public = project / "public"
+    assert (public / "css" / "extra.css").read_text(encoding="utf-8") == "body { color: #111; }\n"
+    assert (public / "logo.png").read_bytes() == (static / "logo.png").read_bytes()
+    page = (public / "avec-logo" / "index.html").read_text(encoding="utf-8")
+    assert image_sources(page) == [config.site.base_url + "logo.png"]
+    # A static file removed from content/static/ leaves public/ at the next build.
+    (static / "css" / "extra.css").unlink()
+    assert run("build").exit_code == 0
+    assert not (public / "css").exists() and (public / "logo.png").is_file()
+
+
+def test_a_file_that_would_replace_a_generated_one_is_a_clear_error(run, project, built):
+    static = project / "content" / "static"
+    static.mkdir()
+    (static / "feed.xml").write_text("<rss/>", encoding="utf-8")
+    before = {p: p.read_bytes() for p in (project / "public").rglob("*") if p.is_file()}
+    outcome = run("build")
+    assert outcome.exit_code == 1 and outcome.stderr.count("\n") == 1
+    assert "feed.xml" in outcome.stderr and "rename or move the file" in outcome.stderr
+    assert {p: p.read_bytes() for p in (project / "public").rglob("*") if p.is_file()} == before
+    (static / "feed.xml").unlink()
+    (project / "content" / "posts" / BUNDLE / "index.html").write_text("<p>x</p>", encoding="utf-8")
+    outcome = run("build")
+    assert outcome.exit_code == 1 and f"{BUNDLE}/index.html" in outcome.stderr
+
+
+def test_a_caption_of_the_seed_is_kept_as_text(run, project):
+    assert run("build").exit_code == 0
+    page = visible((project / "public" / SLUGS[0] / "index.html").read_text(encoding="utf-8"))
+    assert "Jon Husband et Claude Super" in page and "Quand Jon Husband parle de Wirearchy" in page

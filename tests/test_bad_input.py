@@ -75,6 +75,8 @@ from lxml import etree
 from fakes import FakeResend, Fault
 from newsletter.config import load_config
 from newsletter.content import published, read_posts
+from newsletter.files import MANIFEST
+from newsletter.site import bundle_files
 
 COMMAND = str(Path(sys.executable).with_name("newsletter"))
 CASES_DIR = Path(__file__).resolve().parent / "data" / "bad"
@@ -403,7 +405,13 @@ def public_text(project: Path) -> str:
     folder = project / "public"
     if not folder.is_dir():
         return ""
-    return "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.rglob("*")) if p.is_file())
+    texts = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            texts.append(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError:
+            continue  # a copied image: what the build generates is UTF-8 text
+    return "\n".join(texts)
 
 
 class _MarkupAudit(HTMLParser):
@@ -501,7 +509,8 @@ def check_success_outputs(result: Result, problems: list[str]) -> str:
             problems.append(f"outside public/: {change}")
         config = load_config(project / "newsletter.toml")
         posts = published(read_posts(config), datetime.now(timezone.utc))
-        expected = {"feed.xml", "index.html"} | {f"{p.slug}/index.html" for p in posts}
+        expected = {"feed.xml", "index.html", MANIFEST} | {f"{p.slug}/index.html" for p in posts}
+        expected |= {f"{p.slug}/{name}" for p in posts for name, _ in bundle_files(p)}
         files = {str(p.relative_to(project / "public")) for p in (project / "public").rglob("*") if p.is_file()}
         if files != expected:
             problems.append(f"public/ is not exactly the site: extra {files - expected}, missing {expected - files}")

@@ -54,7 +54,7 @@ def scenario_build(posts: int) -> dict:
         started = time.perf_counter()
         all_posts = published(read_posts(config), NOW)
         parsed = time.perf_counter()
-        files = build_site(config, all_posts, make_environment(config.templates_dir))
+        files = build_site(config, all_posts, make_environment(config.templates_dir)).files
         done = time.perf_counter()
         feed_kb = len(files["feed.xml"]) / 1000
     return {"read_s": parsed - started, "build_s": done - parsed, "feed_kb": feed_kb}

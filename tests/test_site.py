@@ -366,3 +366,13 @@ def test_a_caption_of_the_seed_is_kept_as_text(run, project):
     assert run("build").exit_code == 0
     page = visible((project / "public" / SLUGS[0] / "index.html").read_text(encoding="utf-8"))
     assert "Jon Husband et Claude Super" in page and "Quand Jon Husband parle de Wirearchy" in page
+
+
+def test_a_bundle_and_a_file_with_the_same_slug_are_refused_naming_both(run, project, built):
+    write_bundle(project, "double", {"a.png": b"png"}, "Bonjour.")
+    write_post(project / "content" / "posts", "double")
+    outcome = run("build")
+    assert outcome.exit_code == 1 and outcome.stderr.count("\n") == 1
+    assert "slug 'double' is already used by" in outcome.stderr
+    assert "double/index.md" in outcome.stderr and "double.md" in outcome.stderr
+    assert (project / "public" / "feed.xml").read_bytes() == built

@@ -120,11 +120,16 @@ def check_unique(posts: list[Post]) -> None:
             value = getattr(post, attribute)
             if value in seen:
                 raise PostError(
-                    f"{attribute} {value!r} is already used by {seen[value].name}",
+                    f"{attribute} {value!r} is already used by {_source_name(seen[value])}",
                     where=str(post.source),
                     hint=f"give each post its own {attribute}",
                 )
             seen[value] = post.source
+
+
+def _source_name(path: Path) -> str:
+    """``a-post.md``, or ``a-post/index.md`` for a page bundle: every bundle's file is index.md."""
+    return f"{path.parent.name}/{path.name}" if path.name == "index.md" else path.name
 
 
 def read_post(path: Path, config: Config) -> Post:

@@ -14,7 +14,8 @@ CITED_ID = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2,5})[-_]([0-9]{2})(?![0-9A-Za-z]
 # Ids that look like requirement ids but are test data, not citations.
 NOT_IDS = {"XYZ"}
 DEFINED_LINE = re.compile(r"^- ([A-Z]{2,5}-[0-9]{2}) — (.+?) — (.+?) — (.+)$")
-TEST_REFERENCE = re.compile(r"`(test_\w+)::(test_\w+)`")
+# `test_site::test_x` or tests/test_site.py::test_x
+TEST_REFERENCE = re.compile(r"(?:tests/)?(test_\w+?)(?:\.py)?::(test_\w+)")
 
 
 def tracked_files() -> list[str]:

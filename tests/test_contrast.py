@@ -10,6 +10,8 @@ with the background behind it and requires 4.5:1 for body text, 3:1 for large te
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from lxml.cssselect import CSSSelector
 
 from newsletter.config import load_config
 from newsletter.content import read_post, read_posts
+from newsletter.site import site_files
 from newsletter.templates import PACKAGED_TEMPLATES, labels, make_environment, render, trusted_html
 
 # The canvas and text of a page that sets none: light, and dark when the page opts in to it
@@ -31,7 +34,7 @@ CANVAS = {"light": ("#000000", "#ffffff"), "dark": ("#ffffff", "#121212")}
 UA_FONT_SCALE = {"h1": 2.0, "h2": 1.5, "h3": 1.17, "small": 0.83}
 SKIPPED = {"head", "title", "style", "script", "button", "input", "select", "textarea", "option"}
 PAGES = [
-    "email/issue.html", "email/confirm.html", "site/index.html", "site/post.html",
+    "email/issue.html", "email/confirm.html", "site/index.html", "site/post.html", "site/tag.html", "site/404.html",
     "web/subscribe.html", "web/confirm.html", "web/message.html", "web/unsubscribe.html",
 ]  # fmt: skip
 SAMPLE_BODY = """Un paragraphe avec [un lien](https://example.org/) et du *texte*.
@@ -229,6 +232,10 @@ def offending_pairs(html: str, name: str) -> list[str]:
     return problems
 
 
+SITE_PAGES = {"index.html": "index.html", "post.html": "contraste/index.html", "tag.html": "tags/e20/index.html",
+              "404.html": "404.html"}  # fmt: skip
+
+
 def _rendered_pages(root: Path, project: Path) -> dict[str, str]:
     config = load_config(project / "newsletter.toml")
     env = make_environment(root)
@@ -236,6 +243,8 @@ def _rendered_pages(root: Path, project: Path) -> dict[str, str]:
     posts = [post, *read_posts(config)[:2]]
     words = labels(config.site.language)
     common = {"site": config.site, "labels": words, "feed_url": config.site.feed_url}
+    with_form = dataclasses.replace(config, service_url="https://claudesuper.example.org/")
+    built = site_files(with_form, posts, env)
     email = {
         "site": config.site, "post": post, "subject": post.title, "labels": words, "content": trusted_html(post.html),
         "preheader": post.preheader, "postal_address": config.email.postal_address,
@@ -244,8 +253,8 @@ def _rendered_pages(root: Path, project: Path) -> dict[str, str]:
     return {
         "email/issue.html": render(env, "email/issue.html", **email),
         "email/confirm.html": render(env, "email/confirm.html", confirm_url="https://x.example/c", **email),
-        "site/index.html": render(env, "site/index.html", posts=posts, **common),
-        "site/post.html": render(env, "site/post.html", post=post, content=trusted_html(post.html), **common),
+        # The site pages as the build writes them, subscribe form included.
+        **{f"site/{name}": built[path].decode("utf-8") for name, path in SITE_PAGES.items()},
         "web/subscribe.html": render(env, "web/subscribe.html", error=words["invalid_address"], **common),
         "web/confirm.html": render(env, "web/confirm.html", **common),
         "web/message.html": render(env, "web/message.html", message=words["confirm_done"], **common),

@@ -77,6 +77,7 @@ def test_outbox_messages_of_a_real_send_read_back_by_mailparser(project, run):
         assert parsed["listUnsubscribePost"] == "List-Unsubscribe=One-Click"
         assert re.fullmatch(rf"<[^@<>\s]+\.{claims.subscriber_id}@claudesuper\.example\.org>", parsed["messageId"])
         assert parsed["listId"] == config.email.list_id
+        assert parsed["listArchiveUrl"] == config.site.base_url  # RFC 2369 List-Archive: the web archive
         (email,) = parsed["to"]
         html, text = _expected(config, parsed["subject"], url, claims.subscriber_id, email)
         assert _same_text(parsed["html"], html) and _same_text(parsed["text"], text)

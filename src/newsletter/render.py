@@ -87,6 +87,7 @@ class Issue:
     domain: str
     unsubscribe_mailto: str
     placeholder: str = UNSUBSCRIBE_PLACEHOLDER
+    archive_url: str = ""  # the web archive, for List-Archive (RFC 2369)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -123,6 +124,11 @@ class Issue:
         return ", ".join(self.list_unsubscribe_items(recipient))
 
     @property
+    def list_archive(self) -> str:
+        """RFC 2369 List-Archive value: the web archive, where every issue stays readable."""
+        return f"<{header_uri(self.archive_url)}>"
+
+    @property
     def list_id_header(self) -> str:
         """RFC 2919 value on one line: the site title as a quoted phrase, then ``<list id>``."""
         return f"{_quoted_phrase(self.list_name)} <{self.list_id}>"
@@ -143,6 +149,8 @@ class Issue:
                                                       f"<{self.list_id}>"], separator=""))  # fmt: skip
         message.set_raw("List-Unsubscribe", folded("List-Unsubscribe", self.list_unsubscribe_items(recipient)))
         message.set_raw("List-Unsubscribe-Post", folded("List-Unsubscribe-Post", ["List-Unsubscribe=One-Click"]))
+        if self.archive_url:
+            message.set_raw("List-Archive", folded("List-Archive", [self.list_archive]))
         message.set_content(self.personal_text(recipient), subtype="plain", charset="utf-8", cte="quoted-printable")
         message.add_alternative(self.personal_html(recipient), subtype="html", charset="utf-8", cte="quoted-printable")
         # Deterministic too, so a replay is byte-identical; "=" never occurs in a QP body unescaped.
@@ -300,6 +308,7 @@ def render_issue(
         list_id=mail.list_id,
         domain=site.domain,
         unsubscribe_mailto=mail.unsubscribe_mailto,
+        archive_url=config.site.base_url,
         placeholder=placeholder,
     )
     check_header_value(issue.list_name, field="site.title (the List-Id)", where=where)

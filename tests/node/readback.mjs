@@ -16,6 +16,7 @@ for (const path of process.argv.slice(2)) {
     listUnsubscribeUrl: list.unsubscribe ? list.unsubscribe.url ?? null : null,
     listUnsubscribeMail: list.unsubscribe ? list.unsubscribe.mail ?? null : null,
     listId: list.id ? list.id.id ?? null : null,
+    listArchiveUrl: list.archive ? list.archive.url ?? null : null,
     listUnsubscribePost: post ? post.name ?? null : null,
     to: parsed.to ? parsed.to.value.map((a) => a.address) : [],
     from: parsed.from ? parsed.from.value.map((a) => a.address) : [],

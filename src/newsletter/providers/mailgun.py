@@ -89,7 +89,8 @@ class MailgunProvider(BatchProvider):
             # The same value as every other provider's (LIST-01), with Mailgun filling in each URL.
             ("h:List-Unsubscribe", issue.list_unsubscribe(Recipient(0, "", PER_RECIPIENT_URL))),
             ("h:List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-            ("h:List-Id", f"{issue.list_name} <{issue.list_id}>"),
+            ("h:List-Id", issue.list_id_header),
+            ("h:List-Archive", issue.list_archive),
             ("v:subscriber-id", "%recipient.subscriber_id%"),
             ("v:issue", issue.key),
             *self._tracking_fields(),

@@ -86,7 +86,8 @@ class PostmarkProvider(BatchProvider):
                     "Headers": [
                         {"Name": "List-Unsubscribe", "Value": issue.list_unsubscribe(recipient)},
                         {"Name": "List-Unsubscribe-Post", "Value": "List-Unsubscribe=One-Click"},
-                        {"Name": "List-Id", "Value": f"{issue.list_name} <{issue.list_id}>"},
+                        {"Name": "List-Id", "Value": issue.list_id_header},
+                        {"Name": "List-Archive", "Value": issue.list_archive},
                     ],
                     "Metadata": {"chunk": request.chunk_key, "subscriber": str(recipient.subscriber_id)},
                     **self._tracking_fields(),

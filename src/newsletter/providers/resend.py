@@ -71,7 +71,8 @@ class ResendProvider(BatchProvider):
                 "headers": {
                     "List-Unsubscribe": issue.list_unsubscribe(recipient),
                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-                    "List-Id": f"{issue.list_name} <{issue.list_id}>",
+                    "List-Id": issue.list_id_header,
+                    "List-Archive": issue.list_archive,
                 },
                 "tags": [{"name": "issue", "value": tag}],
                 **({"reply_to": issue.reply_to} if issue.reply_to else {}),

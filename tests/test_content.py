@@ -290,7 +290,7 @@ def test_sanitized_html_reaches_the_post_and_the_built_page(project, run, posts_
     assert "<script" not in html and "onerror" not in html and 'href="javascript' not in html
     assert run("build").exit_code == 0
     page = (project / "public" / "piege" / "index.html").read_text(encoding="utf-8")
-    article = page.split("<article>", 1)[1]
+    article = page.split("<article lang=\"fr\">", 1)[1]
     assert "<script" not in article and "onerror" not in article
 
 

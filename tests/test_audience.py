@@ -143,7 +143,7 @@ def test_import_reports_added_known_and_invalid_lines(run, project):
     )
     outcome = run("subscribers", "import", str(source))
     assert outcome.exit_code == 0
-    assert "Imported 1, duplicates 1, suppressed 1, invalid 1." in outcome.stdout
+    assert "Imported 1, duplicates 1, suppressed 1, invalid 1;" in outcome.stdout
     assert "people.csv:3" in outcome.stderr
     statuses = dict(line.split("\t")[:2] for line in run("subscribers", "list").stdout.splitlines())
     # An unsubscribed address is never re-activated by an import.

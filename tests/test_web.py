@@ -336,7 +336,7 @@ def test_import_of_10000_addresses_reports_exact_counts_per_kind(run, project, c
     writer.writerows([r] for r in rows)
     (project / "big.csv").write_text(buffer.getvalue())
     outcome = run("subscribers", "import", str(project / "big.csv"))
-    assert "Imported 9000, duplicates 300, suppressed 300, invalid 400." in outcome.stdout
+    assert "Imported 9000, duplicates 300, suppressed 300, invalid 400;" in outcome.stdout
     assert outcome.stderr.count("\n") == 400
     with sqlite3.connect(config.database_path) as db:
         counts = dict(db.execute("SELECT status, count(*) FROM subscribers GROUP BY status").fetchall())

@@ -43,6 +43,28 @@ def normalize_address(raw: str) -> str:
     return address
 
 
+# Column names of the address and of the status in the exports we read (lowercased).
+# Buttondown: ``email``/``email_address`` and ``subscriber_type``/``type`` (regular, premium,
+# unactivated, unsubscribed, removed, spammy, ...).  Mailchimp: ``Email Address``; its audience
+# export is one file per status, the unsubscribed one with ``UNSUB_TIME``, the cleaned one
+# (hard bounces) with ``CLEAN_TIME``, and newer exports an ``Email Marketing Status`` column.
+# Substack: ``email`` with ``email_disabled`` (true when the reader stopped the emails).
+EMAIL_COLUMNS = ("email", "email address", "email_address", "e-mail", "emailaddress")
+STATUS_COLUMNS = ("status", "subscriber_type", "subscriber type", "type", "email marketing status", "member_status")
+STATUS_MEANINGS = {
+    ACTIVE: {"", "active", "subscribed", "regular", "premium", "trialed", "unpaid", "gifted", "churning", "paused",
+             "past_due", "confirmed", "free", "paid", "comp"},
+    PENDING: {"pending", "unactivated", "unconfirmed", "not confirmed", "non-subscribed", "nonsubscribed",
+              "transactional"},
+    UNSUBSCRIBED: {"unsubscribed", "unsubscribe", "removed", "spammy", "inactive", "opted out", "opted-out",
+                   "archived", "deleted", "disabled"},
+    BOUNCED: {"bounced", "bounce", "cleaned", "undeliverable", "hard bounce", "hard_bounce", "invalid"},
+    COMPLAINED: {"complained", "complaint", "spam", "spam complaint", "abuse", "reported"},
+}  # fmt: skip
+_STATUS_OF = {word: status for status, words in STATUS_MEANINGS.items() for word in words}
+TRUE_WORDS = {"true", "yes", "1", "y", "t"}
+
+
 @dataclass
 class ImportReport:
     """What ``subscribers import`` did, counted per kind of line."""
@@ -50,35 +72,102 @@ class ImportReport:
     added: int = 0
     duplicate: int = 0
     suppressed: int = 0
+    # Rows the file marks as having left, recorded as suppressed (never active), per status.
+    left: dict[str, int] = field(default_factory=lambda: {UNSUBSCRIBED: 0, BOUNCED: 0, COMPLAINED: 0})
+    # Rows the file marks as never confirmed: not imported (no consent to mail them).
+    unconfirmed: int = 0
     invalid: list[tuple[int, str]] = field(default_factory=list)
 
 
-def import_csv(ledger: Ledger, handle: IO[str], *, source: str, now: datetime) -> ImportReport:
-    """Add every address of a CSV file (an ``email`` column, else the first column), in one transaction.
+class _Columns:
+    """Where a file keeps the address and what says each row's status."""
 
-    Invalid lines are reported with their line number and skipped; duplicates (in the file or
-    already subscribed) and suppressed addresses (unsubscribed, bounced, complained; LAW-07)
-    are skipped and counted, never re-activated.
+    def __init__(self, header: list[str] | None) -> None:
+        lowered = [cell.strip().lower() for cell in header] if header else []
+        self.email = next((lowered.index(name) for name in EMAIL_COLUMNS if name in lowered), 0)
+        self.status = next((lowered.index(name) for name in STATUS_COLUMNS if name in lowered), None)
+        self.left_at = {  # a non-empty value in one of these says the row left
+            lowered.index(name): reason
+            for name, reason in (("unsub_time", UNSUBSCRIBED), ("clean_time", BOUNCED))
+            if name in lowered
+        }
+        self.disabled = lowered.index("email_disabled") if "email_disabled" in lowered else None
+
+    def status_of(self, row: list[str]) -> str | None:
+        """The row's status, or None when the status column holds a word we do not know."""
+        if self.disabled is not None and _cell(row, self.disabled).lower() in TRUE_WORDS:
+            return UNSUBSCRIBED
+        for index, reason in self.left_at.items():
+            if _cell(row, index):
+                return reason
+        if self.status is None:
+            return ACTIVE
+        word = " ".join(_cell(row, self.status).lower().split())
+        return _STATUS_OF.get(word, _STATUS_OF.get(word.replace(" ", "_")))
+
+
+def _cell(row: list[str], index: int) -> str:
+    return row[index].strip() if index < len(row) else ""
+
+
+def _is_header(row: list[str]) -> bool:
+    return any(cell.strip().lower() in EMAIL_COLUMNS for cell in row)
+
+
+def import_csv(ledger: Ledger, handle: IO[str], *, source: str, now: datetime, name: str = "") -> ImportReport:
+    """Import the addresses of a CSV file, with the status each row carries.
+
+    The address comes from an ``email``-like column (Buttondown, Mailchimp, Substack), else
+    the first column.  A status column (see :data:`STATUS_COLUMNS` and :data:`STATUS_MEANINGS`)
+    or a Mailchimp ``UNSUB_TIME``/``CLEAN_TIME``/Substack ``email_disabled`` column marks rows that
+    left: they are recorded as suppressed, never active (LAW-07), and counted per status.
+    Unconfirmed rows are not imported.  Invalid lines (a bad address, an unknown status) are
+    reported with their line number and skipped; duplicates and suppressed addresses are
+    counted, never re-activated.  The whole file is read and checked before anything is written.
     """
     report = ImportReport()
-    addresses: list[str] = []
-    column = 0
-    for number, row in enumerate(csv.reader(handle), start=1):
+    rows: list[tuple[str, str]] = []
+    columns = _Columns(None)
+    reader = csv.reader(handle)
+    first_record = True
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise SubscriberError(
+                f"line {reader.line_num}: {exc}", where=name,
+                hint="each line holds one address; check the quoting, or split the file",
+            ) from None  # fmt: skip
+        number = reader.line_num
         if not row or not "".join(row).strip():
             continue
-        if number == 1:
-            lowered = [cell.strip().lower() for cell in row]
-            if "email" in lowered:
-                column = lowered.index("email")
+        if first_record:
+            first_record = False
+            if _is_header(row):  # only the first record of the file can be its header
+                columns = _Columns(row)
                 continue
-        raw = row[column] if column < len(row) else ""
+        raw = _cell(row, columns.email)
+        status = columns.status_of(row)
+        if status is None:
+            report.invalid.append((number, f"unknown status {_cell(row, columns.status or 0)[:40]!r} for {raw[:60]!r}"))
+            continue
         try:
-            addresses.append(normalize_address(raw))
+            address = normalize_address(raw)
         except SubscriberError:
-            report.invalid.append((number, raw.strip()[:80]))
-    counts = ledger.import_subscribers(addresses, source=source, now=now)
+            report.invalid.append((number, f"{raw[:80]!r} is not a valid address"))
+            continue
+        if status == PENDING:
+            report.unconfirmed += 1
+            continue
+        rows.append((address, status))
+    counts = ledger.import_subscribers(rows, source=source, now=now)
     report.added, report.duplicate, report.suppressed = counts["added"], counts["duplicate"], counts["suppressed"]
+    report.left = {status: counts[status] for status in (UNSUBSCRIBED, BOUNCED, COMPLAINED)}
     return report
+
+
 
 
 def export_csv(rows: Iterable[dict], handle: IO[str]) -> int:
@@ -115,9 +204,10 @@ def request_subscription(
 ) -> tuple[str, str] | None:
     """Record a subscription request; returns ``(address, confirm token)`` when a confirmation is due.
 
-    A new or unsubscribed address becomes ``pending`` with its consent record (LAW-04) and
-    gets a single-use token; an active, bounced or complained address gets nothing.  The
-    caller answers the same whatever happened, so the form reveals nothing.
+    A new (or still pending) address becomes ``pending`` with its consent record (LAW-04) and
+    gets a single-use token; an active or suppressed (unsubscribed, bounced, complained)
+    address gets nothing.  The caller answers the same whatever happened, so the form
+    reveals nothing.
     """
     address = normalize_address(raw_address)
     consent = {
@@ -126,15 +216,17 @@ def request_subscription(
     }  # fmt: skip
     row = ledger.subscriber_by_email(address)
     if row is None:
-        if ledger.suppression_reason(address) in (BOUNCED, COMPLAINED):
+        if ledger.is_suppressed(address):
             return None
-        subscriber_id, _ = ledger.add_subscriber(
-            address, source=source, now=now, status=PENDING, consent=consent, confirmed_request=True
-        )
-    elif row["status"] in (PENDING, UNSUBSCRIBED):
+        subscriber_id, outcome = ledger.add_subscriber(address, source=source, now=now, status=PENDING, consent=consent)
+        if outcome != "added":
+            return None
+    elif row["status"] == PENDING:
         subscriber_id = row["id"]
-        ledger.update_subscriber(subscriber_id, {**consent, "status": PENDING, "updated_at": now.isoformat()})
+        ledger.update_subscriber(subscriber_id, {**consent, "updated_at": now.isoformat()})
     else:
+        # Active: nothing to do.  Unsubscribed, bounced, complained: suppression wins over a
+        # new request (issue 10); only the editor's 'subscribers reactivate' lifts it.
         return None
     token = make_token(keys, purpose=CONFIRM, list_id=list_id, subscriber_id=subscriber_id, issued_at=now)
     ledger.update_subscriber(subscriber_id, {"confirm_token_hash": _token_hash(token)})
@@ -153,7 +245,7 @@ def confirm_subscription(
         row["confirm_token_hash"], _token_hash(token)
     ):
         raise InvalidToken("invalid token")
-    ledger.set_status(row["id"], ACTIVE, now=now)
+    ledger.confirm(row["id"], now=now)  # a suppression that came meanwhile stands
     return ledger.subscriber(row["id"])
 
 

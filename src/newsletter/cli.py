@@ -362,8 +362,10 @@ def subscribers_list(state: State, status: str | None) -> None:
 def subscribers_import(state: State, csv_file, source: str | None) -> None:
     """Import addresses from a CSV file (an 'email' column, else the first column).
 
-    Invalid lines are reported and skipped; duplicates and suppressed addresses
-    (unsubscribed, bounced, complained) are skipped and counted, never re-activated.
+    Exports of Buttondown, Mailchimp and Substack are read with their status:
+    rows that unsubscribed, bounced or complained are recorded as suppressed,
+    never active; unconfirmed rows are left out.  Invalid lines are reported and
+    skipped; duplicates and suppressed addresses are counted, never re-activated.
 
     \b
     Example:
@@ -371,12 +373,35 @@ def subscribers_import(state: State, csv_file, source: str | None) -> None:
     """
     book = state.project().subscribers
     report = book.import_csv(csv_file, source=source or f"import:{Path(csv_file.name).name}")
-    for line, raw in report.invalid:
-        click.echo(f"Skipped {csv_file.name}:{line}: {raw!r} is not a valid address", err=True)
+    for line, problem in report.invalid:
+        click.echo(f"Skipped {csv_file.name}:{line}: {problem}", err=True)
+    left = ", ".join(f"{status} {count}" for status, count in report.left.items())
     click.echo(
         f"Imported {report.added}, duplicates {report.duplicate}, suppressed {report.suppressed},"
-        f" invalid {len(report.invalid)}."
+        f" invalid {len(report.invalid)}; recorded as suppressed: {left}; unconfirmed (not imported) {report.unconfirmed}."
     )
+
+
+@subscribers.command("reactivate", context_settings=CONTEXT)
+@click.argument("email")
+@click.option("--override-unsubscribe", is_flag=True, help="Lift an unsubscribe (the person asked to come back).")
+@click.option("--override-bounce", is_flag=True, help="Lift a bounce (the address works again).")
+@click.option("--override-complaint", is_flag=True, help="Lift a spam complaint (the person withdrew it).")
+@pass_state
+def subscribers_reactivate(
+    state: State, email: str, override_unsubscribe: bool, override_bounce: bool, override_complaint: bool
+) -> None:
+    """Make a suppressed address active again: the only way, and it names what it overrides.
+
+    Confirmations, new requests, imports and webhooks never lift a suppression.
+
+    \b
+    Example:
+      newsletter subscribers reactivate alice@example.org --override-unsubscribe
+    """
+    overrides = {"unsubscribed": override_unsubscribe, "bounced": override_bounce, "complained": override_complaint}
+    change = state.project().subscribers.reactivate(email, overrides=[k for k, v in overrides.items() if v])
+    click.echo(f"{change.outcome}  {change.address}")
 
 
 @subscribers.command("export", context_settings=CONTEXT)
@@ -390,6 +415,24 @@ def subscribers_export(state: State, output) -> None:
       newsletter subscribers export -o subscribers.csv
     """
     state.project().subscribers.export_csv(output)
+
+
+@cli.command("backup", context_settings=CONTEXT)
+@click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@pass_state
+def backup_command(state: State, path: Path | None) -> None:
+    """Write a consistent copy of the ledger to PATH, safe while sends and the service run.
+
+    Default PATH: newsletter-YYYYMMDD-HHMMSS.db next to the ledger.  To restore, stop
+    the service and any send, then copy the backup over send.database (and delete the
+    ledger's -wal and -shm files); the next 'newsletter send' resumes from it.
+
+    \b
+    Example:
+      newsletter backup /var/backups/newsletter/ledger.db
+    """
+    target, size = state.project().backup(path)
+    click.echo(f"Backed up the ledger to {target} ({size} bytes).")
 
 
 @cli.command("serve", context_settings=CONTEXT)

@@ -72,6 +72,22 @@ class LedgerError(NewsletterError):
     """The SQLite ledger cannot be opened or written."""
 
 
+class LedgerBusy(LedgerError):
+    """Another process held the ledger's write lock for longer than the bounded wait.
+
+    Nothing was written; the same call may succeed after ``retry_after`` seconds
+    (the service answers 503 with ``Retry-After``, never 500).
+    """
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class LedgerCorrupt(LedgerError):
+    """The ledger file is not a SQLite database or one of its pages is damaged."""
+
+
 class OutputError(NewsletterError):
     """An output folder (``public/``, ``outbox/``, previews) cannot be written."""
 

@@ -312,6 +312,20 @@ class Newsletter:
 
     # -- the ledger's view --------------------------------------------------------------------
 
+    def backup(self, path: str | Path | None = None) -> tuple[Path, int]:
+        """Write a consistent copy of the ledger (safe while sends and the service run).
+
+        Default: ``<ledger stem>-YYYYMMDD-HHMMSS.db`` beside the ledger.  Never overwrites a
+        file.  Returns the path written and its size.
+        """
+        database = self.config.database_path
+        target = Path(path) if path is not None else database.with_name(f"{database.stem}-{self.clock():%Y%m%d-%H%M%S}.db")
+        if target.exists():
+            raise UsageError(f"{target} already exists", hint="choose a new file name; a backup never overwrites a file")
+        if target.resolve() == database.resolve():
+            raise UsageError(f"{target} is the ledger itself", hint="choose another path")
+        return target, self.ledger.backup(target)
+
     def status(self, *, deliveries: bool = False) -> list[dict[str, Any]]:
         """Each post with its state (sent, marked, sending, draft, scheduled, not sent) and its issues."""
         from .status import post_statuses

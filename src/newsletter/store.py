@@ -11,8 +11,13 @@ that the ledger does not know about.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
+import json
+import os
 import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +27,7 @@ from typing import Iterable, Iterator, Sequence
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from .errors import LedgerError
+from .errors import LedgerBusy, LedgerCorrupt, LedgerError, SubscriberError
 
 MIGRATIONS = Migrations("newsletter")
 
@@ -31,11 +36,23 @@ PLANNED, IN_FLIGHT, ACCEPTED, REJECTED, UNKNOWN, SKIPPED = (
     "planned", "in_flight", "accepted", "rejected", "unknown", "skipped",
 )  # fmt: skip
 # Issue states: `sending` until every chunk is settled; `marked` = recorded as sent without mailing.
-SENDING, SENT, MARKED = "sending", "sent", "marked"
+# `planning` while the audience is frozen slice by slice (a crash there is resumed by the next plan).
+PLANNING, SENDING, SENT, MARKED = "planning", "sending", "sent", "marked"
 PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = "pending", "active", "unsubscribed", "bounced", "complained"
 SUPPRESSED_STATUSES = (UNSUBSCRIBED, BOUNCED, COMPLAINED)
 DEFAULT_LIST = "default"
 WEBHOOK_MEMORY = timedelta(days=30)  # how long a webhook call's one-time id is remembered
+
+# Long operations (import, planning) write in slices of this many rows, each its own
+# transaction, and pause between slices so that a waiting writer (a one-click unsubscribe)
+# takes the lock within one slice: well under a second even on a loaded machine.
+SLICE_ROWS = 5000
+SLICE_PAUSE_SECONDS = 0.01
+# While waiting for the write lock SQLite's own busy handler sleeps up to 100 ms between
+# tries; a short handler in a loop of ours polls every few milliseconds instead, so the
+# pause between slices is enough.
+LOCK_POLL_MS = 5
+DEFAULT_WRITE_WAIT_MS = 10_000
 
 
 @MIGRATIONS()
@@ -134,6 +151,9 @@ def m004_consent_and_suppression(db: sqlite_utils.Database) -> None:
         pk=("list", "address_hash"),
         not_null={"reason", "created_at"},
     )
+    # Registered here, on the connection the migration runs on, so that the migration does
+    # not depend on whoever opened the database having registered it (same effect as before).
+    db.conn.create_function("sha256_hex", 1, address_hash, deterministic=True)
     db.execute(
         "INSERT OR IGNORE INTO suppressions (list, address_hash, reason, created_at) "
         "SELECT ?, sha256_hex(email), status, updated_at FROM subscribers WHERE status = ?",
@@ -183,18 +203,25 @@ class DeliveryRow:
 
 
 class Ledger:
-    """The ledger database, migrated on open.  Every write is one committed transaction."""
+    """The ledger database, migrated on open.
 
-    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
+    Every write is one committed transaction that takes the write lock up front
+    (``BEGIN IMMEDIATE``), waiting at most ``busy_timeout_ms`` for another process
+    to release it, then raising :class:`LedgerBusy`.  A deferred transaction that
+    read first could not wait: SQLite refuses its upgrade to a writer at once.
+    """
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = DEFAULT_WRITE_WAIT_MS) -> None:
         self.path = Path(path)
+        self.wait_ms = int(busy_timeout_ms)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite_utils.Database(self.path)
-            self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            self.db.conn.create_function("sha256_hex", 1, address_hash, deterministic=True)
+            self.db.execute(f"PRAGMA busy_timeout = {self.wait_ms}")
             self.db.execute("PRAGMA foreign_keys = ON")
             self.db.enable_wal()
-            MIGRATIONS.apply(self.db)
+            if MIGRATIONS.pending(self.db):
+                MIGRATIONS.apply(self.db)
         except sqlite3.Error as exc:
             raise _ledger_error(exc, self.path, action="open") from None
         except OSError as exc:
@@ -205,31 +232,75 @@ class Ledger:
 
     @contextmanager
     def _write(self) -> Iterator[None]:
-        """One committed transaction; SQLite errors become a :class:`LedgerError`."""
-        try:
+        """One committed transaction (a savepoint when nested); SQLite errors become :class:`LedgerError`."""
+        conn = self.db.conn
+        if conn.in_transaction:
             with self.db.atomic():
                 yield
+            return
+        try:
+            self._begin_immediate()
         except sqlite3.Error as exc:
-            raise _ledger_error(exc, self.path) from exc
+            raise _ledger_error(exc, self.path) from None
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise _ledger_error(exc, self.path) from exc
+            raise
+
+    def _begin_immediate(self) -> None:
+        """Take the write lock, polling every few ms, for at most the bounded wait."""
+        conn = self.db.conn
+        deadline = time.monotonic() + self.wait_ms / 1000
+        conn.execute(f"PRAGMA busy_timeout = {LOCK_POLL_MS}")
+        try:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc) or time.monotonic() >= deadline:
+                        raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {self.wait_ms}")
+
+    def _slices(self, rows: Iterable, size: int = SLICE_ROWS) -> Iterator[list]:
+        """``rows`` in lists of ``size``, pausing between them so waiting writers get the lock."""
+        batch: list = []
+        first = True
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= size:
+                if not first:
+                    time.sleep(SLICE_PAUSE_SECONDS)
+                first = False
+                yield batch
+                batch = []
+        if batch:
+            if not first:
+                time.sleep(SLICE_PAUSE_SECONDS)
+            yield batch
 
     # -- subscribers -------------------------------------------------------------------------
 
     def add_subscriber(
         self, email: str, *, source: str, now: datetime, status: str = ACTIVE, consent: dict | None = None,
-        confirmed_request: bool = False,
     ) -> tuple[int, str]:  # fmt: skip
         """Add an address; returns ``(id, outcome)`` with outcome ``added``, ``known`` or ``suppressed``.
 
-        A suppressed address (unsubscribed, bounced, complained) is never re-activated here:
-        only a subscription request through the form (``confirmed_request``, which still
-        needs the confirmation link) may bring back someone who had unsubscribed.
+        A suppressed address (unsubscribed, bounced, complained) is never re-activated
+        or re-added here: only :meth:`reactivate` (an explicit editor command) lifts it.
         """
         stamp = now.isoformat()
         with self._write():
             row = self.subscriber_by_email(email)
             if row is not None:
                 return row["id"], "suppressed" if row["status"] in SUPPRESSED_STATUSES else "known"
-            if self.is_suppressed(email) and not confirmed_request:
+            if self.is_suppressed(email):
                 return 0, "suppressed"
             table = self.db["subscribers"]
             table.insert(
@@ -241,26 +312,82 @@ class Ledger:
             )
             return table.last_pk, "added"
 
-    def import_subscribers(self, emails: Iterable[str], *, source: str, now: datetime) -> dict[str, int]:
-        """Add many addresses in one transaction; counts ``added``, ``duplicate`` and ``suppressed``."""
-        counts = {"added": 0, "duplicate": 0, "suppressed": 0}
+    def import_subscribers(
+        self, rows: Iterable[tuple[str, str]], *, source: str, now: datetime
+    ) -> dict[str, int]:
+        """Import ``(address, status)`` pairs in slices of committed transactions.
+
+        ``status`` is ``active`` or one of :data:`SUPPRESSED_STATUSES`.  Counts ``added``,
+        ``duplicate`` (in the file or already known), ``suppressed`` (an active row whose
+        address the ledger suppresses: skipped) and, per suppressed status, the rows
+        recorded as suppressed: an unknown address gets a suppression entry (its hash),
+        a known one leaves the list.  Nothing here ever makes anyone active again.
+        Duplicate and suppression checks are set operations, one query per slice.
+        """
+        counts = {"added": 0, "duplicate": 0, "suppressed": 0, **{status: 0 for status in SUPPRESSED_STATUSES}}
+        stamp = now.isoformat()
         seen: set[str] = set()
-        with self._write():
-            for email in emails:
+
+        def first_sightings() -> Iterator[tuple[str, str]]:
+            for email, status in rows:
                 if email in seen:
                     counts["duplicate"] += 1
                     continue
                 seen.add(email)
-                _, outcome = self.add_subscriber(email, source=source, now=now)
-                counts[{"added": "added", "known": "duplicate", "suppressed": "suppressed"}[outcome]] += 1
+                yield email, status
+
+        for batch in self._slices(first_sightings()):
+            with self._write():
+                self._import_slice(batch, source, stamp, counts)
         return counts
 
-    def is_suppressed(self, email: str, list_name: str = DEFAULT_LIST) -> bool:
-        return bool(
-            self.db.execute(
-                "SELECT 1 FROM suppressions WHERE list = ? AND address_hash = ?", [list_name, address_hash(email)]
-            ).fetchone()
+    def _import_slice(self, batch: list[tuple[str, str]], source: str, stamp: str, counts: dict[str, int]) -> None:
+        emails = json.dumps([email for email, _ in batch])
+        hashes = {email: address_hash(email) for email, _ in batch}
+        known = {
+            email: (subscriber_id, status)
+            for subscriber_id, email, status in self.db.execute(
+                "SELECT id, email, status FROM subscribers WHERE email IN (SELECT value FROM json_each(?))", [emails]
+            )
+        }
+        suppressed = {
+            row[0]
+            for row in self.db.execute(
+                "SELECT address_hash FROM suppressions WHERE list = ? AND address_hash IN (SELECT value FROM json_each(?))",
+                [DEFAULT_LIST, json.dumps(list(hashes.values()))],
+            )
+        }
+        new_rows, suppress_rows, leaving = [], [], []
+        for email, status in batch:
+            if status == ACTIVE:
+                if email in known:
+                    counts["suppressed" if known[email][1] in SUPPRESSED_STATUSES else "duplicate"] += 1
+                elif hashes[email] in suppressed:
+                    counts["suppressed"] += 1
+                else:
+                    new_rows.append((email, ACTIVE, source, stamp, stamp, DEFAULT_LIST, stamp, source, stamp))
+                    counts["added"] += 1
+                continue
+            counts[status] += 1
+            suppress_rows.append((DEFAULT_LIST, hashes[email], status, stamp))
+            if email in known and known[email][1] not in SUPPRESSED_STATUSES:
+                leaving.append((status, stamp, stamp, known[email][0]))
+        conn = self.db.conn
+        conn.executemany(
+            """INSERT INTO subscribers (email, status, source, created_at, updated_at, list, consent_at,
+                                        consent_source, confirmed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            new_rows,
         )
+        conn.executemany(
+            "INSERT OR IGNORE INTO suppressions (list, address_hash, reason, created_at) VALUES (?, ?, ?, ?)",
+            suppress_rows,
+        )
+        conn.executemany(
+            "UPDATE subscribers SET status = ?, updated_at = ?, unsubscribed_at = ? WHERE id = ?", leaving
+        )
+
+    def is_suppressed(self, email: str, list_name: str = DEFAULT_LIST) -> bool:
+        return self.suppression_reason(email, list_name) is not None
 
     def suppression_reason(self, email: str, list_name: str = DEFAULT_LIST) -> str | None:
         row = self.db.execute(
@@ -276,7 +403,13 @@ class Ledger:
             )
 
     def set_status(self, subscriber_id: int, status: str, *, now: datetime) -> bool:
-        """Move a subscriber to ``status``; leaving the list also records a suppression. Idempotent."""
+        """Move a subscriber to a suppressed status (or back to ``pending``); records the suppression.
+
+        Never to ``active``: :meth:`confirm` (a pending person who is not suppressed) and
+        :meth:`reactivate` (the editor, naming what is overridden) are the only ways there.
+        """
+        if status == ACTIVE:
+            raise ValueError("set_status cannot activate; use confirm() or reactivate()")
         stamp = now.isoformat()
         with self._write():
             row = self.subscriber(subscriber_id)
@@ -289,20 +422,67 @@ class Ledger:
                     "INSERT OR REPLACE INTO suppressions (list, address_hash, reason, created_at) VALUES (?, ?, ?, ?)",
                     [row["list"], address_hash(row["email"]), status, stamp],
                 )
-            if status == ACTIVE:
-                changes.update(unsubscribed_at=None, confirmed_at=stamp, confirm_token_hash=None)
-                self.db.execute(
-                    "DELETE FROM suppressions WHERE list = ? AND address_hash = ?", [row["list"], address_hash(row["email"])]
-                )
+            elif row["status"] in SUPPRESSED_STATUSES:
+                return False  # a suppressed person never becomes pending again either
             self.db["subscribers"].update(subscriber_id, changes)
             return True
 
+    def confirm(self, subscriber_id: int, *, now: datetime) -> bool:
+        """A pending subscriber confirmed: ``active`` unless the address is suppressed meanwhile."""
+        stamp = now.isoformat()
+        with self._write():
+            row = self.subscriber(subscriber_id)
+            if row is None or row["status"] != PENDING or self.is_suppressed(row["email"], row["list"]):
+                return False
+            self.db["subscribers"].update(
+                subscriber_id,
+                {"status": ACTIVE, "updated_at": stamp, "confirmed_at": stamp, "confirm_token_hash": None},
+            )
+            return True
+
+    def reactivate(self, email: str, *, overrides: Iterable[str], now: datetime, source: str = "cli") -> str:
+        """The editor's explicit decision: make a suppressed address active again.
+
+        ``overrides`` names the suppressions the editor means to lift (``unsubscribed``,
+        ``bounced``, ``complained``); any other one stands and raises :class:`SubscriberError`.
+        Returns the status that was lifted (``active`` if there was none).
+        """
+        stamp = now.isoformat()
+        allowed = set(overrides)
+        with self._write():
+            row = self.subscriber_by_email(email)
+            list_name = row["list"] if row else DEFAULT_LIST
+            reasons = {reason for reason in (self.suppression_reason(email, list_name),) if reason}
+            if row is not None and row["status"] in SUPPRESSED_STATUSES:
+                reasons.add(row["status"])
+            refused = reasons - allowed
+            if refused:
+                flags = " ".join(f"--override-{_FLAG[reason]}" for reason in sorted(refused))
+                raise SubscriberError(
+                    f"{email} is {' and '.join(sorted(refused))}; it stays suppressed",
+                    hint=f"to mail it again anyway, say so: newsletter subscribers reactivate {email} {flags}",
+                )
+            self.db.execute(
+                "DELETE FROM suppressions WHERE list = ? AND address_hash = ?", [list_name, address_hash(email)]
+            )
+            changes = {"status": ACTIVE, "updated_at": stamp, "unsubscribed_at": None, "confirmed_at": stamp,
+                       "confirm_token_hash": None}  # fmt: skip
+            if row is None:
+                self.db["subscribers"].insert(
+                    {"email": email, "source": source, "created_at": stamp, "list": DEFAULT_LIST, "consent_at": stamp,
+                     "consent_source": source, **changes}  # fmt: skip
+                )
+            else:
+                self.db["subscribers"].update(row["id"], changes)
+            return "/".join(sorted(reasons)) or ACTIVE
+
     def unsubscribe(self, subscriber_id: int, *, now: datetime) -> bool:
         """Mark a subscriber unsubscribed (and suppressed); returns whether anything changed (idempotent)."""
-        row = self.subscriber(subscriber_id)
-        if row is None or row["status"] in SUPPRESSED_STATUSES:
-            return False
-        return self.set_status(subscriber_id, UNSUBSCRIBED, now=now)
+        with self._write():
+            row = self.subscriber(subscriber_id)
+            if row is None or row["status"] in SUPPRESSED_STATUSES:
+                return False
+            return self.set_status(subscriber_id, UNSUBSCRIBED, now=now)
 
     def update_subscriber(self, subscriber_id: int, changes: dict) -> None:
         with self._write():
@@ -388,7 +568,10 @@ class Ledger:
 
         Recipients are numbered into chunks in subscriber-id order, so the plan
         (and every idempotency key derived from it) is the same on a replay.
-        Done in SQL: the list is never loaded into memory.  When the provider
+        Done in SQL, in slices of committed transactions (the issue stays
+        ``planning`` until the last one, and a plan interrupted there is resumed
+        by the next call with the same key): the list is never loaded into
+        memory and other writers get the lock between slices.  When the provider
         keeps the audience (``local_audience=False``) the issue is one chunk
         with no local deliveries.  A correction (``audience_of``) goes to the
         people who received that issue and are still subscribed.
@@ -396,38 +579,64 @@ class Ledger:
         stamp = now.isoformat()
         with self._write():
             table = self.db["issues"]
-            table.insert(
-                {
-                    "key": key, "post_id": post_id, "slug": slug, "content_hash": content_hash,
-                    "subject": subject, "provider": provider, "status": SENDING, "created_at": stamp, "kind": kind,
-                }  # fmt: skip
-            )
-            issue_id = table.last_pk
+            existing = self.issue_by_key(key)
+            if existing is not None and existing.status == PLANNING:
+                issue_id = existing.id
+            else:
+                table.insert(
+                    {
+                        "key": key, "post_id": post_id, "slug": slug, "content_hash": content_hash, "subject": subject,
+                        "provider": provider, "status": PLANNING, "created_at": stamp, "kind": kind,
+                    }  # fmt: skip
+                )
+                issue_id = table.last_pk
             if not local_audience:
                 self.db.execute(
-                    "INSERT INTO chunks (issue_id, number, state, idempotency_key, attempts, updated_at)"
+                    "INSERT OR IGNORE INTO chunks (issue_id, number, state, idempotency_key, attempts, updated_at)"
                     " VALUES (?, 0, ?, ?, 0, ?)",
                     [issue_id, PLANNED, f"{key}:0", stamp],
                 )
+                table.update(issue_id, {"status": SENDING})
                 return self.issue_by_key(key)
-            audience, arguments = "SELECT id, email FROM subscribers WHERE status = ?", [ACTIVE]
-            if audience_of is not None:
-                audience = """SELECT s.id, s.email FROM subscribers s JOIN deliveries d ON d.subscriber_id = s.id
-                              WHERE s.status = ? AND d.issue_id = ? AND d.state = ?"""
-                arguments = [ACTIVE, audience_of, ACCEPTED]
-            self.db.execute(
-                f"""INSERT INTO deliveries (issue_id, chunk, subscriber_id, email, state, updated_at)
-                    SELECT ?, (ROW_NUMBER() OVER (ORDER BY id) - 1) / ?, id, email, ?, ?
-                    FROM ({audience}) ORDER BY id""",
-                [issue_id, chunk_size, PLANNED, stamp, *arguments],
-            )
-            self.db.execute(
-                """INSERT INTO chunks (issue_id, number, state, idempotency_key, attempts, updated_at)
-                   SELECT DISTINCT issue_id, chunk, ?, ? || ':' || chunk, 0, ? FROM deliveries WHERE issue_id = ?""",
-                [PLANNED, key, stamp, issue_id],
-            )
-            count = self.db.execute("SELECT count(*) FROM deliveries WHERE issue_id = ?", [issue_id]).fetchone()[0]
-            table.update(issue_id, {"recipients": count})
+            last_id, planned = self.db.execute(
+                "SELECT coalesce(max(subscriber_id), 0), count(*) FROM deliveries WHERE issue_id = ?", [issue_id]
+            ).fetchone()
+            # The audience is who is active now: later subscribers are not part of this issue.
+            through = self.db.execute("SELECT coalesce(max(id), 0) FROM subscribers").fetchone()[0]
+        if audience_of is None:
+            audience = "SELECT id, email FROM subscribers WHERE status = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?"
+            arguments: list = [ACTIVE]
+        else:
+            audience = """SELECT s.id, s.email FROM subscribers s JOIN deliveries d ON d.subscriber_id = s.id
+                          WHERE s.status = ? AND d.issue_id = ? AND d.state = ? AND s.id > ? AND s.id <= ?
+                          ORDER BY s.id LIMIT ?"""
+            arguments = [ACTIVE, audience_of, ACCEPTED]
+        first_slice = True
+        while True:
+            if not first_slice:
+                time.sleep(SLICE_PAUSE_SECONDS)  # let a waiting writer in between slices
+            first_slice = False
+            with self._write():
+                added = self.db.execute(
+                    f"""INSERT INTO deliveries (issue_id, chunk, subscriber_id, email, state, updated_at)
+                        SELECT ?, (? + ROW_NUMBER() OVER (ORDER BY id) - 1) / ?, id, email, ?, ?
+                        FROM ({audience}) ORDER BY id""",
+                    [issue_id, planned, chunk_size, PLANNED, stamp, *arguments, last_id, through, SLICE_ROWS],
+                ).rowcount
+                if added:
+                    self.db.execute(
+                        """INSERT OR IGNORE INTO chunks (issue_id, number, state, idempotency_key, attempts, updated_at)
+                           SELECT DISTINCT issue_id, chunk, ?, ? || ':' || chunk, 0, ? FROM deliveries
+                           WHERE issue_id = ? AND chunk >= ?""",
+                        [PLANNED, key, stamp, issue_id, planned // chunk_size],
+                    )
+                    planned += added
+                    last_id = self.db.execute(
+                        "SELECT max(subscriber_id) FROM deliveries WHERE issue_id = ?", [issue_id]
+                    ).fetchone()[0]
+                if added < SLICE_ROWS:
+                    self.db["issues"].update(issue_id, {"status": SENDING, "recipients": planned})
+                    break
         return self.issue_by_key(key)
 
     def mark_issue(self, *, key: str, post_id: str, slug: str, content_hash: str, subject: str, now: datetime) -> None:
@@ -555,6 +764,58 @@ class Ledger:
     def deliveries(self, issue_id: int) -> list[dict]:
         return list(self.db["deliveries"].rows_where("issue_id = ?", [issue_id], order_by="id"))
 
+    def backup(self, target: Path) -> int:
+        """Write a consistent copy of the ledger to ``target`` while others read and write it.
+
+        SQLite's online backup API copies one snapshot in a single step (a WAL reader:
+        writers are never blocked); the copy is checked, synced, then renamed into
+        place, so ``target`` is either absent or a whole, valid database.  Returns its size.
+        """
+        target = Path(target)
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            partial.unlink(missing_ok=True)
+            copy = sqlite3.connect(partial)
+            try:
+                self.db.conn.backup(copy)
+                # The copy stands alone: no -wal file next to it is needed to read it.
+                copy.execute("PRAGMA journal_mode = DELETE")
+                verdict = copy.execute("PRAGMA quick_check").fetchone()[0]
+            finally:
+                copy.close()
+            if verdict != "ok":
+                raise LedgerError(f"the backup failed its check ({verdict})", where=str(target),
+                                  hint="the ledger itself may be damaged; run 'sqlite3 <ledger> \'PRAGMA integrity_check\''")
+            with open(partial, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(partial, target)
+        except sqlite3.Error as exc:
+            partial.unlink(missing_ok=True)
+            raise _ledger_error(exc, self.path, action="back up") from None
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise LedgerError(f"cannot write the backup ({exc.strerror or exc})", where=str(target),
+                              hint="choose a path in a writable folder") from None
+        return target.stat().st_size
+
+
+_FLAG = {UNSUBSCRIBED: "unsubscribe", BOUNCED: "bounce", COMPLAINED: "complaint"}
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _is_corrupt(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (11, 26):  # SQLITE_CORRUPT, SQLITE_NOTADB
+        return True
+    message = str(exc)
+    return "malformed" in message or "not a database" in message
+
 
     # -- webhook replay guard ---------------------------------------------------------------------
 
@@ -583,10 +844,50 @@ class Ledger:
 def _ledger_error(exc: sqlite3.Error, path: Path, action: str = "write") -> LedgerError:
     message = str(exc)
     hint = "restore it from a backup, or point send.database at another file"
-    if "locked" in message:
-        hint = "another newsletter command may be writing; try again"
+    if _is_corrupt(exc):
+        return LedgerCorrupt(
+            f"the ledger is damaged and cannot be read ({message})",
+            where=str(path),
+            hint=f"restore the latest backup ('newsletter backup' writes one) over it, or salvage what is left with"
+            f" 'sqlite3 {path.name} .recover | sqlite3 recovered.db' and point send.database at recovered.db",
+        )
+    if _is_busy(exc):
+        return LedgerBusy(
+            f"the ledger stayed busy (another process was writing): {message}",
+            where=str(path),
+            hint="nothing was written; try again in a moment",
+        )
     elif "readonly" in message:
         hint = "make the database file and its folder writable"
     elif "unable to open" in message:
         hint = "send.database must be a file path in a writable folder"
     return LedgerError(f"cannot {action} the ledger ({message})", where=str(path), hint=hint)
+
+
+def _translating_errors(method):
+    """Wrap a public :class:`Ledger` method so a SQLite error (a damaged page met while
+    reading, say) becomes a one-line :class:`LedgerError`, never an internal error."""
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def stream(self, *args, **kwargs):
+            try:
+                yield from method(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                raise _ledger_error(exc, self.path, action="read") from None
+
+        return stream
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise _ledger_error(exc, self.path, action="read") from None
+
+    return call
+
+
+for _name, _method in list(vars(Ledger).items()):
+    if inspect.isfunction(_method) and not _name.startswith("_"):
+        setattr(Ledger, _name, _translating_errors(_method))

@@ -63,9 +63,16 @@ class SubscriberBook:
     def import_csv(self, handle: IO[str], *, source: str) -> ImportReport:
         """Import a CSV export (an ``email`` column, else the first); see :func:`audience.import_csv`."""
         try:
-            return import_csv(self.ledger, handle, source=source, now=self.clock())
+            return import_csv(self.ledger, handle, source=source, now=self.clock(), name=getattr(handle, "name", ""))
         except UnicodeDecodeError:
             raise NewsletterError("not valid UTF-8", where=getattr(handle, "name", "CSV"), hint="save the CSV as UTF-8")
+
+    def reactivate(self, email: str, *, overrides: Iterable[str]) -> Change:
+        """Make a suppressed address active again, lifting only the suppressions named in ``overrides``
+        (``unsubscribed``, ``bounced``, ``complained``); any other raises :class:`SubscriberError`."""
+        address = normalize_address(email)
+        lifted = self.ledger.reactivate(address, overrides=overrides, now=self.clock())
+        return Change(address, f"active (was {lifted})" if lifted != "active" else "active (was not suppressed)")
 
     def export_csv(self, handle: IO[str]) -> int:
         """Write every subscriber as CSV; returns how many."""

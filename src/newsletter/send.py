@@ -276,7 +276,12 @@ def deliver_issue(
         if not request.recipients:
             ledger.settle_chunk(record.id, number, [], now=clock())
             continue
-        ledger.start_chunk(record.id, number, now=clock())
+        left = ledger.start_chunk(record.id, number, now=clock())
+        if left:  # unsubscribed since the rows were read: skipped in the same commit as in_flight
+            request = replace(request, recipients=[r for r in request.recipients if r.subscriber_id not in left])
+            if not request.recipients:
+                ledger.settle_chunk(record.id, number, [], now=clock())
+                continue
         try:
             results = deliver_chunk(provider, request, policy, record_landed, chunk=number)
         except ProviderError as error:

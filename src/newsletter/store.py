@@ -677,10 +677,29 @@ class Ledger:
             )
             return cursor.rowcount
 
-    def start_chunk(self, issue_id: int, chunk: int, *, now: datetime) -> None:
-        """Commit ``in_flight`` for a chunk and its deliveries *before* the provider is called."""
+    def start_chunk(self, issue_id: int, chunk: int, *, now: datetime) -> set[int]:
+        """Commit ``in_flight`` for a chunk and its deliveries *before* the provider is called.
+
+        In the same transaction, planned deliveries whose subscriber is no longer active are
+        skipped: an unsubscribe committed before this call is never sent.  Returns the
+        subscriber ids skipped here, which the caller must leave out of the request.
+        """
         stamp = now.isoformat()
         with self._write():
+            left = {
+                row[0]
+                for row in self.db.execute(
+                    """SELECT d.subscriber_id FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+                       WHERE d.issue_id = ? AND d.chunk = ? AND d.state = ? AND s.status != ?""",
+                    [issue_id, chunk, PLANNED, ACTIVE],
+                )
+            }
+            if left:
+                self.db.execute(
+                    f"""UPDATE deliveries SET state = ?, updated_at = ? WHERE issue_id = ? AND chunk = ? AND state = ?
+                        AND subscriber_id IN ({",".join("?" * len(left))})""",
+                    [SKIPPED, stamp, issue_id, chunk, PLANNED, *sorted(left)],
+                )
             self.db.execute(
                 "UPDATE chunks SET state = ?, attempts = attempts + 1, updated_at = ? WHERE issue_id = ? AND number = ?",
                 [IN_FLIGHT, stamp, issue_id, chunk],
@@ -689,6 +708,7 @@ class Ledger:
                 "UPDATE deliveries SET state = ?, updated_at = ? WHERE issue_id = ? AND chunk = ? AND state = ?",
                 [IN_FLIGHT, stamp, issue_id, chunk, PLANNED],
             )
+        return left
 
     def settle_chunk(
         self, issue_id: int, chunk: int, outcomes: Sequence[tuple[int, str, str | None, str | None]], *, now: datetime

@@ -38,7 +38,7 @@ subprocess (so a traceback would really show); then the contract is checked:
 ``*.md`` files      copied into ``content/posts/``; ``newsletter.toml`` replaces the config
 ``config_replace``  ``[[old, new], ...]`` applied to newsletter.toml (old must be present)
 ``config_append``   text appended to newsletter.toml
-``generate``        ``{kind = windows-1252 | binary | empty | pad, path, source, size}``
+``generate``        ``{kind = windows-1252 | binary | empty | pad | garbage-pages | long-field, path, source, size}``
 ``write``           ``[[write]] path, text``; ``mkdir``, ``remove``, ``symlink = [[link, target]]``
 ``env``/``unset_env``  environment changes (``{tmp}``, ``{project}``, ``{resend_key}`` expanded)
 ``cwd``             where to run (default: the project)
@@ -228,6 +228,12 @@ def generate(recipe: dict, case: Case, *, project: Path, tmp: Path) -> None:
         head = (case.folder / recipe["source"]).read_bytes()
         paragraph = PAD_PARAGRAPH.encode("utf-8")
         data = head + paragraph * (1 + (recipe["size"] - len(head)) // len(paragraph))
+    elif kind == "garbage-pages":  # every page after the first (the schema) overwritten in place
+        original = target.read_bytes()
+        page = int.from_bytes(original[16:18], "big") or 65536
+        data = original[:page] + bytes([0xA5]) * (len(original) - page)
+    elif kind == "long-field":  # one CSV field longer than the csv module's limit
+        data = ("email,note\nann@example.org,ok\nbob@example.org," + "x" * recipe["size"] + "\n").encode("utf-8")
     else:
         raise ValueError(f"{case.name}: unknown generate kind {kind!r}")
     target.parent.mkdir(parents=True, exist_ok=True)

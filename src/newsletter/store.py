@@ -866,7 +866,7 @@ def _ledger_error(exc: sqlite3.Error, path: Path, action: str = "write") -> Ledg
     hint = "restore it from a backup, or point send.database at another file"
     if _is_corrupt(exc):
         return LedgerCorrupt(
-            f"the ledger is damaged and cannot be read ({message})",
+            f"cannot {action} the ledger: it is damaged ({message})",
             where=str(path),
             hint=f"restore the latest backup ('newsletter backup' writes one) over it, or salvage what is left with"
             f" 'sqlite3 {path.name} .recover | sqlite3 recovered.db' and point send.database at recovered.db",

@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 
 import pytest
 
+from checks import assert_one_line_error
+
 from newsletter import audience
 from newsletter.audience import InvalidToken, UNSUBSCRIBE, make_token, normalize_address, verify_token
 from newsletter.config import Secret
@@ -161,3 +163,76 @@ def test_import_of_a_non_utf8_file_is_a_clear_error(run, project):
     source.write_bytes("email\nzoé@example.org\n".encode("latin-1"))
     outcome = run("subscribers", "import", str(source))
     assert outcome.exit_code == 1 and "UTF-8" in outcome.stderr and "Traceback" not in outcome.stderr
+
+
+def statuses_of(run) -> dict[str, str]:
+    return dict(line.split("\t")[:2] for line in run("subscribers", "list").stdout.splitlines())
+
+
+def test_a_buttondown_export_imports_who_left_as_suppressed(run, project):
+    """Buttondown's subscriber export: ``email`` and ``subscriber_type`` (issue 9 item 8)."""
+    run("subscribers", "add", "was-active@example.org")
+    source = project / "buttondown.csv"
+    source.write_text(
+        "id,email,notes,subscriber_type,creation_date\n"
+        "1,reg@example.org,,regular,2024-01-01\n"
+        "2,paid@example.org,,premium,2024-01-01\n"
+        "3,gone@example.org,,unsubscribed,2024-01-01\n"
+        "4,was-active@example.org,,unsubscribed,2024-01-01\n"
+        "5,never@example.org,,unactivated,2024-01-01\n"
+        "6,robot@example.org,,spammy,2024-01-01\n"
+        "7,odd@example.org,,martian,2024-01-01\n",
+        encoding="utf-8",
+    )
+    outcome = run("subscribers", "import", str(source))
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "Imported 2," in outcome.stdout
+    assert "recorded as suppressed: unsubscribed 3, bounced 0, complained 0; unconfirmed (not imported) 1." in outcome.stdout
+    assert "buttondown.csv:8: unknown status 'martian'" in outcome.stderr
+    statuses = statuses_of(run)
+    # Who left is never active: a known subscriber leaves, a new one is only a suppression hash.
+    assert statuses == {"was-active@example.org": "unsubscribed", "reg@example.org": "active", "paid@example.org": "active"}
+    assert "suppressed, not added" in run("subscribers", "add", "gone@example.org", "robot@example.org").stdout
+    assert "suppressed, not added" in run("subscribers", "add", "robot@example.org").stdout
+
+
+def test_mailchimp_unsubscribed_and_cleaned_files_import_as_suppressed(run, project):
+    """Mailchimp exports one file per status: ``Email Address`` with ``UNSUB_TIME`` or ``CLEAN_TIME``."""
+    subscribed = project / "subscribed_members_export.csv"
+    subscribed.write_text("Email Address,First Name,MEMBER_RATING,OPTIN_TIME\nkeep@example.org,K,2,2024-01-01\n")
+    unsubscribed = project / "unsubscribed_members_export.csv"
+    unsubscribed.write_text(
+        "Email Address,First Name,UNSUB_TIME,UNSUB_CAMPAIGN_TITLE\nleft@example.org,L,2024-02-02 10:00:00,Lettre\n"
+    )
+    cleaned = project / "cleaned_members_export.csv"
+    cleaned.write_text("Email Address,First Name,CLEAN_TIME,CLEAN_CAMPAIGN_TITLE\nkeep@example.org,K,2024-03-03,Lettre\n")
+    assert "Imported 1," in run("subscribers", "import", str(subscribed)).stdout
+    assert "unsubscribed 1, bounced 0" in run("subscribers", "import", str(unsubscribed)).stdout
+    assert "unsubscribed 0, bounced 1" in run("subscribers", "import", str(cleaned)).stdout
+    assert statuses_of(run) == {"keep@example.org": "bounced"}
+    # A newer audience export with a status column says the same in words.
+    audience = project / "audience.csv"
+    audience.write_text("Email Address,Email Marketing Status\nnew@example.org,Subscribed\nleft@example.org,Subscribed\n"
+                        "spam@example.org,Cleaned\n")  # fmt: skip
+    outcome = run("subscribers", "import", str(audience))
+    assert "Imported 1, duplicates 0, suppressed 1," in outcome.stdout and "bounced 1" in outcome.stdout
+
+
+def test_a_substack_export_reads_email_disabled(run, project):
+    source = project / "substack.csv"
+    source.write_text(
+        "email,active_subscription,expiry,plan,email_disabled,created_at\n"
+        "on@example.org,false,,,false,2024-01-01\n"
+        "off@example.org,false,,,true,2024-01-01\n"
+    )
+    outcome = run("subscribers", "import", str(source))
+    assert "Imported 1," in outcome.stdout and "unsubscribed 1," in outcome.stdout
+    assert statuses_of(run) == {"on@example.org": "active"}
+
+
+def test_an_import_with_a_field_over_the_csv_limit_changes_nothing(run, project):
+    source = project / "long.csv"
+    source.write_text("email,note\nann@example.org,ok\nbob@example.org," + "x" * 200_000 + "\n")
+    outcome = run("subscribers", "import", str(source))
+    assert_one_line_error(outcome, "long.csv", "line 3", "field larger than field limit")
+    assert run("subscribers", "list").stdout == ""

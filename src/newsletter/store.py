@@ -795,7 +795,11 @@ class Ledger:
         partial = target.with_name(f".{target.name}.partial")
         try:
             partial.unlink(missing_ok=True)
-            copy = sqlite3.connect(partial)
+            try:
+                copy = sqlite3.connect(partial)
+                copy.execute("PRAGMA user_version")  # opens the file now: a bad place fails here
+            except sqlite3.Error:
+                raise OSError(f"cannot create a file in {target.parent}") from None
             try:
                 self.db.conn.backup(copy)
                 # The copy stands alone: no -wal file next to it is needed to read it.

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
+
 import pytest
 import sqlite_utils
 from conftest import FIXED_NOW
 
 from newsletter.errors import LedgerError
-from newsletter.store import ACCEPTED, IN_FLIGHT, MIGRATIONS, PLANNED, SKIPPED, Ledger
+from newsletter.store import ACCEPTED, IN_FLIGHT, MIGRATIONS, PLANNED, SKIPPED, TRANSITIONS, Ledger, LedgerStateError
 
 
 @pytest.fixture
@@ -31,8 +33,8 @@ def test_migrations_are_recorded_and_applied_once(tmp_path):
     Ledger(path).close()
     db = sqlite_utils.Database(path)
     applied = [m.name for m in MIGRATIONS.applied(db)]
-    assert applied[:4] == ["m001_initial", "m002_chunk_provider_reference", "m003_issue_kind",
-                           "m004_consent_and_suppression"]
+    assert applied[:5] == ["m001_initial", "m002_chunk_provider_reference", "m003_issue_kind",
+                           "m004_consent_and_suppression", "m005_state_checks"]
     assert applied[-1] == "m009_webhook_replay"  # kept last
     assert not MIGRATIONS.pending(db)
     assert {"subscribers", "issues", "chunks", "deliveries"} <= set(db.table_names())
@@ -118,3 +120,70 @@ def test_a_locked_database_is_a_ledger_error_and_changes_nothing(tmp_path):
         holder.execute("ROLLBACK")
         holder.close()
     assert Ledger(path).count_subscribers() == 0
+
+
+# -- the state machine (issue 11 item 4) -----------------------------------------------------
+
+
+def test_states_are_enums_stored_as_the_same_strings():
+    from newsletter.store import DeliveryState, IssueState, SubscriberStatus
+
+    assert [str(s) for s in DeliveryState] == ["planned", "in_flight", "accepted", "rejected", "unknown", "skipped"]
+    assert [str(s) for s in IssueState] == ["planning", "sending", "sent", "marked"]
+    assert [str(s) for s in SubscriberStatus] == ["pending", "active", "unsubscribed", "bounced", "complained"]
+    # Every state of every kind has an entry in the one transition table, and every target is a state.
+    for kind, enum in (("delivery", DeliveryState), ("issue", IssueState), ("subscriber", SubscriberStatus)):
+        assert set(TRANSITIONS[kind]) == set(enum)
+        assert set().union(*TRANSITIONS[kind].values()) <= set(enum)
+    assert set(TRANSITIONS["chunk"]) == set(DeliveryState) - {SKIPPED}
+
+
+def test_an_update_from_a_state_it_may_not_leave_fails_loudly(ledger):
+    ledger.add_subscriber("a@example.org", source="test", now=FIXED_NOW)
+    record = plan(ledger)
+    ledger.start_chunk(record.id, 0, now=FIXED_NOW)
+    (delivery,) = ledger.chunk_deliveries(record.id, 0)
+    ledger.settle_chunk(record.id, 0, [(delivery.id, ACCEPTED, "m1", None)], now=FIXED_NOW)
+    # Settling the same delivery again (a second copy recorded as if new) is refused, not overwritten.
+    with pytest.raises(LedgerStateError, match="already settled"):
+        ledger.settle_chunk(record.id, 0, [(delivery.id, "rejected", None, "late")], now=FIXED_NOW)
+    with pytest.raises(LedgerStateError):
+        ledger.start_chunk(record.id, 0, now=FIXED_NOW)  # an accepted chunk never goes out again
+    with pytest.raises(LedgerStateError):
+        ledger.release_chunk(record.id, 0, now=FIXED_NOW)
+    assert ledger.deliveries(record.id)[0]["state"] == ACCEPTED
+    assert ledger.finish_issue(record.id, now=FIXED_NOW)
+    with pytest.raises(LedgerStateError):
+        ledger.finish_issue(record.id, now=FIXED_NOW)  # sent is final
+
+
+def test_check_constraints_refuse_unknown_states(ledger):
+    ledger.add_subscriber("a@example.org", source="test", now=FIXED_NOW)
+    record = plan(ledger)
+    for sql in (
+        "UPDATE deliveries SET state = 'sent-ish'",
+        "UPDATE chunks SET state = 'skipped'",
+        "UPDATE issues SET status = 'done'",
+        "UPDATE subscribers SET status = 'maybe'",
+    ):
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+            ledger.db.execute(sql)
+        ledger.db.conn.rollback()
+    assert ledger.delivery_counts(record.id) == {PLANNED: 1}
+
+
+def test_an_old_ledger_is_migrated_in_place_and_m004_needs_no_registered_function(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)  # a bare connection: nothing registered sha256_hex on it
+    MIGRATIONS.apply(db, stop_before="m004_consent_and_suppression")
+    db["subscribers"].insert({"email": "gone@example.org", "status": "unsubscribed", "created_at": "t", "updated_at": "t"})
+    db["subscribers"].insert({"email": "here@example.org", "status": "active", "created_at": "t", "updated_at": "t"})
+    MIGRATIONS.apply(db, stop_before="m005_state_checks")
+    db.close()
+    with closing(Ledger(path)) as ledger:
+        assert ledger.suppression_reason("gone@example.org") == "unsubscribed"
+        assert ledger.count_subscribers("active") == 1
+        schema = ledger.db.execute("SELECT sql FROM sqlite_master WHERE name = 'subscribers'").fetchone()[0]
+        assert "CHECK" in schema
+        assert ledger.db.execute("PRAGMA foreign_keys").fetchone() == (1,)
+        assert ledger.db.execute("PRAGMA foreign_key_check").fetchall() == []

@@ -21,6 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -31,15 +32,83 @@ from .errors import LedgerBusy, LedgerCorrupt, LedgerError, SubscriberError
 
 MIGRATIONS = Migrations("newsletter")
 
-# Delivery and chunk states.
-PLANNED, IN_FLIGHT, ACCEPTED, REJECTED, UNKNOWN, SKIPPED = (
-    "planned", "in_flight", "accepted", "rejected", "unknown", "skipped",
-)  # fmt: skip
-# Issue states: `sending` until every chunk is settled; `marked` = recorded as sent without mailing.
-# `planning` while the audience is frozen slice by slice (a crash there is resumed by the next plan).
-PLANNING, SENDING, SENT, MARKED = "planning", "sending", "sent", "marked"
-PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = "pending", "active", "unsubscribed", "bounced", "complained"
+
+class DeliveryState(StrEnum):
+    """Where one recipient's copy (a delivery) or a whole chunk stands.  Stored as these strings."""
+
+    PLANNED = "planned"  # in the frozen audience, not yet handed to the provider
+    IN_FLIGHT = "in_flight"  # committed before the provider call: it may have been delivered
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"  # the provider may have it; reconciled (or resolved) before any resend
+    SKIPPED = "skipped"  # the person left before their chunk went out (deliveries only)
+
+
+class IssueState(StrEnum):
+    PLANNING = "planning"  # the audience is being frozen slice by slice (resumed by the next plan)
+    SENDING = "sending"  # until every chunk is settled
+    SENT = "sent"
+    MARKED = "marked"  # recorded as sent without mailing anyone (mark-sent)
+
+
+class SubscriberStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+PLANNED, IN_FLIGHT, ACCEPTED, REJECTED, UNKNOWN, SKIPPED = DeliveryState
+PLANNING, SENDING, SENT, MARKED = IssueState
+PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = SubscriberStatus
 SUPPRESSED_STATUSES = (UNSUBSCRIBED, BOUNCED, COMPLAINED)
+UNSETTLED = (PLANNED, IN_FLIGHT, UNKNOWN)
+
+# Every allowed move, in one place: ``{kind: {from: {to, ...}}}``.  Each update below names the
+# states it leaves and is checked against this table; a row found in another state is a bug
+# and fails loudly (:class:`LedgerStateError`) instead of being overwritten.
+TRANSITIONS: dict[str, dict[str, set[str]]] = {
+    "delivery": {
+        PLANNED: {IN_FLIGHT, SKIPPED, ACCEPTED, REJECTED},
+        IN_FLIGHT: {ACCEPTED, REJECTED, UNKNOWN, PLANNED},  # PLANNED: released (nothing went) or resolve --resend
+        UNKNOWN: {ACCEPTED, REJECTED, PLANNED},  # reconciled, or the editor's resolve
+        ACCEPTED: set(), REJECTED: set(), SKIPPED: set(),
+    },
+    "chunk": {
+        PLANNED: {IN_FLIGHT, ACCEPTED, REJECTED, UNKNOWN},  # settled at once when nobody is left to send
+        IN_FLIGHT: {IN_FLIGHT, ACCEPTED, REJECTED, UNKNOWN, PLANNED},
+        UNKNOWN: {IN_FLIGHT, ACCEPTED, REJECTED, UNKNOWN, PLANNED},
+        ACCEPTED: set(), REJECTED: set(),
+    },
+    "issue": {PLANNING: {SENDING}, SENDING: {SENT}, SENT: set(), MARKED: set()},
+    "subscriber": {
+        PENDING: {ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED},
+        ACTIVE: {UNSUBSCRIBED, BOUNCED, COMPLAINED},
+        # Back to ACTIVE only through Ledger.reactivate (the editor, naming the override).
+        UNSUBSCRIBED: {BOUNCED, COMPLAINED, ACTIVE},
+        BOUNCED: {UNSUBSCRIBED, COMPLAINED, ACTIVE},
+        COMPLAINED: {UNSUBSCRIBED, BOUNCED, ACTIVE},
+    },
+}  # fmt: skip
+
+
+class LedgerStateError(RuntimeError):
+    """An update found a row in a state it may not leave that way: a bug, never overwritten."""
+
+
+def _leaving(kind: str, sources: Iterable[str], target: str) -> list[str]:
+    """The states an update leaves, checked against :data:`TRANSITIONS`; returns them as a list."""
+    sources = list(sources)
+    for source in sources:
+        if target not in TRANSITIONS[kind][source]:
+            raise LedgerStateError(f"a {kind} cannot go from {source} to {target}")
+    return sources
+
+
+def _expect_one(cursor: sqlite3.Cursor, what: str) -> None:
+    if cursor.rowcount != 1:
+        raise LedgerStateError(f"{what}: expected one row in an allowed state, found {cursor.rowcount}")
 DEFAULT_LIST = "default"
 WEBHOOK_MEMORY = timedelta(days=30)  # how long a webhook call's one-time id is remembered
 
@@ -159,6 +228,55 @@ def m004_consent_and_suppression(db: sqlite_utils.Database) -> None:
         "SELECT ?, sha256_hex(email), status, updated_at FROM subscribers WHERE status = ?",
         [DEFAULT_LIST, UNSUBSCRIBED],
     )
+
+
+_STATE_COLUMNS = {
+    "subscribers": ("status", SubscriberStatus),
+    "issues": ("status", IssueState),
+    "chunks": ("state", [state for state in DeliveryState if state != SKIPPED]),
+    "deliveries": ("state", DeliveryState),
+}
+
+
+@MIGRATIONS(transactional=False)
+def m005_state_checks(db: sqlite_utils.Database) -> None:
+    """CHECK constraints on every state column, so no write can store a state the code does not know.
+
+    SQLite cannot add a CHECK to an existing table, so each table is rebuilt the documented
+    way (a new table with the constraint, copy, drop, rename, indexes again) in one
+    transaction with foreign keys off, then checked with ``foreign_key_check``.  The values
+    are those of the enums above, frozen here as text so later enum changes need a migration.
+    """
+    conn = db.conn
+    conn.execute("PRAGMA foreign_keys = OFF")  # no effect inside a transaction: set before BEGIN
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for table, (column, states) in _STATE_COLUMNS.items():
+            create = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", [table]).fetchone()[0]
+            if "CHECK" in create:
+                continue  # already rebuilt (a run interrupted after its commit)
+            indexes = [row[0] for row in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", [table]
+            )]  # fmt: skip
+            allowed = ", ".join(f"'{str(state)}'" for state in states)
+            head, _, _ = create.rpartition(")")
+            body = head.split("(", 1)[1]
+            conn.execute(f"CREATE TABLE [{table}_checked] ({body},\n   CHECK ([{column}] IN ({allowed}))\n)")
+            conn.execute(f"INSERT INTO [{table}_checked] SELECT * FROM [{table}]")
+            conn.execute(f"DROP TABLE [{table}]")
+            conn.execute(f"ALTER TABLE [{table}_checked] RENAME TO [{table}]")
+            for index in indexes:
+                conn.execute(index)
+        problems = conn.execute("PRAGMA foreign_key_check").fetchall()
+        if problems:
+            raise sqlite3.IntegrityError(f"foreign keys broken by the rebuild: {problems[:3]}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
 
 
 # Keep this migration last: other migrations are numbered before it.
@@ -415,6 +533,8 @@ class Ledger:
             row = self.subscriber(subscriber_id)
             if row is None or row["status"] == status:
                 return False
+            if status not in TRANSITIONS["subscriber"][row["status"]]:
+                return False  # e.g. a suppressed person never becomes pending again
             changes = {"status": status, "updated_at": stamp}
             if status in SUPPRESSED_STATUSES:
                 changes["unsubscribed_at"] = stamp
@@ -537,6 +657,8 @@ class Ledger:
         """
         stamp = now.isoformat()
         state, note = (ACCEPTED, "assumed delivered (newsletter resolve)") if assume_sent else (PLANNED, None)
+        _leaving("delivery", [IN_FLIGHT, UNKNOWN], state)
+        _leaving("chunk", [IN_FLIGHT, UNKNOWN], state)
         with self._write():
             cursor = self.db.execute(
                 "UPDATE deliveries SET state = ?, error = ?, updated_at = ? WHERE issue_id = ? AND state IN (?, ?)",
@@ -596,7 +718,11 @@ class Ledger:
                     " VALUES (?, 0, ?, ?, 0, ?)",
                     [issue_id, PLANNED, f"{key}:0", stamp],
                 )
-                table.update(issue_id, {"status": SENDING})
+                (source,) = _leaving("issue", [PLANNING], SENDING)
+                _expect_one(
+                    self.db.execute("UPDATE issues SET status = ? WHERE id = ? AND status = ?", [SENDING, issue_id, source]),
+                    f"plan issue {issue_id}",
+                )
                 return self.issue_by_key(key)
             last_id, planned = self.db.execute(
                 "SELECT coalesce(max(subscriber_id), 0), count(*) FROM deliveries WHERE issue_id = ?", [issue_id]
@@ -635,7 +761,14 @@ class Ledger:
                         "SELECT max(subscriber_id) FROM deliveries WHERE issue_id = ?", [issue_id]
                     ).fetchone()[0]
                 if added < SLICE_ROWS:
-                    self.db["issues"].update(issue_id, {"status": SENDING, "recipients": planned})
+                    (source,) = _leaving("issue", [PLANNING], SENDING)
+                    _expect_one(
+                        self.db.execute(
+                            "UPDATE issues SET status = ?, recipients = ? WHERE id = ? AND status = ?",
+                            [SENDING, planned, issue_id, source],
+                        ),
+                        f"plan issue {issue_id}",
+                    )
                     break
         return self.issue_by_key(key)
 
@@ -695,18 +828,25 @@ class Ledger:
                 )
             }
             if left:
+                (source,) = _leaving("delivery", [PLANNED], SKIPPED)
                 self.db.execute(
                     f"""UPDATE deliveries SET state = ?, updated_at = ? WHERE issue_id = ? AND chunk = ? AND state = ?
                         AND subscriber_id IN ({",".join("?" * len(left))})""",
-                    [SKIPPED, stamp, issue_id, chunk, PLANNED, *sorted(left)],
+                    [SKIPPED, stamp, issue_id, chunk, source, *sorted(left)],
                 )
-            self.db.execute(
-                "UPDATE chunks SET state = ?, attempts = attempts + 1, updated_at = ? WHERE issue_id = ? AND number = ?",
-                [IN_FLIGHT, stamp, issue_id, chunk],
+            sources = _leaving("chunk", UNSETTLED, IN_FLIGHT)
+            _expect_one(
+                self.db.execute(
+                    "UPDATE chunks SET state = ?, attempts = attempts + 1, updated_at = ? WHERE issue_id = ? AND number = ?"
+                    " AND state IN (?, ?, ?)",
+                    [IN_FLIGHT, stamp, issue_id, chunk, *sources],
+                ),
+                f"start chunk {chunk} of issue {issue_id}",
             )
+            (source,) = _leaving("delivery", [PLANNED], IN_FLIGHT)
             self.db.execute(
                 "UPDATE deliveries SET state = ?, updated_at = ? WHERE issue_id = ? AND chunk = ? AND state = ?",
-                [IN_FLIGHT, stamp, issue_id, chunk, PLANNED],
+                [IN_FLIGHT, stamp, issue_id, chunk, source],
             )
         return left
 
@@ -716,10 +856,17 @@ class Ledger:
         """Record ``(delivery id, state, provider message id, error)`` for each delivery, then the chunk."""
         stamp = now.isoformat()
         with self._write():
-            for delivery_id, state, message_id, error in outcomes:
-                self.db.execute(
-                    "UPDATE deliveries SET state = ?, provider_message_id = ?, error = ?, updated_at = ? WHERE id = ?",
-                    [state, message_id, error, stamp, delivery_id],
+            for target in {state for _, state, _, _ in outcomes}:
+                _leaving("delivery", UNSETTLED, target)
+            settled = self.db.conn.executemany(
+                "UPDATE deliveries SET state = ?, provider_message_id = ?, error = ?, updated_at = ? WHERE id = ?"
+                " AND issue_id = ? AND chunk = ? AND state IN (?, ?, ?)",
+                [(state, message_id, error, stamp, delivery_id, issue_id, chunk, *UNSETTLED)
+                 for delivery_id, state, message_id, error in outcomes],
+            ).rowcount  # fmt: skip
+            if settled != len(outcomes):
+                raise LedgerStateError(
+                    f"settle chunk {chunk} of issue {issue_id}: {len(outcomes) - settled} deliveries were already settled"
                 )
             left = self.db.execute(
                 "SELECT count(*) FROM deliveries WHERE issue_id = ? AND chunk = ? AND state IN (?, ?, ?)",
@@ -730,37 +877,54 @@ class Ledger:
                 [issue_id, chunk, ACCEPTED],
             ).fetchone()[0]
             state = UNKNOWN if left else (ACCEPTED if accepted else REJECTED)
-            self.db.execute(
-                "UPDATE chunks SET state = ?, updated_at = ? WHERE issue_id = ? AND number = ?",
-                [state, stamp, issue_id, chunk],
+            sources = _leaving("chunk", UNSETTLED, state)
+            # Settling again to the same state is idempotent (reconciliation may have settled it).
+            _expect_one(
+                self.db.execute(
+                    "UPDATE chunks SET state = ?, updated_at = ? WHERE issue_id = ? AND number = ?"
+                    " AND (state IN (?, ?, ?) OR state = ?)",
+                    [state, stamp, issue_id, chunk, *sources, state],
+                ),
+                f"settle chunk {chunk} of issue {issue_id}",
             )
 
     def accept_chunk(self, issue_id: int, chunk: int, reference: str, *, now: datetime) -> None:
         """A whole chunk the provider took at once (audience family), with its reference."""
+        (source,) = _leaving("chunk", [IN_FLIGHT], ACCEPTED)
         with self._write():
-            self.db.execute(
-                "UPDATE chunks SET state = ?, provider_reference = ?, updated_at = ? WHERE issue_id = ? AND number = ?",
-                [ACCEPTED, reference, now.isoformat(), issue_id, chunk],
+            _expect_one(
+                self.db.execute(
+                    "UPDATE chunks SET state = ?, provider_reference = ?, updated_at = ? WHERE issue_id = ? AND number = ?"
+                    " AND state = ?",
+                    [ACCEPTED, reference, now.isoformat(), issue_id, chunk, source],
+                ),
+                f"accept chunk {chunk} of issue {issue_id}",
             )
 
     def release_chunk(self, issue_id: int, chunk: int, *, now: datetime) -> None:
         """Back to ``planned``: the call failed in a way that proves nothing was delivered."""
-        self._set_chunk(issue_id, chunk, PLANNED, now)
+        self._set_chunk(issue_id, chunk, PLANNED, now, leaving=[IN_FLIGHT])
 
     def mark_chunk_unknown(self, issue_id: int, chunk: int, *, now: datetime) -> None:
         """``unknown``: the provider may have the chunk; it must be reconciled before any resend."""
-        self._set_chunk(issue_id, chunk, UNKNOWN, now)
+        self._set_chunk(issue_id, chunk, UNKNOWN, now, leaving=UNSETTLED)
 
-    def _set_chunk(self, issue_id: int, chunk: int, state: str, now: datetime) -> None:
+    def _set_chunk(self, issue_id: int, chunk: int, state: str, now: datetime, *, leaving: Sequence[str]) -> None:
         stamp = now.isoformat()
+        sources = _leaving("chunk", leaving, state)
+        (delivery_source,) = _leaving("delivery", [IN_FLIGHT], state)
         with self._write():
-            self.db.execute(
-                "UPDATE chunks SET state = ?, updated_at = ? WHERE issue_id = ? AND number = ?",
-                [state, stamp, issue_id, chunk],
+            _expect_one(
+                self.db.execute(
+                    f"UPDATE chunks SET state = ?, updated_at = ? WHERE issue_id = ? AND number = ?"
+                    f" AND state IN ({','.join('?' * len(sources))})",
+                    [state, stamp, issue_id, chunk, *sources],
+                ),
+                f"move chunk {chunk} of issue {issue_id} to {state}",
             )
             self.db.execute(
                 "UPDATE deliveries SET state = ?, updated_at = ? WHERE issue_id = ? AND chunk = ? AND state = ?",
-                [state, stamp, issue_id, chunk, IN_FLIGHT],
+                [state, stamp, issue_id, chunk, delivery_source],
             )
 
     def finish_issue(self, issue_id: int, *, now: datetime) -> bool:
@@ -772,7 +936,14 @@ class Ledger:
             ).fetchone()[0]
             if open_left:
                 return False
-            self.db["issues"].update(issue_id, {"status": SENT, "sent_at": now.isoformat()})
+            (source,) = _leaving("issue", [SENDING], SENT)
+            _expect_one(
+                self.db.execute(
+                    "UPDATE issues SET status = ?, sent_at = ? WHERE id = ? AND status = ?",
+                    [SENT, now.isoformat(), issue_id, source],
+                ),
+                f"finish issue {issue_id}",
+            )
             return True
 
     def delivery_counts(self, issue_id: int) -> dict[str, int]:

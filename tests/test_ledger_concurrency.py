@@ -119,7 +119,7 @@ def test_send_import_and_unsubscribes_at_once_lose_nothing(project):
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
         with ThreadPoolExecutor(max_workers=8) as pool:
             answers = list(pool.map(unsubscribe, leaving))
-        sent_out, send_errors = sender.communicate(timeout=300)
+        _, send_errors = sender.communicate(timeout=300)
         imported_out, import_errors = importer.communicate(timeout=300)
     finally:
         for process in (sender, importer):

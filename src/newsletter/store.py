@@ -993,25 +993,6 @@ class Ledger:
                               hint="choose a path in a writable folder") from None
         return target.stat().st_size
 
-
-_FLAG = {UNSUBSCRIBED: "unsubscribe", BOUNCED: "bounce", COMPLAINED: "complaint"}
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
-    return "locked" in str(exc) or "busy" in str(exc)
-
-
-def _is_corrupt(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None and code & 0xFF in (11, 26):  # SQLITE_CORRUPT, SQLITE_NOTADB
-        return True
-    message = str(exc)
-    return "malformed" in message or "not a database" in message
-
-
     # -- webhook replay guard ---------------------------------------------------------------------
 
     def remember_webhook(self, provider: str, replay_id: str, body_sha256: str, *, now: datetime) -> str:
@@ -1034,6 +1015,24 @@ def _is_corrupt(exc: sqlite3.Error) -> bool:
         """Undo :meth:`remember_webhook` when applying the call failed, so the provider's retry applies it."""
         with self._write():
             self.db.execute("DELETE FROM webhook_calls WHERE provider = ? AND replay_id = ?", [provider, replay_id])
+
+
+_FLAG = {UNSUBSCRIBED: "unsubscribe", BOUNCED: "bounce", COMPLAINED: "complaint"}
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _is_corrupt(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (11, 26):  # SQLITE_CORRUPT, SQLITE_NOTADB
+        return True
+    message = str(exc)
+    return "malformed" in message or "not a database" in message
 
 
 def _ledger_error(exc: sqlite3.Error, path: Path, action: str = "write") -> LedgerError:

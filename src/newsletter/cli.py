@@ -178,8 +178,11 @@ def preview(state: State, slug: str | None, open_browser: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Render every message; send and record nothing.")
 @click.option("--test-to", metavar="ADDRESS", help="Send one copy, subject prefixed [TEST], to ADDRESS; record nothing.")
 @click.option("--correction", is_flag=True, help="Send SLUG again, marked as a correction, to those who received it.")
+@click.option("--new-issue", is_flag=True, help="Send a post whose slug or content was already sent under another id.")
 @pass_state
-def send(state: State, slug: str | None, yes: bool, dry_run: bool, test_to: str | None, correction: bool) -> None:
+def send(
+    state: State, slug: str | None, yes: bool, dry_run: bool, test_to: str | None, correction: bool, new_issue: bool
+) -> None:
     """Send the newest published post as an email issue, exactly once.
 
     Prints the plan (post, subject, provider, recipients) and sends only with
@@ -188,7 +191,10 @@ def send(state: State, slug: str | None, yes: bool, dry_run: bool, test_to: str 
     send is always finished first, never re-sending what the ledger records as
     delivered.  One send runs at a time: a second one exits at once (exit 4).
     With --test-to, any post (drafts too) goes to one address through the
-    configured provider and nothing is marked sent.
+    configured provider and nothing is marked sent.  A post whose id was sent
+    under another slug, or whose slug or content was sent under another id,
+    is refused (an edited id must not mail everyone again); --new-issue says
+    it really is a new issue.
 
     \b
     Examples:
@@ -196,13 +202,14 @@ def send(state: State, slug: str | None, yes: bool, dry_run: bool, test_to: str 
       newsletter send --dry-run                  # the plan, nothing sent
       newsletter send --yes                      # from cron or CI
       newsletter send --correction SLUG --yes    # an edited post, again
+      newsletter send --new-issue SLUG --yes     # a new issue reusing a sent slug
     """
     project = state.project()
     if test_to is not None:
         tested = project.send_test(test_to, slug)
         click.echo(f"Test copy of «{tested.post.title}» sent to {tested.address} through {tested.provider}; nothing recorded.")
         return
-    planned = project.plan(slug, correction=correction, dry_run=dry_run)
+    planned = project.plan(slug, correction=correction, new_issue=new_issue, dry_run=dry_run)
     if planned.took_over_from is not None:
         click.echo(f"Note: took over the lock left by pid {planned.took_over_from}, which is gone.", err=True)
     for line in planned.lines:

@@ -7,8 +7,10 @@ message (SEC-08).
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import stat
 import tomllib
 import uuid
 from dataclasses import dataclass, field
@@ -26,6 +28,69 @@ from .textutil import has_xml_forbidden, header_break, is_dot_atom, is_email_add
 CONFIG_FILE = "newsletter.toml"
 ID_PREFIXES = ("tag:", "urn:uuid:", "https:", "http:")
 _HOST = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]+", re.IGNORECASE)
+# Bounds on what the TOML parser is given and may return: a config is a few KB, a few levels deep.
+MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_DEPTH = 8
+LARGEST_INTEGER = 2**63 - 1  # what SQLite and every provider API can hold
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Setting values a provider reads as text (any other type is a config error, not a crash).
+PROVIDER_TEXT_SETTINGS = frozenset(
+    {
+        "host", "security", "username", "envelope_from", "ca_file", "path", "base_url", "domain", "region",
+        "api_version", "message_stream", "transactional_stream", "webhook_user",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NumberRange:
+    """The values a config number may take: finite, from ``minimum`` to ``maximum``."""
+
+    minimum: float
+    maximum: float
+    example: float
+    whole: bool = False
+    unit: str = ""
+
+    def describe(self) -> str:
+        kind = "a whole number" if self.whole else "a number"
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{kind} from {_plain(self.minimum)} to {_plain(self.maximum)}{unit}"
+
+    def admits(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if isinstance(value, float) and (not math.isfinite(value) or (self.whole and not value.is_integer())):
+            return False
+        return self.minimum <= value <= self.maximum
+
+
+# Every number newsletter.toml may hold, by key: ``[send]`` keys, then keys of any ``[providers.NAME]``.
+SEND_NUMBERS = {
+    "retry_attempts": NumberRange(1, 100, 8, whole=True),
+    "retry_base_delay": NumberRange(0, 600, 1, unit="seconds"),
+    "retry_max_delay": NumberRange(0, 3600, 60, unit="seconds"),
+    "retry_deadline": NumberRange(0, 86_400, 600, unit="seconds"),
+}
+PROVIDER_NUMBERS = {
+    "port": NumberRange(1, 65_535, 587, whole=True),
+    "timeout": NumberRange(0.01, 3600, 30, unit="seconds"),
+    "batch_size": NumberRange(1, 1_000_000, 100, whole=True),
+}
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def number_range(key: str) -> NumberRange | None:
+    """The range of the config number at dotted ``key`` (``send.retry_attempts``, ``providers.smtp.port``)."""
+    table, _, name = key.rpartition(".")
+    if table == "send":
+        return SEND_NUMBERS.get(name)
+    if table.startswith("providers.") and table.count(".") == 1:
+        return PROVIDER_NUMBERS.get(name)
+    return None
 
 
 class Secret:
@@ -146,6 +211,12 @@ def is_permanent_id(value: str) -> bool:
 
 def secret(variable: str, environ: Mapping[str, str] | None = None) -> Secret:
     """Read a secret from the environment, or say which variable to set."""
+    if not isinstance(variable, str) or not _ENV_NAME.fullmatch(variable):
+        raise ConfigError(
+            f"{str(variable)[:60]!r} is not the name of an environment variable",
+            where=CONFIG_FILE,
+            hint='write the variable\'s name in quotes, e.g. "NEWSLETTER_TOKEN_KEY"',
+        )
     env = os.environ if environ is None else environ
     value = env.get(variable, "")
     if not value.strip():
@@ -174,23 +245,133 @@ def find_config(start: Path | None = None) -> Path:
 
 
 def load_config(path: Path) -> Config:
-    """Read and validate ``newsletter.toml``; every mistake names its field."""
+    """Read and validate ``newsletter.toml``; every mistake names its field.
+
+    The parser is bounded: the file's size, its nesting depth (no RecursionError),
+    integers SQLite can hold and finite floats only (see :func:`check_shape`).
+    """
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(_read_bounded(path).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError("file not found", where=str(path), hint="pass --config with the path of newsletter.toml")
     except UnicodeDecodeError:
         raise ConfigError("not valid UTF-8", where=str(path), hint="save the file as UTF-8")
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML ({exc})", where=str(path), hint="fix the TOML syntax at that line")
+    except RecursionError:
+        raise ConfigError(
+            f"nested too deeply for a config (at most {MAX_CONFIG_DEPTH} levels of tables and arrays)",
+            where=str(path), hint="flatten the arrays and inline tables",
+        )  # fmt: skip
+    except ValueError:  # tomllib's own: an integer of over 4300 digits
+        raise ConfigError(
+            "holds a number too long to read", where=str(path), hint=f"numbers stay below {LARGEST_INTEGER:,}"
+        )
     except OSError as exc:
         raise ConfigError(f"cannot read ({exc.strerror})", where=str(path), hint="check the file's permissions")
     return parse_config(raw, root=path.resolve().parent, source=str(path))
 
 
+def _read_bounded(path: Path) -> bytes:
+    """The file's bytes, refusing anything but a regular file of at most :data:`MAX_CONFIG_BYTES`."""
+    with open(path, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ConfigError("is not a regular file", where=str(path), hint="pass --config with the path of newsletter.toml")
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"is over {MAX_CONFIG_BYTES // 1_000_000} MB; a config is a few KB",
+            where=str(path), hint="check that --config names newsletter.toml",
+        )  # fmt: skip
+    return data
+
+
+def check_shape(raw: Mapping[str, Any], source: str) -> None:
+    """Every value of the parsed file, whatever its key: bounded depth, finite numbers SQLite can
+    hold, text without control characters, environment variable names that are names.
+
+    Walked with an explicit stack, so no input can exhaust the recursion limit.
+    """
+    stack: list[tuple[str, Any, int]] = [("", raw, 0)]
+    while stack:
+        key, value, depth = stack.pop()
+        where = f"{source}: {key or 'the top level'}"
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(
+                f"is nested more than {MAX_CONFIG_DEPTH} levels deep", where=where, hint="flatten the tables and arrays"
+            )
+        if isinstance(value, dict):
+            for name, item in value.items():
+                if has_xml_forbidden(name):
+                    raise ConfigError("a key holds a control character", where=where, hint="retype the key")
+                stack.append((f"{key}.{name}" if key else name, item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((f"{key}[{index}]", item, depth + 1) for index, item in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            allowed = number_range(key)
+            if allowed is not None:
+                problem, hint = f"must be {allowed.describe()} (got {value})", f"e.g. {_last(key)} = {_plain(allowed.example)}"
+            else:
+                problem, hint = f"is {value}, not a finite number", "write a plain number"
+            raise ConfigError(problem, where=where, hint=hint)
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > LARGEST_INTEGER:
+            raise ConfigError("is too large a number", where=where, hint=f"numbers stay below {LARGEST_INTEGER:,}")
+        elif isinstance(value, str) and has_xml_forbidden(value):
+            raise ConfigError(
+                "contains a control character (or NUL)", where=where,
+                hint="remove it (often an invisible character pasted by accident)",
+            )  # fmt: skip
+        if key.endswith("_env") and not (isinstance(value, str) and _ENV_NAME.fullmatch(value)):
+            raise ConfigError(
+                "must name an environment variable", where=where, hint=f'e.g. {_last(key)} = "NEWSLETTER_KEY"'
+            )
+
+
+def _last(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def _provider_tables(raw: Mapping[str, Any], source: str) -> dict[str, dict[str, Any]]:
+    """``[providers.NAME]`` tables, each checked: a table, its numbers in range, its text settings text."""
+    providers = raw.get("providers", {})
+    if not isinstance(providers, dict):
+        raise ConfigError(
+            "must be a table of [providers.NAME] tables", where=f"{source}: providers",
+            hint="write each provider's settings under its own [providers.NAME] header",
+        )  # fmt: skip
+    for name, settings in providers.items():
+        where = f"{source}: providers.{name}"
+        if not isinstance(settings, dict):
+            raise ConfigError(
+                "must be a table of settings", where=where, hint=f"write its settings under a [providers.{name}] header"
+            )
+        for key, value in settings.items():
+            if key in PROVIDER_NUMBERS and not PROVIDER_NUMBERS[key].admits(value):
+                raise ConfigError(
+                    f"must be {PROVIDER_NUMBERS[key].describe()} (got {_shown(value)})",
+                    where=f"{where}.{key}", hint=f"e.g. {key} = {_plain(PROVIDER_NUMBERS[key].example)}",
+                )  # fmt: skip
+            if key in PROVIDER_TEXT_SETTINGS and not isinstance(value, str):
+                raise ConfigError("must be a string", where=f"{where}.{key}", hint='write it in "quotes"')
+            if isinstance(value, (dict, list)):
+                raise ConfigError(
+                    "must be a single value (text, number or true/false)", where=f"{where}.{key}",
+                    hint="no provider setting is a table or an array",
+                )  # fmt: skip
+    return providers
+
+
+def _shown(value: Any) -> str:
+    return str(value)[:40] if isinstance(value, (int, float)) else repr(value)[:40]
+
+
 def parse_config(raw: Mapping[str, Any], *, root: Path, source: str = CONFIG_FILE) -> Config:
     """Validate an already-parsed TOML mapping (see :func:`load_config`)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("must hold TOML tables", where=source, hint="start with a [site] table")
+    check_shape(raw, source)
+    providers = _provider_tables(raw, source)
     reader = _Reader(raw, source)
     site = SiteConfig(
         title=reader.text("site", "title", header=True),
@@ -214,12 +395,6 @@ def parse_config(raw: Mapping[str, Any], *, root: Path, source: str = CONFIG_FIL
         reply_to=reader.address("email", "reply_to", default=""),
         unsubscribe_mailto=reader.address("email", "unsubscribe_mailto", default=""),
     )
-    providers = raw.get("providers", {})
-    if not isinstance(providers, dict):
-        raise ConfigError(
-            "must be a table of [providers.NAME] tables", where=f"{source}: providers",
-            hint="write each provider's settings under its own [providers.NAME] header",
-        )  # fmt: skip
     return Config(
         root=root,
         site=site,
@@ -234,7 +409,7 @@ def parse_config(raw: Mapping[str, Any], *, root: Path, source: str = CONFIG_FIL
         token_key_env=reader.text("send", "token_key_env", default="NEWSLETTER_TOKEN_KEY"),
         providers=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in providers.items()}),
         retry=RetryPolicy(
-            max_attempts=int(reader.number("send", "retry_attempts", default=8, minimum=1)),
+            max_attempts=int(reader.number("send", "retry_attempts", default=8)),
             base_delay=reader.number("send", "retry_base_delay", default=1.0),
             max_delay=reader.number("send", "retry_max_delay", default=60.0),
             deadline=reader.number("send", "retry_deadline", default=600.0),
@@ -298,10 +473,15 @@ class _Reader:
             raise ConfigError("is empty", where=self._where(table, key), hint=f"give {table}.{key} a value")
         return value.strip()
 
-    def number(self, table: str, key: str, *, default: float, minimum: float = 0) -> float:
+    def number(self, table: str, key: str, *, default: float) -> float:
+        """A number of :data:`SEND_NUMBERS`: finite and in its range, or an error naming the range."""
         value = self._value(table, key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-            raise ConfigError(f"must be a number ≥ {minimum}", where=self._where(table, key), hint=f"e.g. {key} = {default}")
+        allowed = SEND_NUMBERS[key]
+        if not allowed.admits(value):
+            raise ConfigError(
+                f"must be {allowed.describe()} (got {_shown(value)})", where=self._where(table, key),
+                hint=f"e.g. {key} = {_plain(allowed.example)}",
+            )  # fmt: skip
         return float(value)
 
     def whole(self, table: str, key: str, *, default: int, maximum: int) -> int:

@@ -8,10 +8,13 @@ downstream (feed, web pages, email) reads the same sanitized, absolute-URL HTML.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urljoin, urlsplit
@@ -28,7 +31,16 @@ from .textutil import check_header_value, xml_safe
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MAX_SLUG_LENGTH = 100
 MAX_POST_BYTES = 2_000_000
+# Bounds on the parsers, so that no post can make one hang, recurse or blow up (issue 10).
+MAX_FRONT_MATTER_BYTES = 64_000
+MAX_YAML_ALIASES = 10  # a "billion laughs" needs many; real front matter needs none
+MAX_YAML_DEPTH = 10  # front matter is flat: fields, and lists of tags
+MAX_NESTING = 50  # HTML elements inside one another; the email template adds ~15, libxml2 stops at 256
+# Past this many unclosed tags the raw HTML is refused before the sanitizer (whose time grows
+# with the square of the depth) ever sees it; MAX_NESTING is then checked exactly on its output.
+MAX_RAW_NESTING = 1000
 FAR_FUTURE = timedelta(days=5 * 366)
+EARLIEST_YEAR = 1900  # before it, converting a date to UTC can overflow datetime's range
 SUMMARY_LENGTH = 200
 KNOWN_FIELDS = {"title", "slug", "id", "date", "updated", "author", "tags", "summary", "preheader", "draft"}
 
@@ -48,6 +60,19 @@ ALLOWED_ATTRIBUTES = {
 }
 URL_SCHEMES = {"http", "https", "mailto"}
 URL_ATTRIBUTES = {"href", "src"}
+# Attributes read as numbers downstream (the plain-text part, mail clients): plain ASCII
+# digits of a sane length, or the attribute is dropped (``<ol start="²">`` is not a number).
+NUMERIC_ATTRIBUTES = {
+    "start": re.compile(r"-?[0-9]{1,9}"),
+    "colspan": re.compile(r"[0-9]{1,4}"),
+    "rowspan": re.compile(r"[0-9]{1,4}"),
+    "width": re.compile(r"[0-9]{1,5}"),
+    "height": re.compile(r"[0-9]{1,5}"),
+}
+# Elements with no end tag; elements whose end tag is implied (by a sibling), in raw HTML.
+_VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
+_END_IMPLIED = frozenset("p li dt dd tr td th option optgroup thead tbody tfoot colgroup rb rt rp".split())
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)[^>]*?(/?)>")
 
 
 @dataclass(frozen=True)
@@ -79,8 +104,12 @@ class Post:
         return not self.draft and self.date <= now
 
 
-class _StringDatesLoader(yaml.SafeLoader):
-    """SafeLoader that leaves dates as strings, so a missing zone can be caught."""
+# libyaml's parser when PyYAML was built with it (faster, and it has its own nesting limit).
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StringDatesLoader(_SafeLoader):
+    """The safe loader, leaving dates as strings so that a missing zone can be caught."""
 
 
 _StringDatesLoader.yaml_implicit_resolvers = {
@@ -88,7 +117,20 @@ _StringDatesLoader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
-_markdown = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough")
+
+
+def _parser(max_nesting: int) -> MarkdownIt:
+    return MarkdownIt("commonmark", {"html": True, "maxNesting": max_nesting}).enable("table").enable("strikethrough")
+
+
+# markdown-it silently drops blocks nested past ``maxNesting`` (commonmark preset: 20), so the
+# block phase runs deeper than MAX_NESTING, and the HTML depth check refuses what is too deep.
+# The inline phase keeps 20: its time on a run of "[" grows with maxNesting.
+_markdown = _parser(20)
+_deep_blocks = _parser(2 * MAX_NESTING + 4)
+_markdown.core.ruler.at(
+    "block", lambda state: _deep_blocks.block.parse(state.src, _deep_blocks, state.env, state.tokens)
+)
 
 
 def read_posts(config: Config) -> list[Post]:
@@ -135,16 +177,7 @@ def _source_name(path: Path) -> str:
 def read_post(path: Path, config: Config) -> Post:
     """Parse one Markdown file; every mistake names the file and the field."""
     where = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise PostError(f"cannot read ({exc.strerror})", where=where, hint="check the file's permissions")
-    if len(raw) > MAX_POST_BYTES:
-        raise PostError(
-            f"is {len(raw) / 1e6:.1f} MB; posts over {MAX_POST_BYTES // 1_000_000} MB are refused",
-            where=where,
-            hint="split the post; an email over 102 KB is clipped by Gmail anyway",
-        )
+    raw = _read_bounded(path, where)
     if b"\x00" in raw:
         raise PostError("is a binary file, not Markdown", where=where, hint="remove it from the content folder")
     try:
@@ -156,6 +189,25 @@ def read_post(path: Path, config: Config) -> Post:
     return _build_post(path, meta, body, config)
 
 
+def _read_bounded(path: Path, where: str) -> bytes:
+    """A regular file of at most :data:`MAX_POST_BYTES` (a FIFO or ``/dev/zero`` is never read)."""
+    try:
+        with open(path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise PostError("is not a regular file", where=where, hint="remove it from the content folder")
+            raw = handle.read(MAX_POST_BYTES + 1)
+    except OSError as exc:
+        raise PostError(f"cannot read ({exc.strerror})", where=where, hint="check the file's permissions")
+    if len(raw) > MAX_POST_BYTES:
+        raise PostError(
+            f"is {max(info.st_size, len(raw)) / 1e6:.1f} MB; posts over {MAX_POST_BYTES // 1_000_000} MB are refused",
+            where=where,
+            hint="split the post; an email over 102 KB is clipped by Gmail anyway",
+        )
+    return raw
+
+
 def _split_front_matter(text: str, where: str) -> tuple[dict[str, Any], str]:
     lines = text.split("\n")
     if not lines or lines[0].rstrip() != "---":
@@ -164,18 +216,49 @@ def _split_front_matter(text: str, where: str) -> tuple[dict[str, Any], str]:
         end = next(i for i, line in enumerate(lines[1:], start=1) if line.rstrip() == "---")
     except StopIteration:
         raise PostError("front matter is not closed", where=where, hint="add a --- line after the YAML fields")
-    try:
-        meta = yaml.load("\n".join(lines[1:end]), Loader=_StringDatesLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 2}: " if mark else ""
-        problem = getattr(exc, "problem", None) or "cannot be parsed"
-        raise PostError(f"{line}invalid YAML front matter ({problem})", where=where, hint="fix the YAML syntax")
+    meta = load_front_matter("\n".join(lines[1:end]), where)
     if meta is None:
         meta = {}
     if not isinstance(meta, dict):
         raise PostError("front matter must be YAML fields (key: value)", where=where, hint="write one key: value per line")
     return meta, "\n".join(lines[end + 1 :])
+
+
+def load_front_matter(text: str, where: str) -> Any:
+    """YAML with bounds: its size, its aliases and its nesting are checked on the parser's
+    events (iterative, linear) before anything is built, so no input hangs or recurses."""
+    if len(text.encode("utf-8")) > MAX_FRONT_MATTER_BYTES:
+        raise PostError(
+            f"front matter is over {MAX_FRONT_MATTER_BYTES // 1000} KB",
+            where=where, hint="keep the fields short; the text goes after the closing ---",
+        )  # fmt: skip
+    try:
+        aliases = depth = 0
+        for event in yaml.parse(text, Loader=_StringDatesLoader):
+            if isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_YAML_ALIASES:
+                    raise PostError(
+                        f"front matter uses more than {MAX_YAML_ALIASES} YAML aliases (*name)",
+                        where=where, hint="write the values out instead of repeating them with aliases",
+                    )  # fmt: skip
+            elif isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise PostError(
+                        f"front matter is nested more than {MAX_YAML_DEPTH} levels deep",
+                        where=where, hint="write one key: value per line (tags as a simple list)",
+                    )  # fmt: skip
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        return yaml.load(text, Loader=_StringDatesLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 2}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise PostError(f"{line}invalid YAML front matter ({problem})", where=where, hint="fix the YAML syntax")
+    except ValueError:  # int() of a number over 4300 digits, in the YAML constructor
+        raise PostError("front matter holds a number too long to read", where=where, hint="quote it as text")
 
 
 def _build_post(path: Path, meta: dict[str, Any], body: str, config: Config) -> Post:
@@ -184,7 +267,7 @@ def _build_post(path: Path, meta: dict[str, Any], body: str, config: Config) -> 
     unknown = sorted(set(map(str, meta)) - KNOWN_FIELDS)
     if unknown:
         raise PostError(
-            f"unknown front matter field {unknown[0]!r}",
+            f"unknown front matter field {unknown[0][:60]!r}",
             where=where,
             hint=f"use only: {', '.join(sorted(KNOWN_FIELDS))}",
         )
@@ -204,7 +287,7 @@ def _build_post(path: Path, meta: dict[str, Any], body: str, config: Config) -> 
     tags = field.tags()
     draft = field.flag("draft")
     url = config.site.post_url(slug)
-    html = render_markdown(body, base_url=config.site.base_url, page_url=url)
+    html = render_markdown(body, base_url=config.site.base_url, page_url=url, source=where)
     summary = field.line("summary") or _summarise(html)
     return Post(
         source=path,
@@ -224,7 +307,7 @@ def _build_post(path: Path, meta: dict[str, Any], body: str, config: Config) -> 
     )
 
 
-def render_markdown(markdown: str, *, base_url: str, page_url: str | None = None) -> str:
+def render_markdown(markdown: str, *, base_url: str, page_url: str | None = None, source: str = "") -> str:
     """CommonMark → sanitized HTML with every link and image made absolute.
 
     Relative URLs resolve against the post's own URL (``page_url``), as a browser
@@ -232,22 +315,33 @@ def render_markdown(markdown: str, *, base_url: str, page_url: str | None = None
     ``<base_url><slug>/photo.jpg`` everywhere, the email included.  A path from the
     root (``/static.png``) starts at ``base_url``, the site root, even when the site
     lives in a sub-folder of its host.
+    Markup nested more than :data:`MAX_NESTING` deep is refused (a
+    :class:`PostError` naming ``source``): past libxml2's limit the email
+    inliner would cut the footer off.
     """
 
     def absolute(tag: str, attribute: str, value: str) -> str | None:
+        if attribute in NUMERIC_ATTRIBUTES:
+            value = value.strip()
+            return value if NUMERIC_ATTRIBUTES[attribute].fullmatch(value) else None
         if attribute in URL_ATTRIBUTES:
             value = value.strip()
-            if value.startswith("/") and not value.startswith("//"):
-                resolved = urljoin(base_url, value.lstrip("/"))
-            else:
-                resolved = urljoin(page_url or base_url, value)
-            if urlsplit(resolved).scheme not in URL_SCHEMES:
+            try:
+                if value.startswith("/") and not value.startswith("//"):
+                    resolved = urljoin(base_url, value.lstrip("/"))
+                else:
+                    resolved = urljoin(page_url or base_url, value)
+                scheme = urlsplit(resolved).scheme
+            except ValueError:  # "http://[oops": no URL at all
                 return None
-            return resolved
+            return resolved if scheme in URL_SCHEMES else None
         return value
 
+    rendered = _markdown.render(xml_safe(markdown))
+    if _rough_depth(rendered) > MAX_RAW_NESTING:
+        raise _too_deep(source)
     cleaned = nh3.clean(
-        _markdown.render(xml_safe(markdown)),
+        rendered,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes=URL_SCHEMES,
@@ -256,9 +350,55 @@ def render_markdown(markdown: str, *, base_url: str, page_url: str | None = None
         strip_comments=True,
         clean_content_tags={"script", "style"},
     )
+    if nesting_depth(cleaned) > MAX_NESTING:
+        raise _too_deep(source)
     # The serializer writes U+00A0 as "&nbsp;"; French text keeps its real no-break spaces.
     # Character references (&#x1b;) decoded by the sanitizer are stripped again (ATOM-31).
     return xml_safe(cleaned.replace("&nbsp;", "\u00a0")).strip()
+
+
+def _too_deep(source: str) -> PostError:
+    return PostError(
+        f"nests blockquotes, lists or HTML tags more than {MAX_NESTING} levels deep",
+        where=source or "the post", hint=f"flatten it to at most {MAX_NESTING} levels",
+    )  # fmt: skip
+
+
+def _rough_depth(html: str) -> int:
+    """An upper bound of the nesting of raw, perhaps unclosed HTML (linear, no parser)."""
+    depth = deepest = 0
+    for match in _TAG.finditer(html):
+        closing, name, self_closing = match.group(1), match.group(2).lower(), match.group(3)
+        if name in _VOID or name in _END_IMPLIED or self_closing:
+            continue
+        depth = max(0, depth - 1) if closing else depth + 1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+class _DepthGauge(HTMLParser):
+    """How deep elements nest in well-formed (sanitized) HTML."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.depth = self.deepest = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag not in _VOID:
+            self.depth += 1
+            self.deepest = max(self.deepest, self.depth)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in _VOID:
+            self.depth = max(0, self.depth - 1)
+
+
+def nesting_depth(html: str) -> int:
+    """The deepest nesting of elements in sanitized HTML (whose every element is closed)."""
+    gauge = _DepthGauge()
+    gauge.feed(html)
+    gauge.close()
+    return gauge.deepest
 
 
 def _summarise(html: str) -> str:
@@ -278,6 +418,15 @@ class _FieldReader:
 
     def fail(self, name: str, problem: str, hint: str) -> PostError:
         return PostError(f"field {name!r} {problem}", where=self.where, hint=hint)
+
+    @staticmethod
+    def shown(value: Any, length: int = 60) -> str:
+        """A short quotation of a value for a message (never the whole of a list or table)."""
+        if isinstance(value, list):
+            return "a list"
+        if isinstance(value, (dict, set)):
+            return "a table of fields"
+        return repr(value if isinstance(value, str) else str(value))[:length]
 
     def line(self, name: str, *, required: bool = False) -> str:
         value = self.meta.get(name)
@@ -299,7 +448,7 @@ class _FieldReader:
         if not isinstance(value, str) or len(value) > MAX_SLUG_LENGTH or not SLUG_PATTERN.fullmatch(value):
             raise self.fail(
                 "slug",
-                f"{str(value)[:60]!r} is not a valid slug",
+                f"{self.shown(value)} is not a valid slug",
                 "use lowercase letters, digits and single hyphens, e.g. my-first-post (SEC-05)",
             )
         return value
@@ -313,7 +462,7 @@ class _FieldReader:
                 f'add "id: urn:uuid:{uuid.uuid4()}" to the front matter once and never change it (ATOM-15)',
             )
         if not is_permanent_id(value):
-            raise self.fail("id", f"{str(value)[:60]!r} is not a permanent id", "use a tag: URI or urn:uuid: id")
+            raise self.fail("id", f"{self.shown(value)} is not a permanent id", "use a tag: URI or urn:uuid: id")
         return value
 
     def date(self, name: str, config: Config, *, required: bool = False) -> datetime | None:
@@ -323,9 +472,15 @@ class _FieldReader:
                 raise self.fail(name, "is missing", f"add '{name}: \"2013-03-18T09:12:00+01:00\"'")
             return None
         try:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError(value)
             when = datetime.fromisoformat(str(value).strip())
         except ValueError:
-            raise self.fail(name, f"{str(value)[:40]!r} is not a valid date", 'write it as "2013-03-18T09:12:00+01:00"')
+            raise self.fail(
+                name, f"{self.shown(value, 40)} is not a valid date", 'write it as "2013-03-18T09:12:00+01:00"'
+            )
+        if when.year < EARLIEST_YEAR:
+            raise self.fail(name, f"{value!r} is before {EARLIEST_YEAR}", "check the year")
         if when.tzinfo is None or when.utcoffset() is None:
             raise self.fail(
                 name,

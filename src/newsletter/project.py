@@ -251,7 +251,9 @@ class Newsletter:
             send_test(self.config, issue, provider, keys, address, self.clock, self.config.retry)
             return TestSendReport(post, address, provider.name)
 
-    def plan(self, slug: str | None = None, *, correction: bool = False, dry_run: bool = False) -> PlannedSend:
+    def plan(
+        self, slug: str | None = None, *, correction: bool = False, new_issue: bool = False, dry_run: bool = False
+    ) -> PlannedSend:
         """Choose and render the next send (or resume an unfinished one); records nothing.
 
         Unless ``dry_run``, the send lock is taken here and held by the plan, so no
@@ -268,7 +270,7 @@ class Newsletter:
                 lock = stack.enter_context(SendLock(self.lock_path))
                 if lock.took_over:
                     took_over_from = (lock.previous or {}).get("pid")
-            choice = choose(self.posts(), self.ledger, self.clock(), slug, correction=correction)
+            choice = choose(self.posts(), self.ledger, self.clock(), slug, correction=correction, new_issue=new_issue)
             provider = self._provider(stack)
             subscribers = self.ledger.count_subscribers(ACTIVE)
             plan = plan_send(self.config, self.ledger, choice, self._environment(), provider, subscribers=subscribers)

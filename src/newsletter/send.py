@@ -8,6 +8,7 @@ again.  Nothing here retries blindly.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable, Sequence
@@ -68,8 +69,12 @@ class SendReport:
 
 
 def sent_record(ledger: Ledger, post: Post) -> IssueRecord | None:
-    """The ledger's record that ``post`` went out (or was marked sent), if any."""
-    return next((r for r in ledger.issues_for_post(post.id) if r.status in DONE_STATES), None)
+    """The ledger's record that ``post`` went out (or was marked sent) under its id and its slug."""
+    return next((r for r in _done_under_id(ledger, post) if r.slug == post.slug), None)
+
+
+def _done_under_id(ledger: Ledger, post: Post) -> list[IssueRecord]:
+    return [r for r in ledger.issues_for_post(post.id) if r.status in DONE_STATES]
 
 
 def audience_of(record: IssueRecord) -> str:
@@ -101,7 +106,13 @@ class Choice:
 
 
 def choose(
-    posts: Sequence[Post], ledger: Ledger, now: datetime, slug: str | None = None, *, correction: bool = False
+    posts: Sequence[Post],
+    ledger: Ledger,
+    now: datetime,
+    slug: str | None = None,
+    *,
+    correction: bool = False,
+    new_issue: bool = False,
 ) -> Choice:
     """The send to do now.
 
@@ -109,16 +120,24 @@ def choose(
     newest published post: older unsent posts are never picked implicitly
     (that would mail the back catalogue), and a post already sent is refused,
     never sent twice; an edited one can be sent again only as an explicit
-    correction.
+    correction.  A post is recognised by its id, its slug and its content: a
+    sent id under a new slug, or a sent slug or content under a new id, stops
+    the send (an edited ``id:`` must not mail everyone again) unless
+    ``new_issue`` says the post is a new issue.
     """
+    if new_issue and correction:
+        raise UsageError("--new-issue and --correction contradict each other", hint="choose one of them")
     unfinished = ledger.unfinished_issues()
     if unfinished:
         record = unfinished[0]
         post = next((p for p in posts if p.id == record.post_id), None)
         if post is None:
+            renamed = next((p for p in posts if p.slug == record.slug), None)
+            hint = "restore its post, or settle it with 'newsletter resolve'"
+            if renamed is not None:
+                hint = f"put back id: {record.post_id} in {renamed.source.name}, or settle it with 'newsletter resolve'"
             raise SendConflict(
-                f"the unfinished issue «{record.subject}» has no post any more (id {record.post_id})",
-                hint="restore its post, or settle it with 'newsletter resolve'",
+                f"the unfinished issue «{record.subject}» has no post any more (id {record.post_id})", hint=hint
             )
         if slug is not None and slug != post.slug:
             raise SendConflict(
@@ -139,20 +158,64 @@ def choose(
         raise NothingToSend("no published post to send", hint="add a post without draft: true and a past date")
     else:
         post = candidates[0]
-    record = sent_record(ledger, post)
+    done = _done_under_id(ledger, post)
     if correction:
-        return _correction_of(post, ledger, record)
+        return _correction_of(post, ledger, done[0] if done else None)
+    record = next((r for r in done if r.slug == post.slug), None)
     if record is not None:
-        when = record.sent_at or record.created_at
-        how = "marked as sent" if record.status == MARKED else f"sent to {audience_of(record)} via {record.provider}"
-        message = f"«{post.title}» ({post.slug}) was already {how} on {when}"
+        message = f"«{post.title}» ({post.slug}) was already {_how_sent(record)}"
         if slug is None:
             raise NothingToSend(message, hint="nothing new to send; publish a new post first")
         hint = "an issue is never sent twice"
         if record.content_hash != post.content_hash:
             hint = "it changed since; send it as a correction with 'newsletter send --correction SLUG'"
         raise AlreadySent(message, hint=hint)
+    if done:
+        raise _sent_id_under_new_slug(post, done[0])
+    if not new_issue:
+        _refuse_sent_slug_or_content(ledger, post)
     return Choice(post)
+
+
+def _how_sent(record: IssueRecord) -> str:
+    when = (record.sent_at or record.created_at)[:16].replace("T", " ")
+    if record.status == MARKED:
+        return f"marked as sent on {when}"
+    return f"sent to {audience_of(record)} via {record.provider} on {when}"
+
+
+def _sent_id_under_new_slug(post: Post, earlier: IssueRecord) -> SendConflict:
+    return SendConflict(
+        f"its id {post.id} is that of «{earlier.subject}», {_how_sent(earlier)} with the slug {earlier.slug!r},"
+        f" but its slug is now {post.slug!r}",
+        where=str(post.source),
+        hint=f'a new post needs its own id (id: "urn:uuid:{uuid.uuid4()}"); if it is that post renamed, put back'
+        f" slug: {earlier.slug}, or record the new slug with 'newsletter mark-sent {post.slug}'"
+        f" (or mail the change with 'newsletter send --correction {post.slug}')",
+    )
+
+
+def _refuse_sent_slug_or_content(ledger: Ledger, post: Post) -> None:
+    """A post never sent under its id whose slug or content was sent under another id: its id was
+    probably edited, and sending would mail the same issue to everyone again."""
+    earlier = next(
+        (
+            r
+            for r in ledger.issues_with_slug_or_content(post.slug, post.content_hash)
+            if r.status in DONE_STATES and r.post_id != post.id
+        ),
+        None,
+    )
+    if earlier is None:
+        return
+    same = f"the slug {earlier.slug!r}" if earlier.slug == post.slug else f"the same content (as {earlier.slug!r})"
+    raise SendConflict(
+        f"«{earlier.subject}» was already {_how_sent(earlier)} with {same} under the id {earlier.post_id};"
+        f" this post's id is now {post.id}",
+        where=str(post.source),
+        hint=f"if the id was changed by accident, put back id: {earlier.post_id}; if this is a new issue, send it with"
+        f" 'newsletter send --new-issue {post.slug}'; to record it as sent without mailing, 'newsletter mark-sent {post.slug}'",
+    )
 
 
 def _correction_of(post: Post, ledger: Ledger, record: IssueRecord | None) -> Choice:
@@ -497,7 +560,8 @@ def mark_posts_sent(
         if sent_record(ledger, post) is not None:
             outcomes.append((post.slug, "already sent"))
             continue
-        issue = render_issue(config, post, env)
+        # Keyed by slug too: a renamed post is marked again under the same id and content.
+        issue = render_issue(config, post, env, variant=f"mark-sent:{post.slug}")
         ledger.mark_issue(
             key=issue.key, post_id=post.id, slug=post.slug, content_hash=post.content_hash, subject=issue.subject, now=now
         )

@@ -633,6 +633,11 @@ class Ledger:
         rows = self.db["issues"].rows_where("post_id = ?", [post_id], order_by="id")
         return [IssueRecord(**row) for row in rows]
 
+    def issues_with_slug_or_content(self, slug: str, content_hash: str) -> list[IssueRecord]:
+        """Issues recorded under ``slug`` or with ``content_hash``, whatever their post id, oldest first."""
+        rows = self.db["issues"].rows_where("slug = ? OR content_hash = ?", [slug, content_hash], order_by="id")
+        return [IssueRecord(**row) for row in rows]
+
     def issue_by_key(self, key: str) -> IssueRecord | None:
         rows = list(self.db["issues"].rows_where("key = ?", [key], limit=1))
         return IssueRecord(**rows[0]) if rows else None

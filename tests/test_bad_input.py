@@ -38,7 +38,11 @@ subprocess (so a traceback would really show); then the contract is checked:
 ``*.md`` files      copied into ``content/posts/``; ``newsletter.toml`` replaces the config
 ``config_replace``  ``[[old, new], ...]`` applied to newsletter.toml (old must be present)
 ``config_append``   text appended to newsletter.toml
-``generate``        ``{kind = windows-1252 | binary | empty | pad | garbage-pages | long-field, path, source, size}``
+``generate``        ``{kind = windows-1252 | binary | empty | pad | garbage-pages | long-field, path, source, size}``, or
+                    ``{kind = "repeat", path, head, unit, count, middle, close, tail}``: head, unit ×
+                    count, middle, close × count, tail (deep nesting without a huge file here);
+                    ``append = true`` adds it to the end of an existing file
+``replace``         ``[[replace]] path, old, new``: edit a file of the project (old must be present)
 ``write``           ``[[write]] path, text``; ``mkdir``, ``remove``, ``symlink = [[link, target]]``
 ``env``/``unset_env``  environment changes (``{tmp}``, ``{project}``, ``{resend_key}`` expanded)
 ``cwd``             where to run (default: the project)
@@ -224,6 +228,12 @@ def generate(recipe: dict, case: Case, *, project: Path, tmp: Path) -> None:
         data = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x02X" + bytes(range(256)) * 16
     elif kind == "empty":
         data = b""
+    elif kind == "repeat":
+        count = recipe["count"]
+        parts = (recipe.get("head", ""), recipe["unit"] * count, recipe.get("middle", ""), recipe.get("close", "") * count)
+        data = ("".join(parts) + recipe.get("tail", "")).encode("utf-8")
+        if recipe.get("append"):
+            data = target.read_bytes() + b"\n" + data
     elif kind == "pad":
         head = (case.folder / recipe["source"]).read_bytes()
         paragraph = PAD_PARAGRAPH.encode("utf-8")
@@ -354,6 +364,11 @@ def run_case(case: Case, project: Path, baseline: Path, *, extra_args: tuple[str
             target = where(item["path"], project=project, tmp=tmp)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(item["text"].encode("utf-8"))
+        for item in spec.get("replace", []):
+            target = where(item["path"], project=project, tmp=tmp)
+            text = target.read_text(encoding="utf-8")
+            assert item["old"] in text, f"{case.name}: {item['old']!r} not in {item['path']}"
+            target.write_text(text.replace(item["old"], item["new"]), encoding="utf-8")
         for link, target in spec.get("symlink", []):
             where(link, project=project, tmp=tmp).symlink_to(expand(target, project=project, tmp=tmp))
         if "generate" in spec:

@@ -1,4 +1,4 @@
-"""A post's identity cannot change by accident (issue 10, item 3; SEND-07).
+"""A post's identity cannot change by accident (issue 10, item 3).
 
 The ledger knows a sent post by its id, its slug and its content.  Editing ``id:`` of a sent
 post, or reusing its slug or its text under a new id, stops ``send`` with one line naming the

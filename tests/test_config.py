@@ -1,4 +1,7 @@
-"""newsletter.toml: validation, one-line errors, secrets from the environment (SEC-07/08, LAW-01, INJ-01, ATOM-17/26)."""
+"""newsletter.toml: validation, bounded parsing, one-line errors, secrets from the environment.
+
+Covers SEC-07/08, LAW-01, INJ-01, ATOM-17/26 and issue 10 item 7 (every number finite and in range).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from click.testing import CliRunner
 from conftest import FIXED_NOW, REPO, TOKEN_KEY
 
 from newsletter.cli import State, cli
-from newsletter.config import Secret, parse_config, secret
+from newsletter.config import MAX_CONFIG_DEPTH, PROVIDER_NUMBERS, SEND_NUMBERS, Secret, load_config, parse_config, secret
 from newsletter.errors import ConfigError, SecretMissing
 
 DEMO = tomllib.loads((REPO / "newsletter.toml").read_text(encoding="utf-8"))
@@ -295,3 +298,116 @@ def test_config_repr_holds_no_secret(config, monkeypatch):
     assert TOKEN_KEY not in repr(config) and "retired-key-value" not in repr(config)
     assert "NEWSLETTER_TOKEN_KEY" in (REPO / "newsletter.toml").read_text(encoding="utf-8")
     assert TOKEN_KEY not in (REPO / "newsletter.toml").read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- numbers, shapes and bounds (issue 10, item 7)
+
+
+def with_send(key: str, value) -> object:
+    return parse("send", key, value)
+
+
+def with_provider(name: str, settings) -> object:
+    raw = {table: dict(section) for table, section in DEMO.items()}
+    raw["providers"] = {**raw["providers"], name: settings}
+    return parse_config(raw, root=Path("/srv/lettre"), source="/srv/lettre/newsletter.toml")
+
+
+@pytest.mark.parametrize("key", sorted(SEND_NUMBERS))
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), -1, 10**7, True, "5", [1]])
+def test_every_send_number_is_finite_and_in_range_with_an_error_naming_key_and_range(key, value):
+    allowed = SEND_NUMBERS[key]
+    with pytest.raises(ConfigError) as caught:
+        with_send(key, value)
+    line = caught.value.one_line()
+    assert f"send.{key}" in line and allowed.describe() in line and f"{key} = " in caught.value.hint
+    assert "\n" not in line
+
+
+@pytest.mark.parametrize("key", sorted(SEND_NUMBERS))
+def test_each_send_number_accepts_its_bounds(key):
+    allowed = SEND_NUMBERS[key]
+    for value in (allowed.minimum, allowed.maximum, allowed.example):
+        config = with_send(key, int(value) if allowed.whole else float(value))
+        field = {"retry_attempts": "max_attempts", "retry_base_delay": "base_delay",
+                 "retry_max_delay": "max_delay", "retry_deadline": "deadline"}[key]  # fmt: skip
+        assert getattr(config.retry, field) == value
+
+
+def test_retry_attempts_must_be_whole():
+    with pytest.raises(ConfigError, match="whole number from 1 to 100"):
+        with_send("retry_attempts", 2.5)
+    assert with_send("retry_attempts", 3.0).retry.max_attempts == 3
+
+
+@pytest.mark.parametrize("key", sorted(PROVIDER_NUMBERS))
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0, -1, 10**9, "30", False])
+def test_every_provider_number_is_checked_at_load_for_every_provider(key, value):
+    with pytest.raises(ConfigError) as caught:
+        with_provider("smtp", {"host": "127.0.0.1", key: value})
+    assert f"providers.smtp.{key}" in caught.value.one_line()
+    assert PROVIDER_NUMBERS[key].describe() in caught.value.one_line()
+
+
+@pytest.mark.parametrize("settings", ["outbox", 5, ["a"], True])
+def test_a_providers_entry_that_is_not_a_table_is_a_config_error(settings):
+    with pytest.raises(ConfigError, match="must be a table of settings") as caught:
+        with_provider("smtp", settings)
+    assert caught.value.where.endswith("providers.smtp")
+
+
+@pytest.mark.parametrize(
+    "settings, fragment",
+    [
+        ({"host": ["a"]}, "providers.x.host: must be a string"),
+        ({"path": {"a": 1}}, "providers.x.path: must be a string"),
+        ({"extra": [1, 2]}, "providers.x.extra: must be a single value"),
+        ({"api_key_env": ["A"]}, "providers.x.api_key_env: must name an environment variable"),
+        ({"api_key_env": "NOT A NAME"}, "providers.x.api_key_env: must name an environment variable"),
+        ({"host": "a\x00b"}, "providers.x.host: contains a control character"),
+        ({"big": 2**64}, "providers.x.big: is too large a number"),
+        ({"ratio": float("nan")}, "providers.x.ratio: is nan, not a finite number"),
+    ],
+)
+def test_provider_settings_are_typed_at_load(settings, fragment):
+    with pytest.raises(ConfigError) as caught:
+        with_provider("x", settings)
+    assert fragment in caught.value.one_line()
+
+
+def test_depth_is_bounded_for_any_key():
+    deep: dict = {"b": 1}
+    for _ in range(MAX_CONFIG_DEPTH):
+        deep = {"a": deep}
+    with pytest.raises(ConfigError, match=f"nested more than {MAX_CONFIG_DEPTH} levels deep"):
+        parse("site", "extra", deep)
+    parse("site", "extra", {"a": {"b": [1, [2]]}})  # a few levels are fine
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("x = " + "[" * 5000 + "]" * 5000, "nested too deeply for a config"),
+        ("x = " + "{a=" * 3000 + "1" + "}" * 3000, "nested too deeply for a config"),
+        ("x = " + "9" * 5000, "holds a number too long to read"),
+        ("# " + "x" * 1_100_000, "is over 1 MB"),
+    ],
+    ids=["arrays", "inline-tables", "long-integer", "huge"],
+)
+def test_the_toml_parser_is_bounded(tmp_path, text, fragment):
+    path = tmp_path / "newsletter.toml"
+    path.write_text(text + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=fragment) as caught:
+        load_config(path)
+    assert caught.value.where == str(path)
+
+
+def test_only_a_regular_file_is_read_as_config():
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_config(Path("/dev/zero"))
+
+
+@pytest.mark.parametrize("name", [["NEWSLETTER_TOKEN_KEY"], 42, None, "A B", ""])
+def test_secret_refuses_a_variable_name_that_is_not_one(name):
+    with pytest.raises(ConfigError, match="is not the name of an environment variable"):
+        secret(name, {"A B": "x"})

@@ -431,3 +431,112 @@ def test_long_first_paragraph_is_cut_on_a_word_with_an_ellipsis(config, posts_di
 def test_summary_from_front_matter_wins(config, posts_dir):
     result = read_post(post(posts_dir, "resume", summary='"Mon résumé."', body="Autre chose.\n"), config)
     assert result.summary == "Mon résumé."
+
+
+# ---------------------------------------------------------------- bounded parsers (issue 10, item 7)
+
+
+def test_the_yaml_loader_is_libyamls_when_pyyaml_has_it():
+    import yaml
+
+    from newsletter.content import _StringDatesLoader
+
+    if yaml.__with_libyaml__:
+        assert issubclass(_StringDatesLoader, yaml.CSafeLoader)
+    assert issubclass(_StringDatesLoader, (yaml.SafeLoader, getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+    assert not issubclass(_StringDatesLoader, yaml.FullLoader)
+
+
+def test_front_matter_aliases_are_counted_and_ten_are_enough():
+    from newsletter.content import MAX_YAML_ALIASES, load_front_matter
+
+    aliases = ", ".join(["*a"] * MAX_YAML_ALIASES)
+    assert load_front_matter(f"summary: &a x\ntags: [{aliases}]", "p.md")["tags"] == ["x"] * MAX_YAML_ALIASES
+    with pytest.raises(PostError, match=f"more than {MAX_YAML_ALIASES} YAML aliases") as caught:
+        load_front_matter(f"summary: &a x\ntags: [{aliases}, *a]", "p.md")
+    assert caught.value.where == "p.md"
+
+
+@pytest.mark.parametrize("depth, ok", [(10, True), (11, False), (30_000, False)])
+def test_front_matter_depth_is_bounded_without_recursion(depth, ok):
+    from newsletter.content import load_front_matter
+
+    text = "tags: " + "[" * (depth - 1) + "x" + "]" * (depth - 1)
+    if ok:
+        assert load_front_matter(text, "p.md")["tags"] is not None
+    else:
+        with pytest.raises(PostError, match="nested more than 10 levels deep"):
+            load_front_matter(text, "p.md")
+
+
+def test_front_matter_size_is_bounded():
+    from newsletter.content import MAX_FRONT_MATTER_BYTES, load_front_matter
+
+    with pytest.raises(PostError, match="front matter is over 64 KB"):
+        load_front_matter("summary: " + "é" * (MAX_FRONT_MATTER_BYTES // 2), "p.md")
+
+
+@pytest.mark.parametrize(
+    "markdown",
+    [
+        ">" * 51 + " fond",
+        "<blockquote>" * 51 + "fond" + "</blockquote>" * 51,
+        "".join("  " * i + "- x\n" for i in range(26)),
+        "<b>" * 60 + "fond",
+        "<blockquote>" * 200_000,
+    ],
+    ids=["markdown-quotes-51", "html-quotes-51", "lists-26", "unclosed-bold-60", "raw-html-200000"],
+)
+def test_nesting_past_50_levels_is_refused_naming_the_post(markdown):
+    with pytest.raises(PostError, match="more than 50 levels deep") as caught:
+        render_markdown(markdown, base_url=BASE, source="content/posts/profond.md")
+    assert caught.value.where == "content/posts/profond.md"
+
+
+def test_nesting_up_to_50_levels_is_rendered_whole():
+    from newsletter.content import nesting_depth
+
+    html = render(">" * 49 + " le fond du puits")
+    assert nesting_depth(html) == 50 and "le fond du puits" in html  # 49 blockquotes and the paragraph
+    lists = render("".join("  " * i + "- niveau " + str(i) + "\n" for i in range(24)))
+    assert "niveau 23" in lists and nesting_depth(lists) == 48
+
+
+@pytest.mark.parametrize(
+    "html, kept, dropped",
+    [
+        ('<ol start="²"><li>x</li></ol>', "<ol>", 'start="²"'),
+        ('<ol start="٣"><li>x</li></ol>', "<ol>", "start"),
+        ('<ol start="-3"><li>x</li></ol>', 'start="-3"', None),
+        ('<ol start="1234567890"><li>x</li></ol>', "<ol>", "start"),
+        ('<table><tr><td colspan="2" rowspan="１">x</td></tr></table>', 'colspan="2"', "rowspan"),
+        ('<img src="https://example.org/i.png" alt="i" width="600" height="1e3">', 'width="600"', "height"),
+    ],
+)
+def test_numeric_attributes_are_plain_ascii_numbers_or_dropped(html, kept, dropped):
+    from newsletter.plaintext import html_to_text
+
+    cleaned = render(html)
+    assert kept in cleaned
+    if dropped:
+        assert dropped not in cleaned
+    html_to_text(cleaned)  # the plain-text part reads them as numbers
+
+
+def test_a_url_urlsplit_cannot_parse_is_dropped_not_raised():
+    cleaned = render('[lien](http://[oops/) <a href="http://[::1">autre</a>')
+    assert "lien" in cleaned and "autre" in cleaned and "[oops" not in cleaned and "[::1" not in cleaned
+
+
+def test_only_regular_files_are_read(config, posts_dir):
+    link = posts_dir / "zero.md"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(PostError, match="is not a regular file") as caught:
+        read_post(link, config)
+    assert caught.value.where == str(link)
+
+
+def test_dates_before_1900_are_refused(config, posts_dir):
+    path = post(posts_dir, "an-un", date='"0001-01-01T00:30:00+01:00"')
+    with pytest.raises(PostError, match="field 'date' .* is before 1900"):
+        read_post(path, config)

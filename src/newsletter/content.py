@@ -245,20 +245,26 @@ def load_front_matter(text: str, where: str) -> Any:
             elif isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_YAML_DEPTH:
-                    raise PostError(
-                        f"front matter is nested more than {MAX_YAML_DEPTH} levels deep",
-                        where=where, hint="write one key: value per line (tags as a simple list)",
-                    )  # fmt: skip
+                    raise _front_matter_too_deep(where)
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
         return yaml.load(text, Loader=_StringDatesLoader)
     except yaml.YAMLError as exc:
+        if "nesting depth" in str(getattr(exc, "problem", "")):  # libyaml's own limit, met while scanning ahead
+            raise _front_matter_too_deep(where)
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 2}: " if mark else ""
         problem = getattr(exc, "problem", None) or "cannot be parsed"
         raise PostError(f"{line}invalid YAML front matter ({problem})", where=where, hint="fix the YAML syntax")
     except ValueError:  # int() of a number over 4300 digits, in the YAML constructor
         raise PostError("front matter holds a number too long to read", where=where, hint="quote it as text")
+
+
+def _front_matter_too_deep(where: str) -> PostError:
+    return PostError(
+        f"front matter is nested more than {MAX_YAML_DEPTH} levels deep",
+        where=where, hint="write one key: value per line (tags as a simple list)",
+    )  # fmt: skip
 
 
 def _build_post(path: Path, meta: dict[str, Any], body: str, config: Config) -> Post:

@@ -33,6 +33,7 @@ MAX_CONFIG_BYTES = 1_000_000
 MAX_CONFIG_DEPTH = 8
 LARGEST_INTEGER = 2**63 - 1  # what SQLite and every provider API can hold
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
 # Setting values a provider reads as text (any other type is a config error, not a crash).
 PROVIDER_TEXT_SETTINGS = frozenset(
     {
@@ -377,7 +378,7 @@ def parse_config(raw: Mapping[str, Any], *, root: Path, source: str = CONFIG_FIL
         title=reader.text("site", "title", header=True),
         id=reader.feed_id("site", "id"),
         base_url=reader.base_url("site", "base_url"),
-        language=reader.text("site", "language", default="en"),
+        language=reader.language("site", "language", default="en"),
         timezone=reader.zone("site", "timezone", default="UTC"),
         author=reader.text("site", "author", header=True),
         description=reader.text("site", "description", default=""),
@@ -501,12 +502,15 @@ class _Reader:
     def url(self, table: str, key: str, *, default: str | None = None, https: bool = False) -> str:
         value = self.text(table, key, default=default, header=True)  # the unsubscribe URL is a header
         where = self._where(table, key)
-        parts = urlsplit(value)
-        if https and parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        try:
+            parts = urlsplit(value)
+            host = parts.hostname or ""
+        except ValueError:  # an unbalanced [IPv6] host
+            raise ConfigError(f"{value[:80]!r} is not a valid URL", where=where, hint="write it in full, e.g. https://example.org/")
+        if https and parts.scheme != "https" and host not in ("127.0.0.1", "localhost", "::1"):
             raise ConfigError(
                 f"{value!r} must be an https:// URL", where=where, hint="plain http only to this machine, e.g. for tests"
             )
-        host = parts.hostname or ""
         try:
             port = parts.port
         except ValueError:
@@ -543,10 +547,20 @@ class _Reader:
         name = self.text(table, key, default=default)
         try:
             return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
             raise ConfigError(
-                f"unknown time zone {name!r}", where=self._where(table, key), hint='use an IANA name such as "Europe/Paris"'
+                f"unknown time zone {name[:60]!r}", where=self._where(table, key),
+                hint='use an IANA name such as "Europe/Paris"',
+            )  # fmt: skip
+
+    def language(self, table: str, key: str, *, default: str) -> str:
+        """A BCP 47 language tag: it goes into every page's lang and the feed's xml:lang."""
+        value = self.text(table, key, default=default)
+        if not _LANGUAGE_TAG.fullmatch(value):
+            raise ConfigError(
+                f"{value[:40]!r} is not a language tag", where=self._where(table, key), hint='e.g. "fr" or "en-GB"'
             )
+        return value
 
     def address(self, table: str, key: str, *, default: str | None = None) -> str:
         value = self.text(table, key, default=default, header=True)

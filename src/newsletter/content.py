@@ -118,7 +118,6 @@ _StringDatesLoader.yaml_implicit_resolvers = {
 }
 
 
-
 def _parser(max_nesting: int) -> MarkdownIt:
     return MarkdownIt("commonmark", {"html": True, "maxNesting": max_nesting}).enable("table").enable("strikethrough")
 

@@ -540,3 +540,10 @@ def test_dates_before_1900_are_refused(config, posts_dir):
     path = post(posts_dir, "an-un", date='"0001-01-01T00:30:00+01:00"')
     with pytest.raises(PostError, match="field 'date' .* is before 1900"):
         read_post(path, config)
+
+
+def test_markdown_that_parses_past_its_deadline_is_refused_naming_the_post():
+    with pytest.raises(PostError, match="took more than") as caught:
+        render_markdown("[" * 2000 + "\n\n| a |\n|---|\n| b |", base_url=BASE, source="lent.md", seconds=-1)
+    assert caught.value.where == "lent.md"
+    assert "a" in render_markdown("| a |\n|---|\n| b |", base_url=BASE, seconds=60)

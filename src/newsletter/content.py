@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import stat
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +40,9 @@ MAX_NESTING = 50  # HTML elements inside one another; the email template adds ~1
 # Past this many unclosed tags the raw HTML is refused before the sanitizer (whose time grows
 # with the square of the depth) ever sees it; MAX_NESTING is then checked exactly on its output.
 MAX_RAW_NESTING = 1000
+# Markdown is parsed in linear time, but slowly on some runs of "[", "*" or "|" (about 10 µs a
+# byte): a post that takes longer than this is refused rather than left to run on.
+MARKDOWN_SECONDS = 10.0
 FAR_FUTURE = timedelta(days=5 * 366)
 EARLIEST_YEAR = 1900  # before it, converting a date to UTC can overflow datetime's range
 SUMMARY_LENGTH = 200
@@ -130,6 +134,21 @@ _deep_blocks = _parser(2 * MAX_NESTING + 4)
 _markdown.core.ruler.at(
     "block", lambda state: _deep_blocks.block.parse(state.src, _deep_blocks, state.env, state.tokens)
 )
+
+
+class _OutOfTime(Exception):
+    """Markdown parsing passed the deadline in its ``env``."""
+
+
+def _check_deadline(state: Any, *_: Any) -> bool:
+    """A rule that never matches: it only stops a parse past its deadline (block and inline)."""
+    if time.monotonic() > state.env["deadline"]:
+        raise _OutOfTime
+    return False
+
+
+_deep_blocks.block.ruler.before("table", "deadline", _check_deadline)
+_markdown.inline.ruler.before("text", "deadline", _check_deadline)
 
 
 def read_posts(config: Config) -> list[Post]:
@@ -312,7 +331,9 @@ def _build_post(path: Path, meta: dict[str, Any], body: str, config: Config) -> 
     )
 
 
-def render_markdown(markdown: str, *, base_url: str, page_url: str | None = None, source: str = "") -> str:
+def render_markdown(
+    markdown: str, *, base_url: str, page_url: str | None = None, source: str = "", seconds: float = MARKDOWN_SECONDS
+) -> str:
     """CommonMark → sanitized HTML with every link and image made absolute.
 
     Relative URLs resolve against the post's own URL (``page_url``), as a browser
@@ -322,7 +343,8 @@ def render_markdown(markdown: str, *, base_url: str, page_url: str | None = None
     lives in a sub-folder of its host.
     Markup nested more than :data:`MAX_NESTING` deep is refused (a
     :class:`PostError` naming ``source``): past libxml2's limit the email
-    inliner would cut the footer off.
+    inliner would cut the footer off; so is Markdown that takes more than
+    ``seconds`` to parse.
     """
 
     def absolute(tag: str, attribute: str, value: str) -> str | None:
@@ -342,7 +364,13 @@ def render_markdown(markdown: str, *, base_url: str, page_url: str | None = None
             return resolved if scheme in URL_SCHEMES else None
         return value
 
-    rendered = _markdown.render(xml_safe(markdown))
+    try:
+        rendered = _markdown.render(xml_safe(markdown), {"deadline": time.monotonic() + seconds})
+    except _OutOfTime:
+        raise PostError(
+            f"took more than {seconds:g} s to parse as Markdown", where=source or "the post",
+            hint="look for very long runs of [ * _ | or backticks, and split the post",
+        )  # fmt: skip
     if _rough_depth(rendered) > MAX_RAW_NESTING:
         raise _too_deep(source)
     cleaned = nh3.clean(

@@ -108,18 +108,25 @@ class Post:
         return not self.draft and self.date <= now
 
 
-# libyaml's parser when PyYAML was built with it (faster, and it has its own nesting limit).
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _StringDatesLoader(_SafeLoader):
-    """The safe loader, leaving dates as strings so that a missing zone can be caught."""
-
-
-_StringDatesLoader.yaml_implicit_resolvers = {
+_STRING_DATES = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+class _StringDatesLoader(yaml.SafeLoader):
+    """PyYAML's pure-Python safe loader, leaving dates as strings so that a missing zone can be caught."""
+
+    yaml_implicit_resolvers = _STRING_DATES
+
+
+_HAS_LIBYAML = hasattr(yaml, "CSafeLoader")
+
+
+class _FastStringDatesLoader(yaml.CSafeLoader if _HAS_LIBYAML else yaml.SafeLoader):  # type: ignore[misc]
+    """The same with libyaml's parser when PyYAML has it (several times faster)."""
+
+    yaml_implicit_resolvers = _STRING_DATES
 
 
 def _parser(max_nesting: int) -> MarkdownIt:
@@ -244,38 +251,49 @@ def _split_front_matter(text: str, where: str) -> tuple[dict[str, Any], str]:
 
 def load_front_matter(text: str, where: str) -> Any:
     """YAML with bounds: its size, its aliases and its nesting are checked on the parser's
-    events (iterative, linear) before anything is built, so no input hangs or recurses."""
+    events (iterative, linear) before anything is built, so no input hangs or recurses.
+
+    libyaml is tried first; where it refuses what PyYAML accepts (an escaped lone surrogate,
+    which the XML filter strips later), the pure-Python parser has the last word.
+    """
     if len(text.encode("utf-8")) > MAX_FRONT_MATTER_BYTES:
         raise PostError(
             f"front matter is over {MAX_FRONT_MATTER_BYTES // 1000} KB",
             where=where, hint="keep the fields short; the text goes after the closing ---",
         )  # fmt: skip
     try:
-        aliases = depth = 0
-        for event in yaml.parse(text, Loader=_StringDatesLoader):
-            if isinstance(event, yaml.AliasEvent):
-                aliases += 1
-                if aliases > MAX_YAML_ALIASES:
-                    raise PostError(
-                        f"front matter uses more than {MAX_YAML_ALIASES} YAML aliases (*name)",
-                        where=where, hint="write the values out instead of repeating them with aliases",
-                    )  # fmt: skip
-            elif isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_YAML_DEPTH:
-                    raise _front_matter_too_deep(where)
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-        return yaml.load(text, Loader=_StringDatesLoader)
+        try:
+            return _load_bounded(text, where, _FastStringDatesLoader)
+        except yaml.YAMLError:
+            if not _HAS_LIBYAML:
+                raise
+            return _load_bounded(text, where, _StringDatesLoader)
     except yaml.YAMLError as exc:
-        if "nesting depth" in str(getattr(exc, "problem", "")):  # libyaml's own limit, met while scanning ahead
-            raise _front_matter_too_deep(where)
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 2}: " if mark else ""
         problem = getattr(exc, "problem", None) or "cannot be parsed"
         raise PostError(f"{line}invalid YAML front matter ({problem})", where=where, hint="fix the YAML syntax")
     except ValueError:  # int() of a number over 4300 digits, in the YAML constructor
         raise PostError("front matter holds a number too long to read", where=where, hint="quote it as text")
+
+
+def _load_bounded(text: str, where: str, loader: type) -> Any:
+    aliases = depth = 0
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_YAML_ALIASES:
+                raise PostError(
+                    f"front matter uses more than {MAX_YAML_ALIASES} YAML aliases (*name)",
+                    where=where, hint="write the values out instead of repeating them with aliases",
+                )  # fmt: skip
+        elif isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise _front_matter_too_deep(where)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return yaml.load(text, Loader=loader)
 
 
 def _front_matter_too_deep(where: str) -> PostError:

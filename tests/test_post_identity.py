@@ -152,3 +152,23 @@ def test_an_ordinary_new_post_is_not_mistaken_for_an_old_one(run, project):
     outcome = run("send", "--yes")
     assert outcome.exit_code == 0, outcome.stderr
     assert mails(project) == 6
+
+
+def test_an_unfinished_send_whose_post_lost_its_id_says_which_id_to_put_back(run, project):
+    from contextlib import closing as closed
+
+    from conftest import FIXED_NOW
+
+    from newsletter.store import Ledger
+
+    subscribe(run)
+    with closed(Ledger(project / "newsletter.db")) as ledger:
+        ledger.plan_issue(
+            key="k-unfinished", post_id=NEWEST_ID, slug=NEWEST, content_hash="h", subject=SUBJECT,
+            provider="outbox", chunk_size=10, now=FIXED_NOW,
+        )  # fmt: skip
+    edit(project, NEWEST_ID, OTHER_ID)
+    before = state(project)
+    line = assert_one_line_error(run("send", "--yes"), "unfinished", NEWEST_ID)
+    assert f"put back id: {NEWEST_ID} in {NEWEST}.md" in line
+    assert state(project) == before

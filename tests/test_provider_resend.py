@@ -621,9 +621,9 @@ def test_sec12_base_url_must_be_https(run, project, url):
 @pytest.mark.parametrize("value", ['"soon"', "0", "-1", "true"])
 def test_a_bad_timeout_is_a_one_line_config_error(run, project, fake, value):
     configure(project, fake.url)
+    subscribe(run)  # first: the config is checked whole at load, for every command
     with open(project / "newsletter.toml", "a", encoding="utf-8") as handle:
         handle.write(f"timeout = {value}\n")
-    subscribe(run)
     line = assert_one_line_error(run("send", "--yes"))
     assert "providers.resend.timeout" in line
     assert not fake.requests

@@ -368,7 +368,7 @@ def test_a_providers_entry_that_is_not_a_table_is_a_config_error(settings):
         ({"extra": [1, 2]}, "providers.x.extra: must be a single value"),
         ({"api_key_env": ["A"]}, "providers.x.api_key_env: must name an environment variable"),
         ({"api_key_env": "NOT A NAME"}, "providers.x.api_key_env: must name an environment variable"),
-        ({"host": "a\x00b"}, "providers.x.host: contains a control character"),
+        ({"host": "a\x00b"}, "providers.x.host: contains the control character U+0000"),
         ({"big": 2**64}, "providers.x.big: is too large a number"),
         ({"ratio": float("nan")}, "providers.x.ratio: is nan, not a finite number"),
     ],

@@ -319,8 +319,9 @@ def check_shape(raw: Mapping[str, Any], source: str) -> None:
         elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > LARGEST_INTEGER:
             raise ConfigError("is too large a number", where=where, hint=f"numbers stay below {LARGEST_INTEGER:,}")
         elif isinstance(value, str) and has_xml_forbidden(value):
+            character = next(ch for ch in value if has_xml_forbidden(ch))
             raise ConfigError(
-                "contains a control character (or NUL)", where=where,
+                f"contains the control character U+{ord(character):04X}", where=where,
                 hint="remove it (often an invisible character pasted by accident)",
             )  # fmt: skip
         if key.endswith("_env") and not (isinstance(value, str) and _ENV_NAME.fullmatch(value)):

@@ -102,7 +102,7 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 DANGEROUS_TAGS = {"script", "iframe", "object", "embed", "form", "input", "svg", "frame", "frameset", "applet", "base"}
 SAFE_SCHEMES = {"", "http", "https", "mailto"}
 EXPECTED_HEADERS = {
-    "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
+    "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Archive",
     "MIME-Version", "Content-Type",
 }  # fmt: skip
 

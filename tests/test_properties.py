@@ -40,7 +40,7 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 # NUL and every line end of str.splitlines(), which the email package splits header values with.
 HEADER_BREAKS = ("\r", "\n", "\x00", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
 EXPECTED_HEADERS = [
-    "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
+    "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Archive",
     "MIME-Version", "Content-Type",
 ]  # fmt: skip
 RECIPIENT = Recipient(7, "lectrice@example.org", "https://claudesuper.example.org/unsubscribe/jeton")

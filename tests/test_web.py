@@ -18,6 +18,7 @@ from conftest import FIXED_NOW, TOKEN_KEY
 
 from newsletter.audience import CONFIRM, UNSUBSCRIBE, make_token
 from newsletter.config import Secret
+from newsletter.outgoing import flush_outgoing
 from newsletter.store import Ledger
 from newsletter.web import create_app
 
@@ -47,6 +48,11 @@ def clock():
 def client(config, clock):
     app = create_app(config, clock=clock, environ=ENV)
     return app.test_client()
+
+
+def flush(config, now=FIXED_NOW):
+    """What the service's background worker does: send the queued confirmation mails."""
+    return flush_outgoing(config, environ=ENV, clock=lambda: now)
 
 
 def status_of(config, email: str) -> str | None:
@@ -80,6 +86,7 @@ def add_active(config, email: str) -> int:
 
 def test_subscribe_creates_pending_with_consent_and_sends_a_confirmation_LAW_04(client, config):
     response = client.post("/subscribe", data={"email": "Zoe@Example.org"}, headers={"User-Agent": "Test/1"})
+    flush(config)
     assert response.status_code == 200
     assert status_of(config, "zoe@example.org") == "pending"
     with sqlite3.connect(config.database_path) as db:
@@ -95,6 +102,7 @@ def test_the_answer_never_reveals_whether_an_address_was_known(client, config):
     add_active(config, "known@example.org")
     new = client.post("/subscribe", data={"email": "new@example.org"})
     known = client.post("/subscribe", data={"email": "known@example.org"})
+    flush(config)
     assert new.status_code == known.status_code == 200
     assert new.data == known.data
     assert status_of(config, "known@example.org") == "active"
@@ -111,11 +119,13 @@ def test_subscribe_is_rate_limited_per_address(client):
 def test_invalid_address_and_honeypot(client, config):
     assert client.post("/subscribe", data={"email": "not an address"}).status_code == 400
     assert client.post("/subscribe", data={"email": "bot@example.org", "website": "x"}).status_code == 200
+    flush(config)
     assert status_of(config, "bot@example.org") is None
 
 
 def test_confirm_get_changes_nothing_and_post_confirms_once(client, config):
     client.post("/subscribe", data={"email": "zoe@example.org"})
+    flush(config)
     path = confirmation_links(config)[0].removeprefix(config.site.base_url.rstrip("/"))
     for _ in range(3):  # link scanners prefetch
         page = client.get(path)
@@ -129,6 +139,7 @@ def test_confirm_get_changes_nothing_and_post_confirms_once(client, config):
 
 def test_confirmation_tokens_expire(client, config, clock):
     client.post("/subscribe", data={"email": "zoe@example.org"})
+    flush(config)
     path = confirmation_links(config)[0].removeprefix(config.site.base_url.rstrip("/"))
     clock.now = FIXED_NOW + timedelta(days=4)
     assert client.post(path).status_code == 400
@@ -137,6 +148,7 @@ def test_confirmation_tokens_expire(client, config, clock):
 
 def test_unconfirmed_subscribers_receive_no_issue_LAW_06(client, config, run):
     client.post("/subscribe", data={"email": "zoe@example.org"})
+    flush(config)
     add_active(config, "ann@example.org")
     assert run("send", "--yes").exit_code == 0
     issues = [p for p in (config.root / "outbox" / "new").glob("*.eml") if not p.name.startswith("confirm-")]
@@ -303,6 +315,7 @@ def test_a_suppressed_address_receives_nothing_and_is_never_reimported(client, c
     source.write_text("email\nann@example.org\neve@example.org\n")
     assert "suppressed 2" in run("subscribers", "import", str(source)).stdout
     client.post("/subscribe", data={"email": "eve@example.org"})
+    flush(config)
     assert status_of(config, "eve@example.org") is None
     assert run("send", "--yes").exit_code == 0
     names = [p.name for p in (config.root / "outbox" / "new").glob("*.eml") if not p.name.startswith("confirm-")]

@@ -209,6 +209,10 @@ def send(
         tested = project.send_test(test_to, slug)
         click.echo(f"Test copy of «{tested.post.title}» sent to {tested.address} through {tested.provider}; nothing recorded.")
         return
+    if not dry_run:  # confirmations the service could not send yet go out first, even with nothing new
+        flushed = project.flush_outgoing()
+        if flushed.sent or flushed.deferred or flushed.failed:
+            click.echo(f"Outgoing messages: {flushed.describe()}.")
     planned = project.plan(slug, correction=correction, new_issue=new_issue, dry_run=dry_run)
     if planned.took_over_from is not None:
         click.echo(f"Note: took over the lock left by pid {planned.took_over_from}, which is gone.", err=True)
@@ -444,15 +448,26 @@ def backup_command(state: State, path: Path | None) -> None:
 
 @cli.command("serve", context_settings=CONTEXT)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
-@click.option("--threads", default=8, show_default=True, type=int, help="Worker threads.")
-@click.option("--behind-proxy", is_flag=True, help="Trust X-Forwarded-For/-Proto from one reverse proxy (nginx).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256), help="Worker threads.")
+@click.option("--behind-proxy", is_flag=True, help="Take the client address from X-Forwarded-For (nginx in front).")
+@click.option("--proxy-hops", default=1, show_default=True, type=click.IntRange(1, 10),
+              help="How many proxies in front add to X-Forwarded-For (with --behind-proxy).")  # fmt: skip
+@click.option("--trusted-proxy", default="127.0.0.1", show_default=True,
+              help="Address the proxy connects from (with --behind-proxy); '*' trusts any.")  # fmt: skip
+@click.option("--max-connections", default=1000, show_default=True, type=click.IntRange(10, 100_000),
+              help="Open connections accepted at once (idle ones included).")  # fmt: skip
 @pass_state
-def serve_command(state: State, host: str, port: int, threads: int, behind_proxy: bool) -> None:
+def serve_command(
+    state: State, host: str, port: int, threads: int, behind_proxy: bool, proxy_hops: int, trusted_proxy: str,
+    max_connections: int,
+) -> None:  # fmt: skip
     """Run the subscribe, confirm and unsubscribe pages, bounce webhooks and the archive (waitress).
 
     GET links only show a page; their button's POST acts.  One-click
     unsubscribe (RFC 8058) POSTs are answered 200, no redirect, no cookie.
+    The subscribe form only records the request; a background worker sends
+    the confirmation mail (retried while the provider is down).
 
     \b
     Example:
@@ -462,8 +477,30 @@ def serve_command(state: State, host: str, port: int, threads: int, behind_proxy
 
     project = state.project()
     app = web.create_app(project.config, clock=state.clock)
-    click.echo(f"Serving {project.config.public_dir} and the subscription pages on http://{host}:{port}/")
-    web.serve(app, host=host, port=port, threads=threads, behind_proxy=behind_proxy)
+    server = web.make_server(
+        app, host=host, port=port, threads=threads, behind_proxy=behind_proxy, proxy_hops=proxy_hops,
+        trusted_proxy=trusted_proxy, connection_limit=max_connections,
+    )  # fmt: skip
+    click.echo(f"Serving {project.config.public_dir} and the subscription pages on http://{host}:{server.port}/")
+    server.run()
+
+
+@cli.command("outgoing", context_settings=CONTEXT)
+@pass_state
+def outgoing_command(state: State) -> None:
+    """Send the queued confirmation mails (and audience-provider subscriptions) now.
+
+    'newsletter serve' sends them in the background and 'newsletter send'
+    before each issue; this is for when the service is not running.
+
+    \b
+    Example:
+      newsletter outgoing
+    """
+    report = state.project().flush_outgoing(ignore_backoff=True)
+    click.echo(f"Outgoing messages: {report.describe()}.")
+    if report.deferred or report.failed:
+        click.get_current_context().exit(EXIT_ERROR)
 
 
 @cli.command("providers", context_settings=CONTEXT)

@@ -306,6 +306,18 @@ class Newsletter:
         finally:
             planned._resources.close()
 
+    def flush_outgoing(self, *, ignore_backoff: bool = False):
+        """Send the confirmation mails (and audience-provider subscriptions) the service queued.
+
+        Rows still in their retry backoff wait unless ``ignore_backoff``; returns an
+        :class:`~newsletter.outgoing.OutgoingReport`.
+        """
+        import os
+
+        from .outgoing import flush_outgoing
+
+        return flush_outgoing(self.config, environ=os.environ, clock=self.clock, ignore_backoff=ignore_backoff)
+
     @property
     def lock_path(self) -> Path:
         """The send lock lives beside the ledger it protects."""

@@ -109,6 +109,8 @@ def _leaving(kind: str, sources: Iterable[str], target: str) -> list[str]:
 def _expect_one(cursor: sqlite3.Cursor, what: str) -> None:
     if cursor.rowcount != 1:
         raise LedgerStateError(f"{what}: expected one row in an allowed state, found {cursor.rowcount}")
+# Outgoing message states (m008).
+OUTGOING_QUEUED, OUTGOING_SENT, OUTGOING_SKIPPED, OUTGOING_FAILED = "queued", "sent", "skipped", "failed"
 DEFAULT_LIST = "default"
 WEBHOOK_MEMORY = timedelta(days=30)  # how long a webhook call's one-time id is remembered
 
@@ -277,6 +279,28 @@ def m005_state_checks(db: sqlite_utils.Database) -> None:
         raise
     finally:
         conn.execute("PRAGMA foreign_keys = ON")
+
+
+@MIGRATIONS()
+def m008_outgoing_messages(db: sqlite_utils.Database) -> None:
+    """Subscription requests and the mail they cause, sent later by a worker, never in the request.
+
+    ``state``: ``queued`` until handled, then ``sent`` (the provider took it), ``skipped``
+    (nothing was due: the address was already active or suppressed) or ``failed`` (refused for
+    good).  ``next_attempt_at`` spaces retries (backoff); ``claimed_until`` lets one worker at a
+    time handle a row and frees it again if that worker dies.
+    """
+    db["outgoing_messages"].create(
+        {
+            "id": int, "kind": str, "email": str, "list": str, "source": str, "client_ip": str,
+            "user_agent": str, "requested_at": str, "state": str, "attempts": int, "next_attempt_at": str,
+            "claimed_until": str, "provider_reference": str, "last_error": str, "updated_at": str,
+        },  # fmt: skip
+        pk="id",
+        not_null={"kind", "email", "requested_at", "state", "next_attempt_at", "updated_at"},
+        defaults={"attempts": 0},
+    )
+    db["outgoing_messages"].create_index(["state", "next_attempt_at"])
 
 
 # Keep this migration last: other migrations are numbered before it.
@@ -1020,6 +1044,72 @@ class Ledger:
         """Undo :meth:`remember_webhook` when applying the call failed, so the provider's retry applies it."""
         with self._write():
             self.db.execute("DELETE FROM webhook_calls WHERE provider = ? AND replay_id = ?", [provider, replay_id])
+
+    # -- outgoing messages (subscription requests and their confirmation mail) --------------
+
+    def queue_outgoing(
+        self, kind: str, email: str, *, now: datetime, source: str, client_ip: str = "", user_agent: str = ""
+    ) -> int:
+        """Record a request to handle later: one INSERT, whatever the address's state."""
+        stamp = now.isoformat()
+        with self._write():
+            table = self.db["outgoing_messages"]
+            table.insert(
+                {
+                    "kind": kind, "email": email, "list": DEFAULT_LIST, "source": source,
+                    "client_ip": client_ip[:64], "user_agent": user_agent[:200], "requested_at": stamp,
+                    "state": OUTGOING_QUEUED, "attempts": 0, "next_attempt_at": stamp, "updated_at": stamp,
+                }  # fmt: skip
+            )
+            return table.last_pk
+
+    def due_outgoing(self, now: datetime, *, limit: int = 100, ignore_backoff: bool = False) -> list[dict]:
+        """Queued rows whose retry time has come and that no live worker holds, oldest first."""
+        stamp = now.isoformat()
+        backoff = "" if ignore_backoff else "AND next_attempt_at <= :now"
+        return [
+            dict(row)
+            for row in self.db.query(
+                f"""SELECT * FROM outgoing_messages WHERE state = :queued {backoff}
+                    AND (claimed_until IS NULL OR claimed_until <= :now) ORDER BY id LIMIT :limit""",
+                {"queued": OUTGOING_QUEUED, "now": stamp, "limit": limit},
+            )
+        ]
+
+    def claim_outgoing(self, message_id: int, *, now: datetime, until: datetime) -> bool:
+        """Take a queued row for one attempt; ``False`` when another worker has it."""
+        stamp = now.isoformat()
+        with self._write():
+            cursor = self.db.execute(
+                """UPDATE outgoing_messages SET claimed_until = ?, attempts = attempts + 1, updated_at = ?
+                   WHERE id = ? AND state = ? AND (claimed_until IS NULL OR claimed_until <= ?)""",
+                [until.isoformat(), stamp, message_id, OUTGOING_QUEUED, stamp],
+            )
+            return cursor.rowcount == 1
+
+    def settle_outgoing(
+        self, message_id: int, state: str, *, now: datetime, reference: str | None = None, error: str | None = None
+    ) -> None:
+        """The outcome of a claimed row: ``sent``, ``skipped`` or ``failed``."""
+        with self._write():
+            self.db.execute(
+                """UPDATE outgoing_messages SET state = ?, provider_reference = ?, last_error = ?,
+                   claimed_until = NULL, updated_at = ? WHERE id = ?""",
+                [state, reference, error, now.isoformat(), message_id],
+            )
+
+    def defer_outgoing(self, message_id: int, *, now: datetime, retry_at: datetime, error: str) -> None:
+        """A temporary failure: the row stays queued until ``retry_at``."""
+        with self._write():
+            self.db.execute(
+                """UPDATE outgoing_messages SET next_attempt_at = ?, last_error = ?, claimed_until = NULL,
+                   updated_at = ? WHERE id = ?""",
+                [retry_at.isoformat(), error, now.isoformat(), message_id],
+            )
+
+    def outgoing_counts(self) -> dict[str, int]:
+        """How many outgoing rows are in each state."""
+        return dict(self.db.execute("SELECT state, count(*) FROM outgoing_messages GROUP BY state").fetchall())
 
 
 _FLAG = {UNSUBSCRIBED: "unsubscribe", BOUNCED: "bounce", COMPLAINED: "complaint"}

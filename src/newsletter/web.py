@@ -6,14 +6,21 @@ The only importer of Flask, Werkzeug and waitress.  Rules it keeps:
   show a page with a button, and only its POST acts;
 - unsubscribe POSTs need nothing but the signed token: no cookie, no CSRF token, no
   redirect, 200 every time, RFC 8058 one-click bodies included (LIST-04, SEC-10);
-- the subscribe form answers the same whatever the address was, and is rate limited
-  per client address;
+- the subscribe form answers the same, doing the same work, whatever the address was:
+  it only records the request; the confirmation mail (or the audience provider's own
+  subscribe call) is sent by a background worker (:mod:`newsletter.outgoing`);
+- it is rate limited per client address, which behind a proxy comes from
+  ``X-Forwarded-For`` (waitress's trusted-proxy settings);
+- request bodies are bounded (413), a busy ledger answers 503 with ``Retry-After``, and no
+  exception ever shows a traceback;
 - webhooks change nothing until the provider's signature (or credentials) check out.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -24,16 +31,15 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from flask import Flask, Response, request
-from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.exceptions import HTTPException
 from werkzeug.security import safe_join
 
 from .audience import (
-    CONFIRM, UNSUBSCRIBE, InvalidToken, confirm_subscription, request_subscription, subscriber_for_token, suppress,
-    unsubscribe_with_token,
+    CONFIRM, UNSUBSCRIBE, InvalidToken, confirm_subscription, subscriber_for_token, suppress, unsubscribe_with_token,
 )  # fmt: skip
 from .config import Config
-from .errors import NewsletterError, SubscriberError
-from .render import confirmation_message
+from .errors import LedgerError, NewsletterError, SubscriberError
+from .outgoing import OutgoingWorker, flush_outgoing, queue_subscription
 from .store import Ledger
 from .templates import labels, make_environment, render
 from .webhooks import MAX_WEBHOOK_BYTES, BadPayload, BadSignature, WebhookCall, accept_call
@@ -48,6 +54,11 @@ MEDIA_TYPES = {
     ".txt": "text/plain; charset=utf-8",
 }
 CONFIRM_MAX_AGE = timedelta(days=3)
+# Forms and webhooks are a few KB; anything bigger is refused (413) before it is read.
+MAX_BODY_BYTES = 256 * 1024
+BUSY_RETRY_AFTER = 5  # seconds a client should wait when the ledger is busy (503)
+
+log = logging.getLogger("newsletter.web")
 
 
 def media_type(file: Path, accept: str) -> str:
@@ -96,19 +107,31 @@ def create_app(
     environ: Mapping[str, str] | None = None,
     provider_loader: Callable | None = None,
     rate_limit: tuple[int, float] = (5, 600.0),
+    outgoing_interval: float = 5.0,
 ) -> Flask:
-    """The WSGI application; checks the signing key at once (a missing one is a startup error)."""
-    from .providers import load_provider, provider_class
+    """The WSGI application; checks the signing key at once (a missing one is a startup error).
+
+    ``app.extensions["newsletter.outgoing"]`` is its (not yet started) worker that sends what
+    the subscribe form queues; :func:`make_server` starts it with the server.
+    """
+    from .providers import provider_class
 
     environ = os.environ if environ is None else environ
     keys = config.token_keys(environ)
-    load = provider_loader or (lambda: load_provider(config, environ=environ))
     env = make_environment(config.templates_dir)
     words = labels(config.site.language)
     list_id = config.email.list_id
     limiter = RateLimiter(*rate_limit)
     app = Flask("newsletter", static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_BODY_BYTES
+    app.config["MAX_FORM_PARTS"] = 100
     etags: dict[tuple[str, int, int], str] = {}
+    worker = OutgoingWorker(
+        lambda: flush_outgoing(config, environ=environ, clock=clock, provider_factory=provider_loader),
+        interval=outgoing_interval,
+    )
+    app.extensions["newsletter.outgoing"] = worker
 
     def ledger() -> closing:
         return closing(Ledger(config.database_path))
@@ -123,6 +146,31 @@ def create_app(
     def invalid_link() -> Response:
         return page("message.html", 400, message=words["invalid_link"])
 
+    def plain(text: str, status: int, headers: Mapping[str, str] | None = None) -> Response:
+        response = Response(text + "\n", status=status, mimetype="text/plain", headers=dict(headers or {}))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        # Werkzeug's own answers (413 too large, 400 malformed, 405…) as one plain line, headers kept.
+        headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        return plain(f"{error.code} {error.name}", error.code or 500, headers)
+
+    @app.errorhandler(LedgerError)
+    def ledger_error(error: LedgerError):
+        if _is_busy(error):
+            log.warning("ledger busy: %s", error.one_line())
+            return plain("503 Service Unavailable: busy, try again shortly", 503, {"Retry-After": str(BUSY_RETRY_AFTER)})
+        log.error("ledger error: %s", error.one_line())
+        return plain("503 Service Unavailable", 503, {"Retry-After": str(BUSY_RETRY_AFTER * 12)})
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        # A bug, never something a client can cause on purpose: logged in full, answered without internals.
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return plain("500 Internal Server Error", 500)
+
     @app.get("/subscribe")
     def subscribe_form():
         return page("subscribe.html")
@@ -134,22 +182,16 @@ def create_app(
         if request.form.get("website"):  # a field people never see: only robots fill it
             return page("message.html", message=words["subscribe_done"])
         try:
+            # The same single write whether the address is new, pending, active or suppressed;
+            # no provider call: the worker does the state-dependent work later.
             with ledger() as store:
-                due = request_subscription(
-                    store, keys, list_id, request.form.get("email", ""), now=clock(), source="form",
-                    ip=request.remote_addr or "", user_agent=request.headers.get("User-Agent", ""),
+                queue_subscription(
+                    store, request.form.get("email", ""), now=clock(), source="form",
+                    client_ip=request.remote_addr or "", user_agent=request.headers.get("User-Agent", ""),
                 )  # fmt: skip
         except SubscriberError:
             return page("subscribe.html", 400, error=words["invalid_address"])
-        if due is not None:
-            address, token = due
-            key = hashlib.sha256(token.encode()).hexdigest()[:24]
-            message = confirmation_message(
-                config, env, to=address, confirm_url=f"{config.site.base_url}confirm/{token}", date=clock(), key=key
-            )
-            with closing(load()) as provider:
-                provider.send_message(message, key=f"confirm-{key}")
-        # The same answer whether the address was new, pending, active or suppressed.
+        worker.notify()
         return page("message.html", message=words["subscribe_done"])
 
     @app.get("/confirm/<token>")
@@ -244,13 +286,90 @@ def create_app(
     return app
 
 
-def make_server(app: Flask, *, host: str, port: int, threads: int = 8, behind_proxy: bool = False):
-    """The production WSGI server (waitress), bound and ready: ``.run()`` serves, ``.close()`` stops."""
+def _is_busy(error: LedgerError) -> bool:
+    """A ledger another process is writing (SQLite "database is locked"/"busy"): worth a retry."""
+    if getattr(error, "busy", False) or "busy" in type(error).__name__.lower():
+        return True
+    return "locked" in error.message or "busy" in error.message
+
+
+class Server:
+    """waitress bound to its port, and the outgoing worker: ``.run()`` serves, ``.close()`` stops both."""
+
+    def __init__(self, waitress_server, worker: OutgoingWorker | None) -> None:
+        self.waitress = waitress_server
+        self.worker = worker
+
+    @property
+    def port(self) -> int:
+        return self.waitress.effective_port
+
+    def run(self) -> None:
+        if self.worker is not None:
+            self.worker.start()
+        try:
+            self.waitress.run()
+        finally:
+            if self.worker is not None:
+                self.worker.stop()
+
+    def close(self) -> None:
+        self.waitress.close()
+        if self.worker is not None:
+            self.worker.stop()
+
+
+def make_server(
+    app: Flask,
+    *,
+    host: str,
+    port: int,
+    threads: int = 8,
+    behind_proxy: bool = False,
+    proxy_hops: int = 1,
+    trusted_proxy: str = "127.0.0.1",
+    connection_limit: int = 1000,
+    channel_timeout: float = 30,
+    cleanup_interval: float = 5,
+) -> Server:
+    """The production WSGI server (waitress), bound and ready, with the app's outgoing worker.
+
+    Limits (why): idle or slow connections cost a socket, never a thread, and are dropped
+    after ``channel_timeout`` seconds, so hundreds of them cannot starve new visitors;
+    ``poll()`` instead of ``select()`` lifts the 1024-descriptor ceiling; bodies over
+    :data:`MAX_BODY_BYTES` are answered 413 by waitress before they are read.  With
+    ``behind_proxy`` the client address is taken from ``X-Forwarded-For`` as written by the
+    last ``proxy_hops`` proxies, and only when the connection comes from ``trusted_proxy``.
+    Raises :class:`NewsletterError` when the port cannot be bound (in use, not allowed).
+    """
     from waitress.server import create_server
 
+    options: dict = dict(
+        host=host, port=port, threads=threads, ident="newsletter", connection_limit=connection_limit,
+        channel_timeout=channel_timeout, cleanup_interval=cleanup_interval, asyncore_use_poll=True, backlog=1024,
+        max_request_body_size=MAX_BODY_BYTES, max_request_header_size=64 * 1024, expose_tracebacks=False,
+    )  # fmt: skip
     if behind_proxy:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
-    return create_server(app, host=host, port=port, threads=threads, ident="newsletter")
+        options.update(
+            trusted_proxy=trusted_proxy, trusted_proxy_count=proxy_hops,
+            trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"}, clear_untrusted_proxy_headers=True,
+        )  # fmt: skip
+    try:
+        waitress_server = create_server(app, **options)
+    except OSError as error:
+        raise _bind_error(error, host, port) from None
+    return Server(waitress_server, app.extensions.get("newsletter.outgoing"))
+
+
+def _bind_error(error: OSError, host: str, port: int) -> NewsletterError:
+    if error.errno == errno.EADDRINUSE:
+        return NewsletterError(
+            f"port {port} is in use", hint=f"stop the program listening on {host}:{port}, or choose another with --port"
+        )
+    if error.errno == errno.EACCES:
+        return NewsletterError(f"port {port} needs privileges", hint="use a port above 1023 behind nginx (see deploy/)")
+    reason = error.strerror or str(error)
+    return NewsletterError(f"cannot listen on {host}:{port} ({reason})", hint="check --host and --port")
 
 
 def serve(app: Flask, **options) -> None:

@@ -107,6 +107,12 @@ def deliver_outgoing(
                 report.failed += 1
                 log.error("outgoing message %s failed: %s", row["id"], error.one_line())
                 continue
+            except NewsletterError as error:  # a busy ledger, a broken template: this row later, not lost
+                wait = policy.wait(row["attempts"], None)
+                ledger.defer_outgoing(row["id"], now=now, retry_at=now + timedelta(seconds=wait), error=error.one_line())
+                report.deferred += 1
+                log.warning("outgoing message %s deferred: %s", row["id"], error.one_line())
+                break
             ledger.settle_outgoing(row["id"], state, now=clock(), reference=reference)
             if state == OUTGOING_SENT:
                 report.sent += 1
@@ -123,8 +129,9 @@ def _handle(config: Config, ledger: Ledger, provider, keys, env, row: Mapping, c
         if subscribe is None:
             raise ProviderRejected(f"{provider.name} keeps the audience but has no subscribe call",
                                    hint="choose a provider that can add subscribers")  # fmt: skip
-        reference = subscribe(row["email"], ip_address=row["client_ip"] or None, idempotency_key=f"subscribe-{row['id']}")
-        return OUTGOING_SENT, reference
+        reference = subscribe(row["email"], key=f"outgoing-{row['id']}", ip_address=row["client_ip"] or None)
+        # None: the provider already knew the address and left it as it was (never re-activated).
+        return (OUTGOING_SENT if reference else OUTGOING_SKIPPED), reference
     due = request_subscription(
         ledger, keys, config.email.list_id, row["email"], now=_parse(row["requested_at"]), source=row["source"],
         ip=row["client_ip"] or "", user_agent=row["user_agent"] or "",

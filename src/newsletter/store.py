@@ -1053,15 +1053,15 @@ class Ledger:
         """Record a request to handle later: one INSERT, whatever the address's state."""
         stamp = now.isoformat()
         with self._write():
-            table = self.db["outgoing_messages"]
-            table.insert(
-                {
-                    "kind": kind, "email": email, "list": DEFAULT_LIST, "source": source,
-                    "client_ip": client_ip[:64], "user_agent": user_agent[:200], "requested_at": stamp,
-                    "state": OUTGOING_QUEUED, "attempts": 0, "next_attempt_at": stamp, "updated_at": stamp,
-                }  # fmt: skip
-            )
-            return table.last_pk
+            # A write as the transaction's first statement: SQLite then waits for a busy lock
+            # (busy_timeout) instead of failing a read-to-write upgrade at once.
+            cursor = self.db.execute(
+                """INSERT INTO outgoing_messages (kind, email, list, source, client_ip, user_agent, requested_at,
+                       state, attempts, next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)""",
+                [kind, email, DEFAULT_LIST, source, client_ip[:64], user_agent[:200], stamp, OUTGOING_QUEUED,
+                 stamp, stamp],
+            )  # fmt: skip
+            return cursor.lastrowid
 
     def due_outgoing(self, now: datetime, *, limit: int = 100, ignore_backoff: bool = False) -> list[dict]:
         """Queued rows whose retry time has come and that no live worker holds, oldest first."""

@@ -136,6 +136,10 @@ def create_app(
     def ledger() -> closing:
         return closing(Ledger(config.database_path))
 
+    # Create and migrate the ledger now, once: concurrent first opens would race on the schema.
+    with ledger():
+        pass
+
     def page(template: str, status: int = 200, **context) -> Response:
         html = render(env, f"web/{template}", site=config.site, labels=words, feed_url=config.site.feed_url, **context)
         response = Response(html, status=status, mimetype="text/html")

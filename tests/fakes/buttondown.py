@@ -13,6 +13,14 @@ Assumptions where the docs are silent [U]: a key reused while its first request 
 still running → 409; a key longer than 200 chars → 400 ``idempotency_key_invalid``;
 only 2xx answers are kept for replay; ``about_to_send`` again on an email already
 sending or sent changes nothing and sends nothing; the ``subject`` list filter is exact.
+
+Subscribers (providers.md §2): ``POST /v1/subscribers`` with ``{email_address, tags, metadata,
+type, notes, referrer_url, utm_*, ip_address, referring_subscriber_id}`` (unknown fields → 422);
+``X-Buttondown-Collision-Behavior: no_op|overwrite|add``, ``no_op`` → 400 when the address
+exists; at most 100 creations a day, then **400** (not 429).  [U]: the error codes
+``email_already_exists``, ``email_invalid`` and ``rate_limited`` for those 400s; no header
+behaves as ``no_op``; a new subscriber without ``type`` is ``unactivated`` and gets Buttondown's
+own confirmation mail (recorded in ``confirmations``); an existing one is never re-activated.
 """
 
 from __future__ import annotations
@@ -33,6 +41,12 @@ FIELDS = {"subject", "body", "status", "publish_date", "slug", "description", "c
           "attachments", "related_email_ids", "featured", "should_trigger_pay_per_email_billing", "email_type"}
 FRONT_MATTER = re.compile(r"\A\s*---[ \t]*\r?\n(.*?\r?\n)?---[ \t]*(\r?\n|\Z)", re.S)
 CONFIRMATION_VERSION = "2026-04-01"
+SUBSCRIBER_FIELDS = {"email_address", "tags", "metadata", "type", "notes", "referrer_url", "utm_campaign",
+                     "utm_medium", "utm_source", "ip_address", "referring_subscriber_id"}
+SUBSCRIBER_TYPES = ("regular", "unactivated", "unsubscribed", "undeliverable", "complained", "premium", "gifted",
+                    "churning", "removed", "trialed", "paused", "blocked", "spammy")
+COLLISION_BEHAVIORS = ("no_op", "overwrite", "add")
+SUBSCRIBERS_PER_DAY = 100
 
 
 class FakeButtondown(FakeServer):
@@ -59,6 +73,11 @@ class FakeButtondown(FakeServer):
         self._confirmed_keys: set[str] = set()
         self._idem: dict[tuple[str, str], Response | None] = {}  # None: still running
         self._calls: deque[float] = deque()  # times of the requests of the last 60 s
+        # Subscribers created or known through /v1/subscribers (address → record); the
+        # constructor's ``subscribers`` are known too, as ``regular``.
+        self.subscriber_records: dict[str, dict[str, Any]] = {}
+        self.confirmations: list[str] = []  # addresses Buttondown sent its own opt-in mail to
+        self._created_today: deque[float] = deque()
 
     # -- errors -----------------------------------------------------------------
     def error(self, status: int, message: str | None = None, *, retry_after: Any = DEFAULT,
@@ -129,8 +148,8 @@ class FakeButtondown(FakeServer):
         return self._route(req)
 
     def _route(self, req: Request) -> Response:
-        if req.path.rstrip("/") == "/v1/subscribers" and req.method == "POST":
-            return self._subscribe(req)
+        if re.fullmatch(r"/v1/subscribers/?", req.path):
+            return self._create_subscriber(req) if req.method == "POST" else self.error(405, "Method not allowed.")
         m = re.fullmatch(r"/v1/emails(?:/([^/]+))?(/publish|/send-draft)?/?", req.path)
         if not m:
             return self.error(404)
@@ -153,20 +172,6 @@ class FakeButtondown(FakeServer):
         return self.error(405, "Method not allowed.")
 
     # -- endpoints --------------------------------------------------------------
-    def _subscribe(self, req: Request) -> Response:
-        """``POST /v1/subscribers``: the address joins the audience (an existing one is a 400, as documented)."""
-        try:
-            data = req.json()
-        except ValueError:
-            return Response.json(422, {"detail": [{"type": "json_invalid", "loc": ["body"], "msg": "Invalid JSON"}]})
-        address = data.get("email_address") if isinstance(data, dict) else None
-        if not isinstance(address, str) or "@" not in address:
-            return self._invalid("email_address", "missing", "Field required")
-        if address.lower() in (a.lower() for a in self.subscribers):
-            return self.error(400, "That subscriber already exists.", code="email_already_exists")
-        self.subscribers.append(address)
-        return Response.json(201, {"id": f"sub_{len(self.subscribers)}", "email_address": address, "type": "regular"})
-
     def _payload(self, req: Request) -> dict[str, Any] | Response:
         try:
             data = req.json() if req.body else {}
@@ -270,6 +275,61 @@ class FakeButtondown(FakeServer):
         self.sends.append({"email_id": email["id"], "kind": "send-draft", "recipients": recipients,
                            "subject": f"[PREVIEW] {email['subject']}"})
         return Response.json(200, {})
+
+    def _create_subscriber(self, req: Request) -> Response:
+        try:
+            data = req.json() if req.body else {}
+        except ValueError:
+            return Response.json(422, {"detail": [{"type": "json_invalid", "loc": ["body"], "msg": "Invalid JSON"}]})
+        if not isinstance(data, dict):
+            return Response.json(422, {"detail": [{"type": "model_type", "loc": ["body", "payload"],
+                                                   "msg": "Input should be an object"}]})
+        for name in data:
+            if name not in SUBSCRIBER_FIELDS:
+                return self._invalid(name, "extra_forbidden", "Extra inputs are not permitted")
+        address = data.get("email_address")
+        if address is None:
+            return self._invalid("email_address", "missing", "Field required")
+        if not isinstance(address, str) or not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address):
+            return self.error(400, "The email address is invalid.", code="email_invalid")
+        if "type" in data and data["type"] not in SUBSCRIBER_TYPES:
+            return self._invalid("type", "enum", f"Input should be one of {', '.join(SUBSCRIBER_TYPES)}")
+        behavior = req.headers.get("X-Buttondown-Collision-Behavior") or "no_op"
+        if behavior not in COLLISION_BEHAVIORS:
+            return self.error(400, "Unknown collision behavior.", code="collision_behavior_invalid")
+        address = address.lower()
+        existing = self.subscriber_records.get(address)
+        if existing is None and address in (a.lower() for a in self.subscribers):
+            existing = self.subscriber_records[address] = self._subscriber(address, {"type": "regular"})
+        if existing is not None:
+            if behavior == "no_op":
+                return self.error(400, "A subscriber with this email address already exists.",
+                                  code="email_already_exists")
+            changes = {k: v for k, v in data.items() if k not in ("email_address", "type")}
+            if behavior == "add":
+                existing["tags"] = sorted(set(existing["tags"]) | set(changes.pop("tags", [])))
+                existing["metadata"] = {**existing["metadata"], **changes.pop("metadata", {})}
+            existing.update(changes)  # never the type: a subscriber who left stays gone
+            return Response.json(200, existing)
+        now = time.time()
+        while self._created_today and self._created_today[0] <= now - 86400:
+            self._created_today.popleft()
+        if len(self._created_today) >= SUBSCRIBERS_PER_DAY:
+            return self.error(400, "You can create at most 100 subscribers a day through the API; use an import.",
+                              code="rate_limited")
+        self._created_today.append(now)
+        record = self.subscriber_records[address] = self._subscriber(address, data)
+        if record["type"] == "unactivated":
+            self.confirmations.append(address)
+        return Response.json(201, record)
+
+    @staticmethod
+    def _subscriber(address: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {"id": "sub_" + uuid.uuid4().hex[:26], "email_address": address, "creation_date": now_iso(),
+                "type": data.get("type", "unactivated"), "tags": list(data.get("tags") or []),
+                "metadata": dict(data.get("metadata") or {}), "notes": data.get("notes", ""),
+                "ip_address": data.get("ip_address"), "referrer_url": data.get("referrer_url", ""),
+                "source": "api"}
 
     def _list(self, req: Request) -> Response:
         found = [e for e in self.emails.values()

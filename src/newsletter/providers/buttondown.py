@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from typing import Any, Mapping
 
 from ..config import Config, secret
-from ..errors import ProviderError, ProviderRejected, ProviderTransient
+from ..errors import ProviderError, ProviderRateLimited, ProviderRejected, ProviderTransient
 from ..render import Issue
 from .base import AUDIENCE, AudienceProvider, Capabilities
 from .http import HttpClient, api_base_url, timeout_setting
@@ -99,12 +99,29 @@ class ButtondownProvider(AudienceProvider):
         email_id = self._draft(issue, f"{issue.key}:test")
         self._request("POST", f"/v1/emails/{email_id}/send-draft", json={"recipients": addresses})
 
-    def subscribe(self, email: str, *, key: str) -> None:
-        """Add an address to the Buttondown audience; Buttondown sends its own confirmation."""
-        self._request(
-            "POST", "/v1/subscribers", json={"email_address": email},
-            headers={"X-Idempotency-Key": f"{key}:subscribe"[:200]},
-        )  # fmt: skip
+    def subscribe(self, email: str, *, key: str, ip_address: str | None = None) -> str | None:
+        """Ask Buttondown to add ``email`` (``POST /v1/subscribers``); Buttondown mails its own opt-in.
+
+        An address Buttondown already has (subscribed, unsubscribed, bounced…) is left exactly
+        as it is (collision ``no_op``): returns ``None``; otherwise the new subscriber's id.
+        The daily creation cap (a 400, not a 429) is a temporary refusal: retried later.
+        """
+        payload: dict[str, Any] = {"email_address": email}
+        if ip_address:
+            payload["ip_address"] = ip_address
+        headers = {"X-Buttondown-Collision-Behavior": "no_op", "X-Idempotency-Key": f"{key}:subscribe"[:200]}
+        try:
+            answer = self._request("POST", "/v1/subscribers", json=payload, headers=headers)
+        except ProviderRejected as error:
+            if "(email_already_exists)" in error.message:
+                return None
+            if "(rate_limited)" in error.message:
+                raise ProviderRateLimited(
+                    error.message, where=error.where, retry_after=3600.0,
+                    hint="Buttondown creates at most 100 subscribers a day through its API",
+                ) from None  # fmt: skip
+            raise
+        return answer.get("id") if isinstance(answer, dict) else None
 
     def send_message(self, message: EmailMessage, *, key: str) -> str:
         """Buttondown sends no mail of ours but issues: its own confirmations replace ours."""

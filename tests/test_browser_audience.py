@@ -9,6 +9,7 @@ import re
 import socket
 import sqlite3
 import threading
+import time
 
 from browser import chromium, screenshot_path
 from conftest import TOKEN_KEY
@@ -36,6 +37,17 @@ def messages(config, prefix: str = ""):
         yield email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
 
 
+def wait_for(condition, what: str, deadline: float = 15.0):
+    """The confirmation is sent by the service's background worker: wait for it, boundedly."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def test_subscribe_confirm_receive_and_unsubscribe_in_a_browser(project, run):
     port = free_port()
     base = f"http://127.0.0.1:{port}/"
@@ -56,11 +68,11 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_browser(project, run):
             page.screenshot(path=screenshot_path("audience", "1-subscribe"))
             page.click("button[type=submit]")
             assert "vérifiez votre boîte" in page.inner_text("main")
-            assert status(config) == "pending"
+            assert wait_for(lambda: status(config) == "pending", "the worker to record the request")
             page.screenshot(path=screenshot_path("audience", "2-check-inbox"))
 
             # 2. The confirmation email is in the outbox; its link shows a button, the GET changes nothing.
-            (confirmation,) = messages(config, "confirm-")
+            (confirmation,) = wait_for(lambda: list(messages(config, "confirm-")), "the confirmation mail")
             assert str(confirmation["To"]) == ADDRESS
             link = re.search(r"https?://\S+/confirm/\S+", confirmation.get_body(("plain",)).get_content()).group(0)
             page.goto(link)

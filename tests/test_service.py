@@ -91,12 +91,14 @@ def test_two_hundred_idle_connections_leave_new_requests_answered(config):
 
 def test_an_idle_connection_is_closed_after_the_channel_timeout(config):
     app = create_app(config, environ=ENV)
-    with serving(app, channel_timeout=1, cleanup_interval=1) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: example.org\r\n")  # and never the end
-            started = time.monotonic()
-            assert sock.recv(1024) == b""  # the server hung up (a timeout here raises instead)
-            assert time.monotonic() - started < DEADLINE
+    with (
+        serving(app, channel_timeout=1, cleanup_interval=1) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as sock,
+    ):
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: example.org\r\n")  # and never the end
+        started = time.monotonic()
+        assert sock.recv(1024) == b""  # the server hung up (a timeout here raises instead)
+        assert time.monotonic() - started < DEADLINE
 
 
 # -- behind a proxy -----------------------------------------------------------------------------------

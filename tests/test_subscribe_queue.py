@@ -93,7 +93,8 @@ def test_the_form_runs_the_same_sql_whatever_the_address_state(config, monkeypat
     for state, address in ADDRESSES.items():
         before = snapshot(config)
         statements.clear()
-        response = client.post("/subscribe", data={"email": address.upper()}, environ_base={"REMOTE_ADDR": f"10.0.0.{len(traces)}"})
+        peer = {"REMOTE_ADDR": f"10.0.0.{len(traces)}"}
+        response = client.post("/subscribe", data={"email": address.upper()}, environ_base=peer)
         assert response.status_code == 200, state
         traces[state] = [s.replace(address, "ADDRESS").replace(f"10.0.0.{len(traces)}", "IP") for s in statements]
         bodies[state] = response.data
@@ -161,11 +162,12 @@ def test_a_deferred_message_waits_for_its_backoff_unless_flushed_explicitly(proj
 
 
 def test_newsletter_outgoing_and_send_flush_the_queue(config, run, monkeypatch):
-    create_app(config, environ=ENV, clock=lambda: FIXED_NOW).test_client().post("/subscribe", data={"email": "a@example.org"})
+    client = create_app(config, environ=ENV, clock=lambda: FIXED_NOW).test_client()
+    client.post("/subscribe", data={"email": "a@example.org"})
     outcome = run("outgoing")
     assert outcome.exit_code == 0 and "1 sent" in outcome.stdout
     assert [str(m["To"]) for m in outbox_confirmations(config)] == ["a@example.org"]
-    create_app(config, environ=ENV, clock=lambda: FIXED_NOW).test_client().post("/subscribe", data={"email": "b@example.org"})
+    client.post("/subscribe", data={"email": "b@example.org"})
     Ledger(config.database_path).add_subscriber("reader@example.org", source="test", now=FIXED_NOW)
     outcome = run("send", "--yes")
     assert outcome.exit_code == 0, outcome.stderr
@@ -216,7 +218,7 @@ def test_with_buttondown_down_the_request_waits_in_the_queue(buttondown):
 
 
 def test_buttondowns_daily_cap_is_a_deferral_not_a_loss(buttondown, monkeypatch):
-    fake, config = buttondown
+    _, config = buttondown
     monkeypatch.setattr("fakes.buttondown.SUBSCRIBERS_PER_DAY", 1)
     client = create_app(config, environ=ENV, clock=lambda: FIXED_NOW).test_client()
     for address in ("a@example.org", "b@example.org"):

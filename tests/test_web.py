@@ -354,3 +354,47 @@ def test_import_of_10000_addresses_reports_exact_counts_per_kind(run, project, c
     with sqlite3.connect(config.database_path) as db:
         counts = dict(db.execute("SELECT status, count(*) FROM subscribers GROUP BY status").fetchall())
     assert counts == {"active": 9000, "unsubscribed": 100, "bounced": 100, "complained": 100}
+
+
+# -- bounded, malformed and hostile requests (never a 500) ------------------------------------------
+
+
+def test_bodies_over_the_limit_are_413_for_forms_and_webhooks(client):
+    from newsletter.web import MAX_BODY_BYTES
+
+    big = b"email=" + b"a" * MAX_BODY_BYTES
+    response = client.post("/subscribe", data=big, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 413 and response.data == b"413 Request Entity Too Large\n"
+    assert client.post("/webhooks/mailgun", data=b"{" + b" " * MAX_BODY_BYTES + b"}").status_code == 413
+    # Routes that never read their body (unsubscribe) are bounded by waitress itself: test_service.py.
+
+
+HOSTILE = [
+    ("POST", "/subscribe", b"email=%ZZ%&x=%", "application/x-www-form-urlencoded"),
+    ("POST", "/subscribe", b"email=\xff\xfe\x00@example.org", "application/x-www-form-urlencoded"),
+    ("POST", "/subscribe", b"--x\r\nContent-Disposition: form-data; name=email\r\n\r\na@b.c", "multipart/form-data"),
+    ("POST", "/subscribe", b"--b\r\n" * 5000, "multipart/form-data; boundary=b"),
+    ("POST", "/subscribe", b"a=1&" * 5000, "application/x-www-form-urlencoded"),
+    ("POST", "/subscribe", b"email=" + b"a" * 100_000 + b"@example.org", "application/x-www-form-urlencoded"),
+    ("POST", "/subscribe", b'{"email": "a@b.c"}', "application/json"),
+    ("POST", "/subscribe", b"email=a@b.c", "application/x-www-form-urlencoded; charset=no-such-charset"),
+    ("POST", "/confirm/" + "A" * 5000, b"", None),
+    ("POST", "/confirm/..%2F..%2F", b"", None),
+    ("GET", "/unsubscribe/%00%ff", b"", None),
+    ("POST", "/unsubscribe/" + "x." * 2000, b"List-Unsubscribe=One-Click", "application/x-www-form-urlencoded"),
+    ("GET", "/..%2f..%2fetc/passwd", b"", None),
+    ("GET", "/%00", b"", None),
+    ("PUT", "/subscribe", b"email=a@b.c", "application/x-www-form-urlencoded"),
+    ("DELETE", "/unsubscribe/abc", b"", None),
+    ("POST", "/webhooks/" + "n" * 3000, b"{}", "application/json"),
+    ("POST", "/webhooks/postmark", b"\xff" * 1000, "application/json"),
+    ("POST", "/webhooks/mailgun", b"[" * 50_000 + b"]" * 50_000, "application/json"),
+    ("POST", "/webhooks/postmark", b'{"a":' * 30_000 + b"1" + b"}" * 30_000, "application/json"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "content_type"), HOSTILE)
+def test_hostile_requests_get_a_4xx_never_a_500_or_internals(client, method, path, body, content_type):
+    response = client.open(path, method=method, data=body, content_type=content_type)
+    assert 200 <= response.status_code < 500, (response.status_code, response.data[:200])
+    assert b"Traceback" not in response.data and b"werkzeug" not in response.data.lower()

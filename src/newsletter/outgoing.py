@@ -109,7 +109,8 @@ def deliver_outgoing(
                 continue
             except NewsletterError as error:  # a busy ledger, a broken template: this row later, not lost
                 wait = policy.wait(row["attempts"], None)
-                ledger.defer_outgoing(row["id"], now=now, retry_at=now + timedelta(seconds=wait), error=error.one_line())
+                retry_at = now + timedelta(seconds=wait)
+                ledger.defer_outgoing(row["id"], now=now, retry_at=retry_at, error=error.one_line())
                 report.deferred += 1
                 log.warning("outgoing message %s deferred: %s", row["id"], error.one_line())
                 break

@@ -290,12 +290,13 @@ def m008_outgoing_messages(db: sqlite_utils.Database) -> None:
     good).  ``next_attempt_at`` spaces retries (backoff); ``claimed_until`` lets one worker at a
     time handle a row and frees it again if that worker dies.
     """
+    columns = {
+        "id": int, "kind": str, "email": str, "list": str, "source": str, "client_ip": str,
+        "user_agent": str, "requested_at": str, "state": str, "attempts": int, "next_attempt_at": str,
+        "claimed_until": str, "provider_reference": str, "last_error": str, "updated_at": str,
+    }  # fmt: skip
     db["outgoing_messages"].create(
-        {
-            "id": int, "kind": str, "email": str, "list": str, "source": str, "client_ip": str,
-            "user_agent": str, "requested_at": str, "state": str, "attempts": int, "next_attempt_at": str,
-            "claimed_until": str, "provider_reference": str, "last_error": str, "updated_at": str,
-        },  # fmt: skip
+        columns,
         pk="id",
         not_null={"kind", "email", "requested_at", "state", "next_attempt_at", "updated_at"},
         defaults={"attempts": 0},

@@ -165,9 +165,16 @@ def create_app(
     def ledger_error(error: LedgerError):
         if _is_busy(error):
             log.warning("ledger busy: %s", error.one_line())
-            return plain("503 Service Unavailable: busy, try again shortly", 503, {"Retry-After": str(BUSY_RETRY_AFTER)})
+            busy = "503 Service Unavailable: busy, try again shortly"
+            return plain(busy, 503, {"Retry-After": str(BUSY_RETRY_AFTER)})
         log.error("ledger error: %s", error.one_line())
         return plain("503 Service Unavailable", 503, {"Retry-After": str(BUSY_RETRY_AFTER * 12)})
+
+    @app.errorhandler(RecursionError)
+    def too_deep(error: RecursionError):
+        # Only a pathological body (JSON nested thousands deep) gets a parser this far: the client's fault.
+        log.warning("refused a request nested too deeply on %s %s", request.method, request.path)
+        return plain("400 Bad Request: nested too deeply", 400)
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
@@ -348,11 +355,12 @@ def make_server(
     """
     from waitress.server import create_server
 
-    options: dict = dict(
-        host=host, port=port, threads=threads, ident="newsletter", connection_limit=connection_limit,
-        channel_timeout=channel_timeout, cleanup_interval=cleanup_interval, asyncore_use_poll=True, backlog=1024,
-        max_request_body_size=MAX_BODY_BYTES, max_request_header_size=64 * 1024, expose_tracebacks=False,
-    )  # fmt: skip
+    options: dict = {
+        "host": host, "port": port, "threads": threads, "ident": "newsletter", "backlog": 1024,
+        "connection_limit": connection_limit, "channel_timeout": channel_timeout, "cleanup_interval": cleanup_interval,
+        "asyncore_use_poll": True, "max_request_body_size": MAX_BODY_BYTES, "max_request_header_size": 64 * 1024,
+        "expose_tracebacks": False,
+    }  # fmt: skip
     if behind_proxy:
         options.update(
             trusted_proxy=trusted_proxy, trusted_proxy_count=proxy_hops,

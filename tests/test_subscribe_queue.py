@@ -114,7 +114,7 @@ def test_the_worker_sends_only_what_each_state_calls_for(config):
     for address in ADDRESSES.values():
         client.post("/subscribe", data={"email": address})
     report = flush(config)
-    # new, pending and unsubscribed (who asked again, LAW-04) get a confirmation; the rest nothing.
+    # new, pending and unsubscribed (who asked again) get a confirmation; the rest nothing.
     assert (report.sent, report.skipped, report.deferred, report.failed) == (3, 3, 0, 0)
     sent_to = sorted(str(m["To"]) for m in outbox_confirmations(config))
     assert sent_to == sorted([ADDRESSES["new"], ADDRESSES["pending"], ADDRESSES["unsubscribed"]])

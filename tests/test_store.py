@@ -36,6 +36,7 @@ def test_migrations_are_recorded_and_applied_once(tmp_path):
     assert applied[:5] == ["m001_initial", "m002_chunk_provider_reference", "m003_issue_kind",
                            "m004_consent_and_suppression", "m005_state_checks"]
     assert applied[-1] == "m009_webhook_replay"  # kept last
+    assert "m008_outgoing_messages" in applied
     assert not MIGRATIONS.pending(db)
     assert {"subscribers", "issues", "chunks", "deliveries"} <= set(db.table_names())
 

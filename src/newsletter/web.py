@@ -315,6 +315,10 @@ class Server:
     def port(self) -> int:
         return self.waitress.effective_port
 
+    def __getattr__(self, name: str):
+        # Everything else (``socket``, ``effective_host``…) is waitress's own, for callers that used it bare.
+        return getattr(self.waitress, name)
+
     def run(self) -> None:
         if self.worker is not None:
             self.worker.start()

@@ -20,7 +20,8 @@ type, notes, referrer_url, utm_*, ip_address, referring_subscriber_id}`` (unknow
 exists; at most 100 creations a day, then **400** (not 429).  [U]: the error codes
 ``email_already_exists``, ``email_invalid`` and ``rate_limited`` for those 400s; no header
 behaves as ``no_op``; a new subscriber without ``type`` is ``unactivated`` and gets Buttondown's
-own confirmation mail (recorded in ``confirmations``); an existing one is never re-activated.
+own confirmation mail (recorded in ``confirmations``) and joins ``subscribers`` but receives no
+issue until confirmed; an existing one is never re-activated.
 """
 
 from __future__ import annotations
@@ -252,8 +253,10 @@ class FakeButtondown(FakeServer):
             self._send(email)
 
     def _send(self, email: dict[str, Any]) -> None:
-        self.sends.append({"email_id": email["id"], "kind": "send", "recipients": list(self.subscribers)})
-        for n, address in enumerate(self.subscribers):
+        receiving = [a for a in self.subscribers
+                     if self.subscriber_records.get(a.lower(), {}).get("type", "regular") != "unactivated"]
+        self.sends.append({"email_id": email["id"], "kind": "send", "recipients": receiving})
+        for n, address in enumerate(receiving):
             unsubscribe = f"{self.url}/unsubscribe/{email['id']}/{n}"
             html = re.sub(r"\{\{\s*subscriber\.email\s*\}\}", address, email.get("body") or "")
             html = re.sub(r"\{\{\s*unsubscribe_url\s*\}\}", unsubscribe, html)
@@ -319,6 +322,7 @@ class FakeButtondown(FakeServer):
                               code="rate_limited")
         self._created_today.append(now)
         record = self.subscriber_records[address] = self._subscriber(address, data)
+        self.subscribers.append(address)  # in the audience; an unactivated one receives no issue yet
         if record["type"] == "unactivated":
             self.confirmations.append(address)
         return Response.json(201, record)

@@ -114,10 +114,10 @@ def test_the_worker_sends_only_what_each_state_calls_for(config):
     for address in ADDRESSES.values():
         client.post("/subscribe", data={"email": address})
     report = flush(config)
-    # new, pending and unsubscribed (who asked again) get a confirmation; the rest nothing.
-    assert (report.sent, report.skipped, report.deferred, report.failed) == (3, 3, 0, 0)
+    # new and pending get a confirmation; active and suppressed ones nothing (suppression wins).
+    assert (report.sent, report.skipped, report.deferred, report.failed) == (2, 4, 0, 0)
     sent_to = sorted(str(m["To"]) for m in outbox_confirmations(config))
-    assert sent_to == sorted([ADDRESSES["new"], ADDRESSES["pending"], ADDRESSES["unsubscribed"]])
+    assert sent_to == sorted([ADDRESSES["new"], ADDRESSES["pending"]])
     with sqlite3.connect(config.database_path) as db:
         statuses = dict(db.execute("SELECT email, status FROM subscribers").fetchall())
     assert statuses[ADDRESSES["active"]] == "active" and statuses[ADDRESSES["complained"]] == "complained"

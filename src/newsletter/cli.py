@@ -476,7 +476,7 @@ def serve_command(
     from . import web
 
     project = state.project()
-    app = web.create_app(project.config, clock=state.clock)
+    app = web.create_app(project)
     server = web.make_server(
         app, host=host, port=port, threads=threads, behind_proxy=behind_proxy, proxy_hops=proxy_hops,
         trusted_proxy=trusted_proxy, connection_limit=max_connections,

@@ -14,11 +14,12 @@ method returns plain data (dataclasses, dicts) and raises the typed errors of
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+import os
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from .config import CONFIG_FILE, Config, Secret, find_config, load_config
 from .errors import NewsletterError, NothingToSend, NotFound, UsageError
@@ -104,11 +105,13 @@ class Newsletter:
     and the provider are released.
     """
 
-    def __init__(self, config: Config, *, clock: Clock = utc_now) -> None:
+    def __init__(self, config: Config, *, clock: Clock = utc_now, environ: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.clock = clock
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self._ledger: Ledger | None = None
         self._posts: list[Post] | None = None
+        self._env = None
         self._resources = ExitStack()
 
     @classmethod
@@ -163,19 +166,35 @@ class Newsletter:
         return published(self.posts(), self.clock())
 
     def signing_keys(self) -> list[Secret]:
-        return self.config.token_keys()
+        """The unsubscribe/confirm token keys from the environment: the current one first."""
+        return self.config.token_keys(self.environ)
+
+    @contextmanager
+    def for_thread(self) -> Iterator[Newsletter]:
+        """The same project with a ledger connection of its own, closed on exit.
+
+        SQLite connections belong to one thread: the web service takes one per request.
+        """
+        other = Newsletter(self.config, clock=self.clock, environ=self.environ)
+        try:
+            yield other
+        finally:
+            other.close()
 
     @property
     def subscribers(self) -> SubscriberBook:
         """The local subscriber list: ``add``, ``remove``, ``list``, ``import_csv``, ``export_csv``."""
         from .subscribers import SubscriberBook
 
-        return SubscriberBook(self.ledger, self.clock)
+        return SubscriberBook(self)
 
-    def _environment(self):
-        from .templates import make_environment
+    def environment(self):
+        """The Jinja2 environment: the project's templates/ first, the packaged defaults behind."""
+        if self._env is None:
+            from .templates import make_environment
 
-        return make_environment(self.config.templates_dir)
+            self._env = make_environment(self.config.templates_dir)
+        return self._env
 
     def _provider(self, stack: ExitStack):
         from contextlib import closing
@@ -196,7 +215,7 @@ class Newsletter:
 
         posts = self.published()
         before = topic_digests(self.config.public_dir)
-        result = build_site(self.config, posts, self._environment())
+        result = build_site(self.config, posts, self.environment())
         changed = tuple(changed_topics(before, result.files))
         pinged: tuple[str, ...] = ()
         if ping and self.config.feed.websub_hub:
@@ -220,7 +239,7 @@ class Newsletter:
 
         now = self.clock()
         post = pick_post(self.posts(), now, slug)
-        issue = render_issue(self.config, post, self._environment())
+        issue = render_issue(self.config, post, self.environment())
         try:
             keys: list[Secret] | None = self.signing_keys()
         except NewsletterError:
@@ -247,7 +266,7 @@ class Newsletter:
         post = pick_post(self.posts(), self.clock(), slug)
         with ExitStack() as stack:
             provider = self._provider(stack)
-            issue = render_issue(self.config, post, self._environment(), subject_prefix="[TEST] ", variant="test")
+            issue = render_issue(self.config, post, self.environment(), subject_prefix="[TEST] ", variant="test")
             send_test(self.config, issue, provider, keys, address, self.clock, self.config.retry)
             return TestSendReport(post, address, provider.name)
 
@@ -273,7 +292,7 @@ class Newsletter:
             choice = choose(self.posts(), self.ledger, self.clock(), slug, correction=correction, new_issue=new_issue)
             provider = self._provider(stack)
             subscribers = self.ledger.count_subscribers(ACTIVE)
-            plan = plan_send(self.config, self.ledger, choice, self._environment(), provider, subscribers=subscribers)
+            plan = plan_send(self.config, self.ledger, choice, self.environment(), provider, subscribers=subscribers)
             if not plan.recipients and plan.audience_local:
                 raise NothingToSend(
                     "no active subscribers", hint="add some with 'newsletter subscribers add' or 'subscribers import'"
@@ -359,7 +378,7 @@ class Newsletter:
             if missing:
                 raise NotFound(f"slug {missing[0]!r} matches no published post", hint="run 'newsletter status'")
             candidates = [by_slug[s] for s in slugs]
-        return mark_posts_sent(self.config, self.ledger, candidates, self._environment(), self.clock())
+        return mark_posts_sent(self.config, self.ledger, candidates, self.environment(), self.clock())
 
     def resolve(self, issue: str, *, assume_sent: bool) -> ResolveReport:
         """Settle the deliveries of an unfinished ``issue`` (slug or key) that nothing could reconcile."""

@@ -7,12 +7,19 @@ complained are never re-activated from here (LAW-07).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import IO, Callable, Iterable, Iterator, Sequence
+from datetime import timedelta
+from typing import IO, TYPE_CHECKING, Iterable, Iterator, Sequence
 
-from .audience import ImportReport, export_csv, import_csv, normalize_address
+from .audience import (
+    ImportReport, confirm_subscription, export_csv, import_csv, normalize_address, suppress,
+    subscriber_for_token, unsubscribe_with_token,
+)  # fmt: skip
 from .errors import NewsletterError, NotFound
-from .store import Ledger
+
+if TYPE_CHECKING:
+    from .project import Newsletter
+
+CONFIRM_MAX_AGE = timedelta(days=3)
 
 ADD_OUTCOMES = {"added": "added", "known": "already subscribed", "suppressed": "suppressed, not added"}
 
@@ -28,9 +35,10 @@ class Change:
 class SubscriberBook:
     """The subscriber operations of a project, over its ledger (see :attr:`Newsletter.subscribers`)."""
 
-    def __init__(self, ledger: Ledger, clock: Callable[[], datetime]) -> None:
-        self.ledger = ledger
-        self.clock = clock
+    def __init__(self, project: Newsletter) -> None:
+        self.project = project
+        self.ledger = project.ledger
+        self.clock = project.clock
 
     def add(self, emails: Iterable[str], *, source: str = "cli") -> list[Change]:
         """Add addresses as active (the editor vouches for their consent); every address is checked first."""
@@ -77,6 +85,41 @@ class SubscriberBook:
     def export_csv(self, handle: IO[str]) -> int:
         """Write every subscriber as CSV; returns how many."""
         return export_csv(self.ledger.subscribers(), handle)
+
+    # -- what subscribers do themselves, through the service ---------------------------------
+
+    def request(self, email: str, *, source: str, client_ip: str = "", user_agent: str = "") -> None:
+        """Record a subscription request; the confirmation goes out later (:mod:`newsletter.outgoing`).
+
+        The same single write whatever the address's state, so the answer reveals nothing.
+        """
+        from .outgoing import queue_subscription
+
+        queue_subscription(
+            self.ledger, email, now=self.clock(), source=source, client_ip=client_ip, user_agent=user_agent
+        )
+
+    def holder_of(self, token: str, *, purpose: str) -> dict:
+        """The subscriber a signed ``confirm`` or ``unsubscribe`` token names (raises InvalidToken)."""
+        return subscriber_for_token(self.ledger, self.project.signing_keys(), self._list_id, token, purpose=purpose)
+
+    def confirm(self, token: str) -> None:
+        """Double opt-in: a valid, fresh confirm token makes a pending subscriber active."""
+        confirm_subscription(
+            self.ledger, self.project.signing_keys(), self._list_id, token, now=self.clock(), max_age=CONFIRM_MAX_AGE
+        )
+
+    def unsubscribe(self, token: str) -> None:
+        """One-click unsubscribe: the signed token is the only authorization (idempotent)."""
+        unsubscribe_with_token(self.ledger, self.project.signing_keys(), self._list_id, token, now=self.clock())
+
+    def suppress(self, email: str, reason: str) -> None:
+        """A bounce or complaint the provider reported: the address is suppressed for good."""
+        suppress(self.ledger, email, reason, now=self.clock())
+
+    @property
+    def _list_id(self) -> str:
+        return self.project.config.email.list_id
 
 
 def outcome_lines(changes: Sequence[Change]) -> list[str]:

@@ -21,12 +21,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
-import os
 import threading
 import time
 from collections import deque
-from contextlib import closing
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -34,14 +32,12 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.security import safe_join
 
-from .audience import (
-    CONFIRM, UNSUBSCRIBE, InvalidToken, confirm_subscription, subscriber_for_token, suppress, unsubscribe_with_token,
-)  # fmt: skip
+from .audience import CONFIRM, UNSUBSCRIBE, InvalidToken
 from .config import Config
 from .errors import LedgerError, NewsletterError, SubscriberError
-from .outgoing import OutgoingWorker, flush_outgoing, queue_subscription
-from .store import Ledger
-from .templates import labels, make_environment, render
+from .outgoing import OutgoingWorker, flush_outgoing
+from .project import Newsletter
+from .templates import labels, render
 from .webhooks import MAX_WEBHOOK_BYTES, BadPayload, BadSignature, WebhookCall, accept_call
 
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
@@ -53,7 +49,6 @@ MEDIA_TYPES = {
     ".xsl": "text/xsl; charset=utf-8",
     ".txt": "text/plain; charset=utf-8",
 }
-CONFIRM_MAX_AGE = timedelta(days=3)
 # Forms and webhooks are a few KB; anything bigger is refused (413) before it is read.
 MAX_BODY_BYTES = 256 * 1024
 BUSY_RETRY_AFTER = 5  # seconds a client should wait when the ledger is busy (503)
@@ -101,26 +96,29 @@ def _utc_now() -> datetime:
 
 
 def create_app(
-    config: Config,
+    project: Newsletter | Config,
     *,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Callable[[], datetime] | None = None,
     environ: Mapping[str, str] | None = None,
     provider_loader: Callable | None = None,
     rate_limit: tuple[int, float] = (5, 600.0),
     outgoing_interval: float = 5.0,
 ) -> Flask:
-    """The WSGI application; checks the signing key at once (a missing one is a startup error).
+    """The WSGI application over a project (or a config); checks the signing key at once.
 
-    ``app.extensions["newsletter.outgoing"]`` is its (not yet started) worker that sends what
-    the subscribe form queues; :func:`make_server` starts it with the server.
+    Every request works on ``project.for_thread()``: the same project with a ledger
+    connection of its own.  ``app.extensions["newsletter.outgoing"]`` is its (not yet
+    started) worker that sends what the subscribe form queues; :func:`make_server` starts
+    it with the server.
     """
     from .providers import provider_class
 
-    environ = os.environ if environ is None else environ
-    keys = config.token_keys(environ)
-    env = make_environment(config.templates_dir)
+    if isinstance(project, Config):
+        project = Newsletter(project, clock=clock or _utc_now, environ=environ)
+    config, clock, environ = project.config, project.clock, project.environ
+    project.signing_keys()  # a missing or weak key is a startup error, not a failed request
+    env = project.environment()
     words = labels(config.site.language)
-    list_id = config.email.list_id
     limiter = RateLimiter(*rate_limit)
     app = Flask("newsletter", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -133,12 +131,9 @@ def create_app(
     )
     app.extensions["newsletter.outgoing"] = worker
 
-    def ledger() -> closing:
-        return closing(Ledger(config.database_path))
-
     # Create and migrate the ledger now, once: concurrent first opens would race on the schema.
-    with ledger():
-        pass
+    with project.for_thread() as nl:
+        nl.ledger
 
     def page(template: str, status: int = 200, **context) -> Response:
         html = render(env, f"web/{template}", site=config.site, labels=words, feed_url=config.site.feed_url, **context)
@@ -195,10 +190,10 @@ def create_app(
         try:
             # The same single write whether the address is new, pending, active or suppressed;
             # no provider call: the worker does the state-dependent work later.
-            with ledger() as store:
-                queue_subscription(
-                    store, request.form.get("email", ""), now=clock(), source="form",
-                    client_ip=request.remote_addr or "", user_agent=request.headers.get("User-Agent", ""),
+            with project.for_thread() as nl:
+                nl.subscribers.request(
+                    request.form.get("email", ""), source="form", client_ip=request.remote_addr or "",
+                    user_agent=request.headers.get("User-Agent", ""),
                 )  # fmt: skip
         except SubscriberError:
             return page("subscribe.html", 400, error=words["invalid_address"])
@@ -208,8 +203,8 @@ def create_app(
     @app.get("/confirm/<token>")
     def confirm_page(token: str):
         try:
-            with ledger() as store:
-                subscriber_for_token(store, keys, list_id, token, purpose=CONFIRM)
+            with project.for_thread() as nl:
+                nl.subscribers.holder_of(token, purpose=CONFIRM)
         except InvalidToken:
             return invalid_link()
         return page("confirm.html", token=token)
@@ -217,8 +212,8 @@ def create_app(
     @app.post("/confirm/<token>")
     def confirm(token: str):
         try:
-            with ledger() as store:
-                confirm_subscription(store, keys, list_id, token, now=clock(), max_age=CONFIRM_MAX_AGE)
+            with project.for_thread() as nl:
+                nl.subscribers.confirm(token)
         except InvalidToken:
             return invalid_link()
         return page("message.html", message=words["confirm_done"])
@@ -226,8 +221,8 @@ def create_app(
     @app.get("/unsubscribe/<token>")
     def unsubscribe_page(token: str):
         try:
-            with ledger() as store:
-                subscriber = subscriber_for_token(store, keys, list_id, token, purpose=UNSUBSCRIBE)
+            with project.for_thread() as nl:
+                subscriber = nl.subscribers.holder_of(token, purpose=UNSUBSCRIBE)
         except InvalidToken:
             return invalid_link()
         return page("unsubscribe.html", token=token, done=subscriber["status"] != "active")
@@ -237,8 +232,8 @@ def create_app(
         # RFC 8058: the body is "List-Unsubscribe=One-Click" (form or multipart) or our button's form;
         # the signed token is the only authorization needed.
         try:
-            with ledger() as store:
-                unsubscribe_with_token(store, keys, list_id, token, now=clock())
+            with project.for_thread() as nl:
+                nl.subscribers.unsubscribe(token)
         except InvalidToken:
             return invalid_link()
         return page("message.html", message=words["unsubscribe_done"])
@@ -257,10 +252,10 @@ def create_app(
             if not factory.capabilities.webhooks:
                 return Response("not found\n", status=404, mimetype="text/plain")
             settings = config.provider_settings(provider)
-            with ledger() as store:
+            with project.for_thread() as nl:
                 accept_call(
-                    factory, call, settings=settings, environ=environ, ledger=store, now=clock(),
-                    apply=lambda events: [suppress(store, e.address, e.reason, now=clock()) for e in events],
+                    factory, call, settings=settings, environ=environ, ledger=nl.ledger, now=clock(),
+                    apply=lambda events: [nl.subscribers.suppress(e.address, e.reason) for e in events],
                 )  # fmt: skip
         except NewsletterError:
             return Response("webhook not configured\n", status=404, mimetype="text/plain")

@@ -98,7 +98,7 @@ def make_project(root: Path, provider: str, base_url: str, subscribers: int, bat
     (root / "people.csv").write_text(
         "email\n" + "".join(f"reader{n}@example.org\n" for n in range(subscribers)), encoding="utf-8"
     )
-    env = {**os.environ, "NEWSLETTER_TOKEN_KEY": "chaos-key", variable: value}
+    env = {**os.environ, "NEWSLETTER_TOKEN_KEY": "chaos-key-0123456789-ABCDEFGHIJ-abcdefghijk", variable: value}
     env.pop("NEWSLETTER_CONFIG", None)
     subprocess.run([COMMAND, "subscribers", "import", "people.csv"], cwd=root, env=env, check=True, capture_output=True)
     return env

@@ -17,7 +17,8 @@ from newsletter.config import load_config
 REPO = Path(__file__).resolve().parent.parent
 SEED = REPO / "tests" / "data" / "seed.txt"
 FIXED_NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
-TOKEN_KEY = "test-signing-key-not-a-secret"
+# 43 base64url characters, as secrets.token_urlsafe(32) makes: 258 bits, the least accepted is 256.
+TOKEN_KEY = "fixture-signing-key_NOT-a-secret-0123456789"
 # File names of the photos of the original posts: the seed keeps the names, not the images.
 SEED_IMAGE_NAMES = {"unique", "12principles-hires-1-1", "Motor_Manufacturing"} | {f"IMG_{n}" for n in range(1563, 1604)}
 # A caption glued to the next paragraph in the seed ("…Claude SuperQuand Jon…"): a lower-case

@@ -89,7 +89,7 @@ SHARED = CASES_DIR / "_shared"
 CASES = sorted(p.name for p in CASES_DIR.iterdir() if p.is_dir() and not p.name.startswith("_"))
 
 # Recognisable secrets: none may ever show in what the CLI prints.
-SECRET_TOKEN_KEY = "sekret-token-key-XYZ-7f3a9c"
+SECRET_TOKEN_KEY = "sekret-token-key-XYZ-7f3a9c-long-enough-for-256-bits"
 SECRET_OLD_TOKEN_KEY = "sekret-old-token-key-XYZ-99e1"
 SECRET_RESEND_KEY = "re_sekret-resend-key-XYZ-51b2"
 SECRET_SMTP_PASSWORD = "sekret-smtp-password-XYZ-0c4d"

@@ -290,9 +290,9 @@ def test_token_keys_current_first_then_retired(config, monkeypatch):
 
 
 def test_token_keys_from_explicit_environ(config):
-    keys = config.token_keys({"NEWSLETTER_TOKEN_KEY": "cur", "NEWSLETTER_TOKEN_KEY_OLD": " old1 , ,old2 "})
-    assert [k.reveal() for k in keys] == ["cur", "old1", "old2"]
-    assert [k.reveal() for k in config.token_keys({"NEWSLETTER_TOKEN_KEY": "cur"})] == ["cur"]
+    keys = config.token_keys({"NEWSLETTER_TOKEN_KEY": TOKEN_KEY, "NEWSLETTER_TOKEN_KEY_OLD": " old1 , ,old2 "})
+    assert [k.reveal() for k in keys] == [TOKEN_KEY, "old1", "old2"]
+    assert [k.reveal() for k in config.token_keys({"NEWSLETTER_TOKEN_KEY": TOKEN_KEY})] == [TOKEN_KEY]
     with pytest.raises(SecretMissing):
         config.token_keys({"NEWSLETTER_TOKEN_KEY_OLD": "old1"})
 

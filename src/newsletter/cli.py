@@ -503,6 +503,24 @@ def outgoing_command(state: State) -> None:
         click.get_current_context().exit(EXIT_ERROR)
 
 
+@cli.command("doctor", context_settings=CONTEXT)
+@pass_state
+def doctor_command(state: State) -> None:
+    """Check the setup: Python version, signing key strength, file modes, the provider's preflight.
+
+    Exits 1 when a check finds a problem (warnings alone exit 0).
+
+    \b
+    Example:
+      newsletter doctor
+    """
+    findings = state.project().doctor()
+    for finding in findings:
+        click.echo(finding.line())
+    if any(finding.level == "problem" for finding in findings):
+        click.get_current_context().exit(EXIT_ERROR)
+
+
 @cli.command("providers", context_settings=CONTEXT)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def providers_command(as_json: bool) -> None:

@@ -190,7 +190,9 @@ class Config:
         Retired keys (``<VAR>_OLD``, comma-separated) still verify tokens from
         older issues during a rotation (SEC-09).
         """
-        current = secret(self.token_key_env, environ)
+        from .tokens import check_signing_key  # tokens imports this module
+
+        current = check_signing_key(secret(self.token_key_env, environ))
         env = os.environ if environ is None else environ
         old = [k.strip() for k in env.get(self.token_key_env + "_OLD", "").split(",") if k.strip()]
         return [current] + [Secret(self.token_key_env + "_OLD", k) for k in old]

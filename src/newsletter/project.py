@@ -345,6 +345,12 @@ class Newsletter:
 
     # -- the ledger's view --------------------------------------------------------------------
 
+    def doctor(self) -> list[Any]:
+        """The setup's health: Python version, key strength, file modes, provider preflight."""
+        from .doctor import diagnose
+
+        return diagnose(self.config)
+
     def backup(self, path: str | Path | None = None) -> tuple[Path, int]:
         """Write a consistent copy of the ledger (safe while sends and the service run).
 

@@ -29,11 +29,14 @@ import functools
 import hashlib
 import hmac
 import json
+import math
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from .config import Secret
+from .errors import SecretMissing
 
 TOKEN_VERSION = 2
 LEGACY_TOKEN_VERSION = 1
@@ -50,6 +53,73 @@ MAX_TOKEN_CHARS = 512
 _MAX_VARINT_BYTES = 10
 # The longest token make_token can write (two 10-byte varints): 56 characters.
 LONGEST_TOKEN_CHARS = -(-(1 + KEY_ID_BYTES + 1 + 2 * _MAX_VARINT_BYTES + MAC_BYTES) * 4 // 3)
+
+
+# The signing key must carry at least as many bits as HMAC-SHA256's output (RFC 2104 §3).
+MIN_KEY_BITS = 256
+MAKE_KEY_COMMAND = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+# Character classes a key is drawn from; a key's alphabet is the union of those it uses.
+_KEY_CLASSES = (string.ascii_lowercase, string.ascii_uppercase, string.digits, "-_", string.punctuation)
+_HEX = frozenset(string.hexdigits)
+_BASE64URL = frozenset(string.ascii_letters + string.digits + "-_")
+_FEWEST_DISTINCT = 8  # "aaaa…" or "abab…" is long but guessable
+
+
+def key_bits(value: str) -> int:
+    """An upper estimate of the randomness in ``value``: its length times log2 of its alphabet
+    (hex 4 bits a character, base64url 6), zero for a key of fewer than 8 distinct characters.
+
+    ``secrets.token_urlsafe(32)`` (43 characters) and ``token_hex(32)`` (64) make 258 and 256.
+    """
+    if len(set(value)) < _FEWEST_DISTINCT:
+        return 0
+    used = set(value)
+    if used <= _HEX:
+        alphabet = 16
+    elif used <= _BASE64URL and used & set(string.ascii_lowercase) and used & set(string.ascii_uppercase):
+        alphabet = 64  # token_urlsafe's alphabet, whether or not this key happens to hold a digit or "-"
+    else:
+        alphabet = sum(len(group) for group in _KEY_CLASSES if used & set(group))
+        alphabet += 128 if any(ord(c) > 127 for c in value) else 0
+    return int(len(value) * math.log2(max(alphabet, 2)))
+
+
+def check_signing_key(key: Secret) -> Secret:
+    """Refuse a signing key of fewer than :data:`MIN_KEY_BITS` bits, naming its variable and a fix."""
+    bits = key_bits(key.reveal())
+    if bits < MIN_KEY_BITS:
+        raise SecretMissing(
+            f"the environment variable {key.name} holds a key of about {bits} bits; "
+            f"unsubscribe links need at least {MIN_KEY_BITS}",
+            hint=f"make one with: {MAKE_KEY_COMMAND}",
+        )
+    return key
+
+
+# Values left in from an example file or a tutorial: a secret that says it is not one.
+_PLACEHOLDERS = frozenset({"changeme", "placeholder", "secret", "password", "todo", "test", "example", "none",
+                           "null", "webhooksecret", "signingkey", "key", "token", "replaceme", "fixme"})  # fmt: skip
+
+
+def looks_like_placeholder(value: str) -> bool:
+    """Whether ``value`` is empty, one repeated character, a placeholder word (``changeme``,
+    ``secret``…), ``your…``, ``<…>`` or holds ``...``."""
+    lowered = value.strip().lower()
+    letters = "".join(c for c in lowered if c.isalnum())
+    return (
+        len(set(lowered)) <= 1 or letters in _PLACEHOLDERS or lowered.startswith(("your", "<", "${"))
+        or "..." in lowered or "…" in lowered
+    )
+
+
+def check_webhook_secret(key: Secret) -> Secret:
+    """Refuse an empty or placeholder webhook secret, naming its variable."""
+    if looks_like_placeholder(key.reveal()):
+        raise SecretMissing(
+            f"the environment variable {key.name} holds a placeholder, not the provider's webhook secret",
+            hint="copy the signing secret from the provider's webhook settings",
+        )
+    return key
 
 
 @dataclass(frozen=True)

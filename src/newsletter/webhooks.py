@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .config import secret
+from .tokens import check_webhook_secret
 
 if TYPE_CHECKING:
     from .store import Ledger
@@ -136,7 +137,7 @@ def basic_credentials(user: str, password: str) -> str:
 
 def webhook_secret(settings: Mapping[str, Any], setting: str, default_variable: str, environ: Mapping[str, str]) -> str:
     """The webhook secret named by ``[providers.X] <setting>`` (an environment variable), revealed."""
-    return secret(settings.get(setting, default_variable), environ).reveal()
+    return check_webhook_secret(secret(settings.get(setting, default_variable), environ)).reveal()
 
 
 def accept_call(

@@ -93,12 +93,13 @@ def make_authenticator(recorder: Recorder):
 class SmtpServer:
     """``with SmtpServer(cert, key, implicit_tls=False) as server:`` → ``server.port``, ``server.recorder``."""
 
-    def __init__(self, cert: Path, key: Path, *, implicit_tls: bool = False) -> None:
+    def __init__(self, cert: Path, key: Path, *, implicit_tls: bool = False, smtputf8: bool = False) -> None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
         self.recorder = Recorder()
         self.port = free_port()
-        options = {"authenticator": make_authenticator(self.recorder), "auth_required": True}
+        options = {"authenticator": make_authenticator(self.recorder), "auth_required": True,
+                   "enable_SMTPUTF8": smtputf8}  # fmt: skip
         if implicit_tls:
             options.update(ssl_context=context, auth_require_tls=False)
         else:

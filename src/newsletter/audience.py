@@ -9,14 +9,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import IO, Iterable, Sequence
 
+from email_validator import EmailNotValidError, validate_email
+
 from .config import Secret
 from .errors import SubscriberError
 from .store import ACTIVE, BOUNCED, COMPLAINED, PENDING, UNSUBSCRIBED, Ledger
-from .textutil import is_email_address
+from .textutil import header_break, is_email_address
 # Re-exported: callers written before tokens.py import these from here.
 from .tokens import (  # noqa: F401
     CONFIRM,
@@ -36,11 +39,40 @@ EXPORT_FIELDS = [
 
 
 def normalize_address(raw: str) -> str:
-    """Trim and lowercase an address, or raise :class:`SubscriberError` if it is not one."""
-    address = raw.strip().lower()
-    if not is_email_address(address):
-        raise SubscriberError(f"{raw.strip()[:80]!r} is not a valid email address", hint="write it as name@example.org")
-    return address
+    """One spelling per address, or :class:`SubscriberError` if it is not one.
+
+    International addresses are accepted (RFC 6531: ``josé@exemple.fr``, ``user@café.fr``) and
+    stored in Unicode: NFC, lowercased, the domain as its IDNA U-label, so ``user@xn--caf-dma.fr``
+    and ``user@CAFÉ.fr`` are the same subscriber.  Quoted local parts, IP-literal domains and
+    display names are refused; so is anything a mail header may not hold (INJ-01).
+    """
+    address = raw.strip()
+    plain = address.isascii() and "xn--" not in address.lower()
+    if plain and header_break(address) is None and is_email_address(address):
+        return address.lower()  # the common case, without the validator's cost
+    try:
+        if header_break(address) is not None or len(address) > 320:
+            raise EmailNotValidError("not one line")
+        checked = validate_email(address, check_deliverability=False, globally_deliverable=False)
+        if "." not in checked.domain:  # a dotless domain is local to one network
+            raise EmailNotValidError("no dot in the domain")
+    except EmailNotValidError:
+        raise SubscriberError(
+            f"{address[:80]!r} is not a valid email address", hint="write it as name@example.org"
+        ) from None
+    return unicodedata.normalize("NFC", checked.normalized.lower())
+
+
+def ascii_address(address: str) -> str | None:
+    """The address with its domain as an IDNA A-label (``user@xn--caf-dma.fr``), which any mail
+    server takes; None when the local part itself is not ASCII (only SMTPUTF8 carries it)."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        return None
+    try:
+        return f"{local}@{validate_email(address, check_deliverability=False, globally_deliverable=False).ascii_domain}"
+    except EmailNotValidError:
+        return None
 
 
 # Column names of the address and of the status in the exports we read (lowercased).

@@ -54,6 +54,9 @@ _LONGEST_TOKEN = "x" * 120
 # Python's SMTP policy re-folds any raw header line over 78 characters, RFC 2047-encoding what it
 # cannot fold; our raw headers are folded by us, at legal points only, so it must leave them be.
 _POLICY = SMTP.clone(refold_source="none")
+# RFC 6532: a recipient whose address is not ASCII gets raw UTF-8 headers, sent only with
+# SMTPUTF8; every other message keeps the ASCII policy (and its RFC 2047 words).
+_UTF8_POLICY = _POLICY.clone(utf8=True)
 SOFT_LINE = 78  # RFC 5322 §2.1.1: SHOULD
 HARD_LINE = 998  # RFC 5322 §2.1.1: MUST
 # RFC 3986 characters allowed raw inside "<…>" of RFC 2369; "," and the rest are percent-encoded.
@@ -137,9 +140,9 @@ class Issue:
         """The complete MIME message for one recipient (HDR-01…06, MIME-01…04, LIST-01/02/06)."""
         check_header_value(recipient.email, field="recipient address")
         check_header_value(recipient.unsubscribe_url, field="unsubscribe URL")
-        message = EmailMessage(policy=_POLICY)
+        message = EmailMessage(policy=_policy_for(recipient.email))
         message["From"] = self.sender
-        message["To"] = Address(addr_spec=recipient.email)
+        message["To"] = _address(recipient.email)
         if self.reply_to:
             message["Reply-To"] = Address(addr_spec=self.reply_to)
         message.set_raw("Subject", _encoded("Subject", self.subject))
@@ -171,9 +174,9 @@ def confirmation_message(
                "postal_address": config.email.postal_address}  # fmt: skip
     text = render(env, "email/confirm.txt", **context)
     html = make_inliner().transform(render(env, "email/confirm.html", **context), pretty_print=False)
-    message = EmailMessage(policy=_POLICY)
+    message = EmailMessage(policy=_policy_for(to))
     message["From"] = config.email.sender
-    message["To"] = Address(addr_spec=to)
+    message["To"] = _address(to)
     message.set_raw("Subject", _encoded("Subject", labels(site.language)["confirm_subject"].format(site=site.title)))
     message["Date"] = format_datetime(date)
     message.set_raw("Message-ID", folded("Message-ID", [f"<confirm.{key}@{site.domain}>"]))
@@ -181,6 +184,18 @@ def confirmation_message(
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     return message
+
+
+def _policy_for(address: str):
+    """The SMTPUTF8 policy only for a message to a non-ASCII address (RFC 6532), else ASCII's."""
+    return _POLICY if address.isascii() else _UTF8_POLICY
+
+
+def _address(address: str) -> Address:
+    """``address`` as a header value; built from its parts, since parsing an ``addr_spec`` with a
+    non-ASCII local part raises even under the UTF-8 policy (CPython's NonASCIILocalPartDefect)."""
+    local, _, domain = address.rpartition("@")
+    return Address(username=local, domain=domain)
 
 
 def issue_key(post: Post, variant: str = "") -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from dataclasses import replace
 from email.message import EmailMessage
 from typing import Any, Mapping
 
@@ -165,11 +166,15 @@ class SmtpProvider(BatchProvider):
         return [self._send_one(request, recipient) for recipient in request.recipients]
 
     def _send_one(self, request: ChunkRequest, recipient) -> DeliveryResult:
+        connection = self._connect()
+        carried, mail_options = self._envelope(connection, recipient)
+        if carried is None:
+            return self._refused_utf8(recipient)
+        recipient = carried
         message = request.issue.message_bytes(recipient, date=request.date)
         message_id = request.issue.message_id(recipient)
-        connection = self._connect()
         try:
-            self._checked(connection.mail(self.envelope_from), "MAIL FROM")
+            self._checked(connection.mail(self.envelope_from, mail_options), "MAIL FROM")
             code, reply = connection.rcpt(recipient.email)
             if code >= 400:
                 connection.rset()
@@ -189,6 +194,32 @@ class SmtpProvider(BatchProvider):
             ) from None
         return DeliveryResult(recipient.subscriber_id, True, message_id)
 
+    # -- international addresses (RFC 6531) ---------------------------------------------------
+
+    def _envelope(self, connection: smtplib.SMTP, recipient):
+        """``(recipient, MAIL FROM options)`` for one message, or ``(None, [])`` when this server
+        cannot carry the address: a non-ASCII local part needs SMTPUTF8; an IDN domain alone is
+        sent as its A-label (``xn--…``), which every server takes."""
+        if recipient.email.isascii():
+            connection.command_encoding = "ascii"
+            return recipient, []
+        if connection.has_extn("smtputf8"):
+            connection.command_encoding = "utf-8"  # smtplib's own switch for UTF-8 commands
+            return recipient, ["SMTPUTF8", "BODY=8BITMIME"] if connection.has_extn("8bitmime") else ["SMTPUTF8"]
+        from ..audience import ascii_address
+
+        ascii_form = ascii_address(recipient.email)
+        if ascii_form is None:
+            return None, []
+        return replace(recipient, email=ascii_form), []
+
+    def _refused_utf8(self, recipient) -> DeliveryResult:
+        return DeliveryResult(
+            recipient.subscriber_id, False, None,
+            f"{recipient.email}: the address is not ASCII and {self.host} does not offer SMTPUTF8 (RFC 6531); "
+            "send through a server that does", retryable=False,
+        )  # fmt: skip
+
     def send_message(self, message: EmailMessage, *, key: str) -> str:
         connection = self._connect()
         try:
@@ -196,6 +227,11 @@ class SmtpProvider(BatchProvider):
         except smtplib.SMTPRecipientsRefused as error:
             code, reply = next(iter(error.recipients.values()))
             raise ProviderRejected(f"{code} {_text(reply)}", where=f"smtp {self.host}") from None
+        except smtplib.SMTPNotSupportedError:  # smtplib's own check: UTF-8 headers need SMTPUTF8
+            raise ProviderRejected(
+                f"{message['To']}: the address is not ASCII and {self.host} does not offer SMTPUTF8 (RFC 6531)",
+                where=f"smtp {self.host}", hint="send through a server that offers SMTPUTF8",
+            ) from None
         except (smtplib.SMTPServerDisconnected, OSError) as error:
             self._drop()
             raise ProviderTransient(f"connection lost ({error})", where=f"smtp {self.host}") from None

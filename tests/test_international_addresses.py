@@ -1,0 +1,109 @@
+"""International addresses (issue 15, RFC 6530-6532): accepted, stored in one spelling, sent with
+SMTPUTF8 where the server offers it and refused per recipient, with a reason, where it does not."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import sqlite3
+
+import pytest
+from smtp_server import PASSWORD, SmtpServer, make_certificate
+from test_smtp import SUBSCRIBERS, use_smtp
+
+from newsletter.audience import ascii_address, normalize_address
+from newsletter.errors import SubscriberError
+
+JOSE, CAFE = "josé@exemple.fr", "user@café.fr"
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def smtp_password(monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", PASSWORD)
+
+
+@pytest.mark.parametrize(
+    "raw, stored",
+    [(JOSE, JOSE), ("JOSE\u0301@Exemple.FR", JOSE), (CAFE, CAFE), ("User@XN--CAF-DMA.fr", CAFE),
+     ("  Ünïcödé@Bücher.example ", "ünïcödé@bücher.example"), ("用户@例子.广告", "用户@例子.广告")],
+)  # fmt: skip
+def test_international_addresses_are_stored_nfc_lowercase_with_a_unicode_domain(raw, stored):
+    assert normalize_address(raw) == stored
+
+
+@pytest.mark.parametrize("raw", ["josé@exemple", "jo sé@exemple.fr", "josé@exemple.fr\u2028Bcc: x@evil.org",
+                                 "josé@-bad-.fr", '"josé"@exemple.fr', "josé@[192.0.2.1]", "a@xn--zz.fr"])  # fmt: skip
+def test_malformed_international_addresses_are_refused(raw):
+    with pytest.raises(SubscriberError):
+        normalize_address(raw)
+
+
+def test_an_idn_domain_has_an_ascii_form_and_a_unicode_local_part_has_none():
+    assert ascii_address(CAFE) == "user@xn--caf-dma.fr"
+    assert ascii_address(JOSE) is None
+
+
+def test_subscribers_add_accepts_them_once_in_one_spelling(run):
+    outcome = run("subscribers", "add", JOSE, CAFE)
+    assert outcome.exit_code == 0, outcome.stderr
+    again = run("subscribers", "add", "USER@xn--caf-dma.fr", "Jose\u0301@exemple.fr")
+    assert again.exit_code == 0
+    listed = run("subscribers", "list").stdout
+    assert listed.count(JOSE) == 1 and listed.count(CAFE) == 1 and "xn--" not in listed
+
+
+def deliveries(project) -> dict[str, tuple[str, str]]:
+    with sqlite3.connect(project / "newsletter.db") as db:
+        return {a: (s, e or "") for a, s, e in db.execute("SELECT email, state, error FROM deliveries")}
+
+
+def test_smtputf8_server_receives_both_with_utf8_headers(run, project, certificate, smtp_password):
+    cert, key = certificate
+    with SmtpServer(cert, key, smtputf8=True) as server:
+        use_smtp(project, server.port, ca_file=cert)
+        run("subscribers", "add", *SUBSCRIBERS, JOSE, CAFE)
+        outcome = run("send", "--yes")
+        assert outcome.exit_code == 0, outcome.stderr
+    received = {rcpt[0]: raw for _, rcpt, raw in server.recorder.messages}
+    assert sorted(received) == sorted([*SUBSCRIBERS, JOSE, CAFE])
+    for address in (JOSE, CAFE):
+        message = email.message_from_bytes(received[address], policy=email.policy.default)
+        assert str(message["To"]) == address  # raw UTF-8 (RFC 6532), not an encoded-word
+        assert f"To: {address}".encode() in received[address]
+    # Only the messages that need it carry UTF-8 headers; the others stay 7-bit.
+    assert all(raw.isascii() for address, raw in received.items() if address in SUBSCRIBERS)
+    assert {state for state, _ in deliveries(project).values()} == {"accepted"}
+
+
+def test_server_without_smtputf8_refuses_the_unicode_local_part_only(run, project, certificate, smtp_password):
+    cert, key = certificate
+    with SmtpServer(cert, key, smtputf8=False) as server:
+        use_smtp(project, server.port, ca_file=cert)
+        run("subscribers", "add", *SUBSCRIBERS, JOSE, CAFE)
+        outcome = run("send", "--yes")
+    assert outcome.exit_code == 0, outcome.stderr
+    received = {rcpt[0]: raw for _, rcpt, raw in server.recorder.messages}
+    # The IDN domain travels as its A-label, which needs no extension; the others as before.
+    assert sorted(received) == sorted([*SUBSCRIBERS, "user@xn--caf-dma.fr"])
+    assert b"To: user@xn--caf-dma.fr" in received["user@xn--caf-dma.fr"]
+    states = deliveries(project)
+    assert states[JOSE][0] == "rejected"
+    assert "SMTPUTF8" in states[JOSE][1] and JOSE in states[JOSE][1]
+    assert all(states[a][0] == "accepted" for a in [*SUBSCRIBERS, CAFE])
+
+
+def test_utf8_messages_read_back_by_mailparser(run, project, tmp_path):
+    """A mail client's parser (nodemailer's, not Python's) reads the raw UTF-8 To and the body."""
+    from mailreader import read_back
+
+    assert run("subscribers", "add", JOSE, CAFE).exit_code == 0
+    assert run("send", "--yes").exit_code == 0
+    files = sorted((project / "outbox" / "new").glob("*.eml"))
+    parsed = read_back(*files)
+    assert sorted(address for message in parsed for address in message["to"]) == sorted([JOSE, CAFE])
+    assert all(message["subject"] and message["text"] for message in parsed)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 HEAVY = ("premailer", "cssutils", "markdown_it", "nh3", "yaml", "sqlite_utils", "requests", "jinja2", "lxml",
-         "feedgen", "flask", "waitress")  # fmt: skip
+         "feedgen", "flask", "waitress", "pygments", "PIL", "email_validator")  # fmt: skip
 
 
 def modules_loaded_by(*args: str) -> set[str]:

@@ -1,12 +1,13 @@
 """Markdown files with YAML front matter → :class:`Post` objects.
 
 The only importer of the Markdown parser (markdown-it-py, CommonMark), the
-sanitizer (nh3) and the YAML parser.  A post is parsed once; everything
+sanitizer (nh3), the code highlighter (Pygments) and the YAML parser.  A post is parsed once; everything
 downstream (feed, web pages, email) reads the same sanitized, absolute-URL HTML.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -23,6 +24,13 @@ from urllib.parse import urljoin, urlsplit
 import nh3
 import yaml
 from markdown_it import MarkdownIt
+from markupsafe import escape
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name
+from pygments.styles import get_style_by_name
+from pygments.token import STANDARD_TYPES
+from pygments.util import ClassNotFound
 
 from .config import Config, is_permanent_id
 from .errors import PostError
@@ -52,7 +60,7 @@ KNOWN_FIELDS = {"title", "slug", "id", "date", "updated", "author", "tags", "sum
 ALLOWED_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "dl", "dt", "em", "h1", "h2", "h3",
     "h4", "h5", "h6", "hr", "i", "img", "li", "ol", "p", "pre", "s", "strong", "sub", "sup",
-    "table", "tbody", "td", "th", "thead", "tr", "ul",
+    "span", "table", "tbody", "td", "th", "thead", "tr", "ul",
 }  # fmt: skip
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
@@ -62,6 +70,14 @@ ALLOWED_ATTRIBUTES = {
     "td": {"colspan", "rowspan"},
     "th": {"colspan", "rowspan"},
 }
+# Code blocks: Pygments' short token classes on <span>, "highlight" on <pre>; no other class
+# survives the sanitizer, so a post cannot borrow the template's classes (footer, preheader).
+CODE_CLASS = "highlight"
+TOKEN_CLASSES = frozenset(name for name in STANDARD_TYPES.values() if name)
+ALLOWED_CLASSES = {"pre": {CODE_CLASS}, "span": set(TOKEN_CLASSES)}
+# WCAG AA on their own backgrounds: xcode's worst token is 5.1:1 on white, lightbulb's 4.5:1.
+LIGHT_CODE_STYLE, DARK_CODE_STYLE = "xcode", "lightbulb"
+MAX_HIGHLIGHT_CHARS = 100_000  # past this a block is shown plain: some lexers slow down on huge input
 URL_SCHEMES = {"http", "https", "mailto"}
 URL_ATTRIBUTES = {"href", "src"}
 # Attributes read as numbers downstream (the plain-text part, mail clients): plain ASCII
@@ -129,8 +145,53 @@ class _FastStringDatesLoader(yaml.CSafeLoader if _HAS_LIBYAML else yaml.SafeLoad
     yaml_implicit_resolvers = _STRING_DATES
 
 
+def highlight_code(code: str, language: str, attributes: Any = None) -> str:
+    """A fenced block as ``<pre class="highlight"><code>`` with Pygments' token spans (build time,
+    so neither the site nor the email needs a script); an unknown language is shown plain."""
+    name = (language or "").split()[0] if language else ""
+    try:
+        lexer = get_lexer_by_name(name, stripnl=False, ensurenl=False) if name else None
+    except ClassNotFound:
+        lexer = None
+    if lexer is None or len(code) > MAX_HIGHLIGHT_CHARS:
+        body = str(escape(code))
+    else:
+        body = highlight(code, lexer, HtmlFormatter(nowrap=True))
+    return f'<pre class="{CODE_CLASS}"><code>{body}</code></pre>\n'
+
+
+@functools.lru_cache(maxsize=1)
+def code_stylesheet() -> str:
+    """The token colours: the light palette, then the dark one under ``prefers-color-scheme: dark``
+    (``!important``, so it wins over the light colours the email inliner wrote on each span)."""
+    light = _token_rules(LIGHT_CODE_STYLE, important=False)
+    dark = _token_rules(DARK_CODE_STYLE, important=True)
+    background = get_style_by_name(DARK_CODE_STYLE).background_color
+    return (
+        f"{light}\n@media (prefers-color-scheme: dark) {{\n"
+        f"pre, code {{ background-color: {background} !important; color: #e6edf3 !important; }}\n"
+        f"{dark}\n}}"
+    )
+
+
+def _token_rules(style_name: str, *, important: bool) -> str:
+    rules = []
+    for line in HtmlFormatter(style=style_name).get_style_defs(f".{CODE_CLASS}").splitlines():
+        selector, _, declarations = line.partition("{")
+        selector = selector.strip()
+        # Only the token rules (".highlight .k"): the block's own box is the template's to style.
+        if not selector.startswith(f".{CODE_CLASS} .") or "color" not in declarations:
+            continue
+        body = declarations.split("}")[0].strip().rstrip(";")
+        if important:
+            body = "; ".join(f"{d.strip()} !important" for d in body.split(";") if d.strip())
+        rules.append(f"{selector} {{ {body} }}")
+    return "\n".join(rules)
+
+
 def _parser(max_nesting: int) -> MarkdownIt:
-    return MarkdownIt("commonmark", {"html": True, "maxNesting": max_nesting}).enable("table").enable("strikethrough")
+    options = {"html": True, "maxNesting": max_nesting, "highlight": highlight_code}
+    return MarkdownIt("commonmark", options).enable("table").enable("strikethrough")
 
 
 # markdown-it silently drops blocks nested past ``maxNesting`` (commonmark preset: 20), so the
@@ -396,6 +457,7 @@ def render_markdown(
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes=URL_SCHEMES,
+        allowed_classes=ALLOWED_CLASSES,
         attribute_filter=absolute,
         link_rel=None,
         strip_comments=True,

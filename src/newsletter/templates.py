@@ -102,13 +102,18 @@ LABELS = {
 
 def make_environment(project_templates: Path | None) -> jinja2.Environment:
     """A Jinja2 environment that looks in ``project_templates`` before the packaged defaults."""
+    from .content import code_stylesheet
+
     search = [str(p) for p in (project_templates, PACKAGED_TEMPLATES) if p is not None and p.is_dir()]
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(search),
         autoescape=jinja2.select_autoescape(["html", "xml", "xsl"], default_for_string=True),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+    # The code highlighter's colours, for the <style> of the site and the email (issue 15).
+    env.globals["code_css"] = Markup(code_stylesheet())
+    return env
 
 
 def env_filename(env: jinja2.Environment, name: str) -> str:

@@ -178,7 +178,7 @@ def test_empty_heading_does_not_underline_the_previous_paragraph():
 
 def test_horizontal_rule_and_preformatted_text():
     assert text_of("<p>a</p><hr><p>b</p>") == "a\n\n----\n\nb"
-    assert text_of("<pre><code>x  = 1\n  y = 2</code></pre>") == "x  = 1\n  y = 2"
+    assert text_of("<pre><code>x  = 1\n  y = 2</code></pre>") == "    x  = 1\n      y = 2"  # verbatim, indented
 
 
 # ---------------------------------------------------------------- property

@@ -27,6 +27,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import quote
 
 import cssutils
@@ -36,6 +37,7 @@ from premailer import Premailer
 from .config import Config
 from .content import Post
 from .errors import ConfigError, IssueTooLarge, TemplateFailure
+from .images import sized_images
 from .plaintext import html_to_text
 from .templates import env_filename, labels, render, trusted_html
 from .textutil import check_header_value
@@ -299,7 +301,8 @@ def render_issue(
         "postal_address": mail.postal_address,
         "unsubscribe_url": placeholder,
     }
-    raw_html = render(env, ISSUE_HTML, content=trusted_html(post.html), preheader=post.preheader, **common)
+    content = sized_images(post.html, _image_roots(config, post))
+    raw_html = render(env, ISSUE_HTML, content=trusted_html(content), preheader=post.preheader, **common)
     inlined = (inliner or make_inliner()).transform(raw_html, pretty_print=False)
     # MIME text ends with a line end; ending with one here keeps the part equal to what we rendered.
     inlined = inlined if inlined.endswith("\n") else inlined + "\n"
@@ -329,6 +332,14 @@ def render_issue(
     check_header_value(issue.list_name, field="site.title (the List-Id)", where=where)
     _check_header_fits(issue, config.email.unsubscribe_url)
     return _check_size(issue, config.email.unsubscribe_url)
+
+
+def _image_roots(config: Config, post: Post) -> list[tuple[str, Path]]:
+    """Where a post's images are on disk: its page bundle, then the static folder."""
+    roots = [(post.url, post.bundle)] if post.bundle is not None else []
+    if config.static_dir is not None:
+        roots.append((config.site.base_url, config.static_dir))
+    return roots
 
 
 def _check_header_fits(issue: Issue, unsubscribe_base: str) -> None:

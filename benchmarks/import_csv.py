@@ -40,7 +40,7 @@ def main(lines: int) -> None:
         (project / "newsletter.toml").write_text((repo / "newsletter.toml").read_text(encoding="utf-8"))
         (project / "people.csv").write_text(text)
         command = Path(sys.executable).with_name("newsletter")
-        env = {**os.environ, "NEWSLETTER_TOKEN_KEY": "benchmark-key"}
+        env = {**os.environ, "NEWSLETTER_TOKEN_KEY": "benchmark-key-0123456789-ABCDEFGHIJ-abcdefg"}
         started = time.perf_counter()
         done = subprocess.run([str(command), "subscribers", "import", "people.csv"], cwd=project, env=env,
                               capture_output=True, text=True)  # fmt: skip

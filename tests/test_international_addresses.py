@@ -107,3 +107,21 @@ def test_utf8_messages_read_back_by_mailparser(run, project, tmp_path):
     parsed = read_back(*files)
     assert sorted(address for message in parsed for address in message["to"]) == sorted([JOSE, CAFE])
     assert all(message["subject"] and message["text"] for message in parsed)
+
+
+def test_http_provider_gets_the_a_label_and_refuses_a_unicode_local_part_alone(run, project, monkeypatch):
+    """Postmark's API (its local fake, real HTTP) documents no UTF-8 addresses: the IDN domain goes
+    as its A-label, josé@ is refused with the reason, the others are sent as usual."""
+    from fakes import FakePostmark
+    from test_provider_postmark import TOKEN, TOKEN_VAR, use_postmark
+
+    monkeypatch.setenv(TOKEN_VAR, TOKEN)
+    with FakePostmark() as fake:
+        run("subscribers", "add", *SUBSCRIBERS, JOSE, CAFE)
+        use_postmark(project, fake.url)
+        outcome = run("send", "--yes")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert sorted(d.address for d in fake.delivered) == sorted([*SUBSCRIBERS, "user@xn--caf-dma.fr"])
+    states = deliveries(project)
+    assert states[JOSE][0] == "rejected" and "non-ASCII" in states[JOSE][1]
+    assert all(states[a][0] == "accepted" for a in [*SUBSCRIBERS, CAFE])

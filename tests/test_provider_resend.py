@@ -331,7 +331,7 @@ def test_resume_with_a_different_body_under_the_same_key_stops_without_sending(r
     assert len(fake.emails) == 3
     monkeypatch.undo()
     monkeypatch.setenv("NEWSLETTER_RESEND_API_KEY", API_KEY)
-    monkeypatch.setenv("NEWSLETTER_TOKEN_KEY", "a-rotated-signing-key")
+    monkeypatch.setenv("NEWSLETTER_TOKEN_KEY", "a-rotated-signing-key-0123456789-ABCDEFGHIJ")
     line = assert_one_line_error(run("send", "--yes"))
     assert "invalid_idempotent_request" in line
     assert [r.status for r in fake.requests] == [200, 409]

@@ -169,6 +169,31 @@ _PROMISED = {
 }
 
 
+def ascii_recipients(request: ChunkRequest, provider: str) -> tuple[ChunkRequest, list[DeliveryResult]]:
+    """For an API whose documentation promises nothing about UTF-8 addresses (RFC 6531): an IDN
+    domain goes as its A-label (``user@xn--caf-dma.fr``), which every mail system takes; a
+    non-ASCII local part is refused for that recipient alone, with the reason."""
+    from dataclasses import replace
+
+    from ..audience import ascii_address
+
+    kept, refused = [], []
+    for recipient in request.recipients:
+        if recipient.email.isascii():
+            kept.append(recipient)
+            continue
+        ascii_form = ascii_address(recipient.email)
+        if ascii_form is None:
+            refused.append(DeliveryResult(
+                recipient.subscriber_id, False, None,
+                f"{recipient.email}: {provider}'s API does not document addresses with non-ASCII local parts "
+                "(RFC 6531); send through SMTP with a server that offers SMTPUTF8", retryable=False,
+            ))  # fmt: skip
+        else:
+            kept.append(replace(recipient, email=ascii_form))
+    return replace(request, recipients=kept), refused
+
+
 def check_provider_class(entry_name: str, factory: object) -> type[Provider]:
     """``factory`` as a usable provider class, or a one-line :class:`TypeError` naming the plug-in and the gap."""
     where = f"provider plug-in {entry_name!r}"

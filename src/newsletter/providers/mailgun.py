@@ -23,7 +23,7 @@ from ..webhooks import (
     BadSignature, SuppressionEvent, WebhookCall, WebhookProof, hmac_sha256, read_json, same, signed_time,
     webhook_secret,
 )  # fmt: skip
-from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, message_parts
+from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, ascii_recipients, message_parts
 from .http import HttpClient, api_base_url, timeout_setting, tracking_setting
 
 BASE_URLS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
@@ -78,6 +78,10 @@ class MailgunProvider(BatchProvider):
         return [("o:tracking", value), ("o:tracking-clicks", value), ("o:tracking-opens", value)]
 
     def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
+        request, refused = ascii_recipients(request, self.name)
+        return refused + (self._send_ascii_chunk(request) if request.recipients else [])
+
+    def _send_ascii_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
         issue = request.issue
         tag = chunk_tag(request.chunk_key)
         fields: list[tuple[str, str]] = [

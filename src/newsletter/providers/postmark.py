@@ -18,7 +18,7 @@ from ..webhooks import (
     BadPayload, BadSignature, SuppressionEvent, WebhookCall, WebhookProof, basic_credentials, read_json, same,
     webhook_secret,
 )  # fmt: skip
-from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, message_parts
+from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, ascii_recipients, message_parts
 from .http import HttpClient, api_base_url, timeout_setting, tracking_setting
 
 BASE_URL = "https://api.postmarkapp.com"
@@ -72,6 +72,10 @@ class PostmarkProvider(BatchProvider):
         )  # fmt: skip
 
     def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
+        request, refused = ascii_recipients(request, self.name)
+        return refused + (self._send_ascii_chunk(request) if request.recipients else [])
+
+    def _send_ascii_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
         issue = request.issue
         messages = []
         for recipient in request.recipients:

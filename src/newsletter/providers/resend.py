@@ -20,7 +20,7 @@ from ..webhooks import (
     BadSignature, SuppressionEvent, WebhookCall, WebhookProof, hmac_sha256, read_json, same, signed_time,
     webhook_secret,
 )  # fmt: skip
-from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, message_parts
+from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, ascii_recipients, message_parts
 from .http import HttpClient, api_base_url, timeout_setting
 
 BASE_URL = "https://api.resend.com"
@@ -59,6 +59,10 @@ class ResendProvider(BatchProvider):
         return cls(client)
 
     def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
+        request, refused = ascii_recipients(request, self.name)
+        return refused + (self._send_ascii_chunk(request) if request.recipients else [])
+
+    def _send_ascii_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
         issue = request.issue
         tag = re.sub(r"[^A-Za-z0-9_-]", "_", issue.key)
         emails = [

@@ -26,7 +26,7 @@ import botocore.exceptions
 from ..config import Config, Secret, secret
 from ..errors import ConfigError, ProviderAuthError, ProviderError, ProviderRateLimited, ProviderRejected, ProviderTransient
 from ..textutil import is_email_address
-from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult
+from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, ascii_recipients
 from .http import RETRY_LATER, api_base_url, timeout_setting
 
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -112,6 +112,10 @@ class SesProvider(BatchProvider):
         return str(answer.get("MessageId", ""))
 
     def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
+        request, refused = ascii_recipients(request, self.name)
+        return refused + (self._send_ascii_chunk(request) if request.recipients else [])
+
+    def _send_ascii_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
         tag = re.sub(r"[^A-Za-z0-9_-]", "_", request.issue.key)[:256]
         results = []
         for recipient in request.recipients:

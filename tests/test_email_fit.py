@@ -8,12 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
-from browser import chromium, screenshot_path
-from wide_post import CODE_LINE, SLUG, WIDE_COLUMNS, WIDE_ROWS, write_wide_post
 
+from browser import chromium, screenshot_path
 from newsletter.config import load_config
 from newsletter.content import TOKEN_CLASSES, read_post, render_markdown
 from newsletter.plaintext import TABLE_WIDTH, html_to_text
+from wide_post import CODE_LINE, SLUG, WIDE_COLUMNS, WIDE_ROWS, write_wide_post
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden" / f"{SLUG}.txt"
 PHONE = {"width": 375, "height": 800}
@@ -101,7 +101,7 @@ def test_plain_text_part_matches_the_golden_file(wide):
     assert f"    {CODE_LINE}\n" in rendered
     assert "Besançon  France  25 °C" in rendered and "Zürich    Suisse  24 °C" in rendered
     for row in WIDE_ROWS:
-        assert all(f"{name}: {value}" in rendered for name, value in zip(WIDE_COLUMNS, row))
+        assert all(f"{name}: {value}" in rendered for name, value in zip(WIDE_COLUMNS, row, strict=True))
     assert all(len(line) <= TABLE_WIDTH for line in rendered.splitlines() if "°C" in line)
 
 

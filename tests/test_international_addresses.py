@@ -8,11 +8,11 @@ import email.policy
 import sqlite3
 
 import pytest
-from smtp_server import PASSWORD, SmtpServer, make_certificate
-from test_smtp import SUBSCRIBERS, use_smtp
 
 from newsletter.audience import ascii_address, normalize_address
 from newsletter.errors import SubscriberError
+from smtp_server import PASSWORD, SmtpServer, make_certificate
+from test_smtp import SUBSCRIBERS, use_smtp
 
 JOSE, CAFE = "josé@exemple.fr", "user@café.fr"
 

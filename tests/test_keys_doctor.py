@@ -9,11 +9,11 @@ import subprocess
 import sys
 
 import pytest
-from checks import assert_one_line_error
 
+from checks import assert_one_line_error
 from conftest import TOKEN_KEY
 from newsletter.config import Secret
-from newsletter.doctor import PROBLEM, WARNING, OK, file_mode, python_version
+from newsletter.doctor import OK, PROBLEM, WARNING, file_mode, python_version
 from newsletter.errors import SecretMissing
 from newsletter.tokens import MIN_KEY_BITS, check_signing_key, check_webhook_secret, key_bits
 

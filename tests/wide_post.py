@@ -13,7 +13,8 @@ WIDE_ROWS = [
     ["Postmark", "500 messages par requête", "non documentée", "oui, en-têtes personnalisés", "à vérifier"],
     ["Mailgun", "1 000 destinataires", "aucune", "oui, via h:List-Unsubscribe", "selon le serveur"],
 ]
-BODY = f"""Voici du code, un tableau et une image : rien ne doit élargir le message.
+BODY = (
+    f"""Voici du code, un tableau et une image : rien ne doit élargir le message.
 
 ```python
 {CODE_LINE}
@@ -29,12 +30,15 @@ Appelez `newsletter.send(plan, confirm=True, batch_size=500, retry_policy="expon
 
 | {" | ".join(WIDE_COLUMNS)} |
 |{"---|" * len(WIDE_COLUMNS)}
-""" + "\n".join(f"| {' | '.join(row)} |" for row in WIDE_ROWS) + """
+"""
+    + "\n".join(f"| {' | '.join(row)} |" for row in WIDE_ROWS)
+    + """
 
 ![Une grande photo de l’équipe](equipe.png)
 
 Fin.
 """
+)
 
 
 def write_wide_post(content: Path) -> Path:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from .config import Config
 from .errors import NewsletterError
@@ -58,8 +58,12 @@ def signing_key(config: Config, environ: Mapping[str, str]) -> Finding:
     weak_old = [k for k in keys[1:] if key_bits(k.reveal()) < MIN_KEY_BITS]
     detail = f"{config.token_key_env} carries about {key_bits(keys[0].reveal())} bits"
     if weak_old:
-        return Finding("signing key", WARNING, f"{detail}; {len(weak_old)} retired key(s) in "
-                       f"{config.token_key_env}_OLD are weaker than {MIN_KEY_BITS} bits: retire them when you can")
+        return Finding(
+            "signing key",
+            WARNING,
+            f"{detail}; {len(weak_old)} retired key(s) in "
+            f"{config.token_key_env}_OLD are weaker than {MIN_KEY_BITS} bits: retire them when you can",
+        )
     return Finding("signing key", OK, detail)
 
 

@@ -52,7 +52,7 @@ def local_file(src: str, roots: list[tuple[str, Path]]) -> Path | None:
     for prefix, folder in roots:
         if not src.startswith(prefix):
             continue
-        relative = unquote(urlsplit(src[len(prefix):]).path)
+        relative = unquote(urlsplit(src[len(prefix) :]).path)
         try:
             candidate = (folder / relative).resolve()
             if candidate.is_relative_to(folder.resolve()) and candidate.is_file():

@@ -215,12 +215,12 @@ class _Table:
         names = rows[0] if self.header else [f"{i + 1}" for i in range(count)]
         body = rows[1:] if self.header else rows
         return "\n\n".join(
-            "\n".join(f"{name}: {value}" for name, value in zip(names, row) if value) for row in body
+            "\n".join(f"{name}: {value}" for name, value in zip(names, row, strict=True) if value) for row in body
         )
 
     @staticmethod
     def _aligned(row: list[str], widths: list[int]) -> str:
-        cells = [cell + " " * (width - display_width(cell)) for cell, width in zip(row, widths)]
+        cells = [cell + " " * (width - display_width(cell)) for cell, width in zip(row, widths, strict=True)]
         return _COLUMN_GAP.join(cells).rstrip()
 
 

@@ -271,11 +271,14 @@ def fault_of(spec: dict) -> Fault:
 
 
 def tree(root: Path) -> dict[str, tuple]:
-    """Every entry under ``root`` except the live ledger files: dirs, links and file hashes."""
+    """Every entry under ``root`` except the live ledger files and the build cache (regenerable,
+    like __pycache__: any command may fill it): dirs, links and file hashes."""
     entries = {}
     for path in sorted(root.rglob("*")):
         relative = str(path.relative_to(root))
         if path.name in LEDGER_FILES and path.parent.name == "site":
+            continue
+        if ".newsletter-cache" in path.relative_to(root).parts:
             continue
         if path.is_symlink():
             entries[relative] = ("link", os.readlink(path))

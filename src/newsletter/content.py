@@ -8,13 +8,11 @@ downstream (feed, web pages, email) reads the same sanitized, absolute-URL HTML.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 import stat
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -35,6 +33,7 @@ from pygments.util import ClassNotFound
 from .config import Config, is_permanent_id
 from .errors import PostError
 from .plaintext import html_to_text
+from .post import Post, check_unique
 from .textutil import check_header_value, xml_safe
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -93,35 +92,6 @@ NUMERIC_ATTRIBUTES = {
 _VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
 _END_IMPLIED = frozenset("p li dt dd tr td th option optgroup thead tbody tfoot colgroup rb rt rp".split())
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)[^>]*?(/?)>")
-
-
-@dataclass(frozen=True)
-class Post:
-    """One published (or draft) post, ready for every output."""
-
-    source: Path
-    id: str
-    slug: str
-    title: str
-    author: str
-    date: datetime
-    updated: datetime
-    tags: tuple[str, ...]
-    summary: str
-    preheader: str
-    html: str
-    url: str
-    draft: bool = False
-    bundle: Path | None = None  # the folder of a page bundle (<slug>/index.md and its files)
-
-    @property
-    def content_hash(self) -> str:
-        """A fingerprint of what readers see: changes when the title or body changes."""
-        return hashlib.sha256(f"{self.title}\n{self.html}".encode("utf-8")).hexdigest()
-
-    def is_published(self, now: datetime) -> bool:
-        """Not a draft and not scheduled for later."""
-        return not self.draft and self.date <= now
 
 
 _STRING_DATES = {
@@ -238,26 +208,6 @@ def read_posts(config: Config) -> list[Post]:
 def published(posts: Iterable[Post], now: datetime) -> list[Post]:
     """The posts readers may see at ``now``, newest first."""
     return [p for p in posts if p.is_published(now)]
-
-
-def check_unique(posts: list[Post]) -> None:
-    """Slugs and ids must be unique (SEC-06, ATOM-16)."""
-    for attribute in ("slug", "id"):
-        seen: dict[str, Path] = {}
-        for post in posts:
-            value = getattr(post, attribute)
-            if value in seen:
-                raise PostError(
-                    f"{attribute} {value!r} is already used by {_source_name(seen[value])}",
-                    where=str(post.source),
-                    hint=f"give each post its own {attribute}",
-                )
-            seen[value] = post.source
-
-
-def _source_name(path: Path) -> str:
-    """``a-post.md``, or ``a-post/index.md`` for a page bundle: every bundle's file is index.md."""
-    return f"{path.parent.name}/{path.name}" if path.name == "index.md" else path.name
 
 
 def read_post(path: Path, config: Config) -> Post:
@@ -515,11 +465,29 @@ def nesting_depth(html: str) -> int:
 
 
 def _summarise(html: str) -> str:
-    first = html_to_text(html).body.split("\n\n", 1)[0].strip()
+    first = _first_paragraph(html)
     if len(first) <= SUMMARY_LENGTH:
         return first
     cut = first[:SUMMARY_LENGTH].rsplit(" ", 1)[0]
     return cut.rstrip(" ,;:") + "…"
+
+
+def _first_paragraph(html: str, start: int = 2048) -> str:
+    """The first paragraph of the post's plain text, converting only as much HTML as it takes.
+
+    A prefix cut after a tag's ``>`` is converted; once its text holds a paragraph break,
+    the first paragraph can no longer change (blocks are only appended), so the rest of
+    the post (often 20 times longer) is never walked.
+    """
+    size = start
+    while size < len(html):
+        cut = html.rfind(">", 0, size) + 1
+        if cut:
+            parts = html_to_text(html[:cut]).body.split("\n\n", 1)
+            if len(parts) == 2:
+                return parts[0].strip()
+        size *= 4
+    return html_to_text(html).body.split("\n\n", 1)[0].strip()
 
 
 class _FieldReader:

@@ -32,7 +32,7 @@ from lxml import etree
 
 from . import __version__
 from .config import Config
-from .content import Post
+from .post import Post
 from .errors import PostError
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -94,35 +94,55 @@ def archive_url(config: Config, number: int) -> str:
 
 def feed_documents(config: Config, posts: Sequence[Post]) -> dict[str, bytes]:
     """The site's own feeds: ``feed.xml`` (+ archive pages, or one complete document) and ``feed.json``."""
-    site, options = config.site, config.feed
-    if options.complete:
-        current, pages = list(posts), []
-    else:
-        current, pages = archive_slices(posts, options.entries)
-    files: dict[str, bytes] = {}
-    for number, page in enumerate(pages, start=1):
-        links = [("current", site.feed_url)] + ([("prev-archive", archive_url(config, number - 1))] if number > 1 else [])
-        files[f"{ARCHIVE_DIR}/{number}.xml"] = atom_document(
-            config, page, self_url=archive_url(config, number), links=links, marker="archive"
-        )
-    links = [("prev-archive", archive_url(config, len(pages)))] if pages else []
-    if options.websub_hub:
-        links.append(("hub", options.websub_hub))
-    files[FEED_FILE] = atom_document(
-        config, current, self_url=site.feed_url, links=links, marker="complete" if options.complete else None
-    )
-    files[JSON_FEED_FILE] = json_feed(config, current, feed_url=site.base_url + JSON_FEED_FILE, title=site.title)
+    current, pages = feed_slices(config, posts)
+    files = {archive_path(number): archive_document(config, number, page) for number, page in enumerate(pages, start=1)}
+    files.update(current_documents(config, current, archived=len(pages)))
     return files
 
 
-def tag_feed(config: Config, tag: Tag, posts: Sequence[Post]) -> bytes:
-    """``tags/<slug>/feed.xml``: the newest ``entries`` posts of one tag (complete when they are all)."""
+def feed_slices(config: Config, posts: Sequence[Post]) -> tuple[list[Post], list[list[Post]]]:
+    """``(posts of the subscription documents, archive pages oldest first)``."""
+    if config.feed.complete:
+        return list(posts), []
+    return archive_slices(posts, config.feed.entries)
+
+
+def archive_path(number: int) -> str:
+    return f"{ARCHIVE_DIR}/{number}.xml"
+
+
+def archive_document(config: Config, number: int, page: Sequence[Post]) -> bytes:
+    """Archive page ``number`` (from 1, the oldest) holding ``page``."""
+    links = [("current", config.site.feed_url)] + ([("prev-archive", archive_url(config, number - 1))] if number > 1 else [])
+    return atom_document(config, page, self_url=archive_url(config, number), links=links, marker="archive")
+
+
+def current_documents(config: Config, current: Sequence[Post], *, archived: int) -> dict[str, bytes]:
+    """``feed.xml`` and ``feed.json`` for the posts not in an archive page (``archived`` pages before them)."""
+    site, options = config.site, config.feed
+    links = [("prev-archive", archive_url(config, archived))] if archived else []
+    if options.websub_hub:
+        links.append(("hub", options.websub_hub))
+    return {
+        FEED_FILE: atom_document(
+            config, current, self_url=site.feed_url, links=links, marker="complete" if options.complete else None
+        ),
+        JSON_FEED_FILE: json_feed(config, current, feed_url=site.base_url + JSON_FEED_FILE, title=site.title),
+    }
+
+
+def tag_feed(config: Config, tag: Tag, posts: Sequence[Post], *, total: int | None = None) -> bytes:
+    """``tags/<slug>/feed.xml``: the newest ``entries`` posts of one tag (complete when they are all).
+
+    ``total``, when given, is how many posts the tag has (``posts`` may then be only the newest).
+    """
     url = f"{config.site.base_url}tags/{tag.slug}/feed.xml"
     entries = list(posts[: config.feed.entries])
+    total = len(posts) if total is None else total
     links = [("hub", config.feed.websub_hub)] if config.feed.websub_hub else []
     return atom_document(
         config, entries, self_url=url, links=links, title=f"{config.site.title} — {tag.name}",
-        alternate=f"{config.site.base_url}tags/{tag.slug}/", marker="complete" if len(entries) == len(posts) else None,
+        alternate=f"{config.site.base_url}tags/{tag.slug}/", marker="complete" if len(entries) == total else None,
     )  # fmt: skip
 
 

@@ -45,8 +45,9 @@ def inside(folder: Path, relative: str) -> Path:
     return target
 
 
-def _temp_beside(path: Path, data: bytes | Path, mode: int = PRIVATE_FILE_MODE) -> Path:
-    """``data`` (bytes, or a file to copy) in a hidden temp file next to ``path``, flushed to disk."""
+def _temp_beside(path: Path, data: bytes | Path, mode: int = PRIVATE_FILE_MODE, *, sync: bool = True) -> Path:
+    """``data`` (bytes, or a file to copy) in a hidden temp file next to ``path``, flushed to disk
+    (unless ``sync`` is false: the caller then syncs once for many files)."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         if mode != PRIVATE_FILE_MODE:  # mkstemp's own mode
@@ -58,7 +59,8 @@ def _temp_beside(path: Path, data: bytes | Path, mode: int = PRIVATE_FILE_MODE) 
             else:
                 handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
@@ -97,30 +99,97 @@ def write_tree(folder: Path, files: Mapping[str, bytes | Path]) -> list[Path]:
     their mtime (and a static host's validators) stable; only their mode is corrected.
     Files are ``0644`` less the umask, so any web server can read them.
     """
-    targets = {inside(folder, relative): data for relative, data in files.items()}
-    mode = published_mode()
-    staged: list[tuple[Path, Path]] = []
+    tree = StagedTree(folder, sync_each=True)
     try:
-        for directory in {target.parent for target in targets}:
-            directory.mkdir(parents=True, exist_ok=True)
-            # Temp files of a build killed mid-write are garbage: the real files were never touched.
-            for stale in directory.glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
-        for target, data in targets.items():
+        for relative, data in files.items():
+            tree.add(relative, data)
+    except BaseException:
+        tree.discard()
+        raise
+    return tree.commit()
+
+
+class StagedTree:
+    """Files staged one by one into temp files beside their targets, renamed all at once by
+    :meth:`commit` (or removed by :meth:`discard`): pages can be streamed to disk as they are
+    rendered, and a failure half-way still changes nothing.
+
+    With ``sync_each`` false, the temp files are not fsynced one by one: a single
+    ``os.sync()`` before the renames gives the same guarantee (after a power cut, each
+    file is the old one or the complete new one) for the whole tree.  Generated output
+    can always be rebuilt, so one sync per build is enough; the outbox and the ledger
+    keep their own per-file durability (:func:`write_atomic`, the store).
+    """
+
+    def __init__(self, folder: Path, *, sync_each: bool = False) -> None:
+        self.folder = folder
+        self.sync_each = sync_each
+        self.mode = published_mode()
+        self.names: set[str] = set()
+        self.staged: list[tuple[Path, Path]] = []
+        self._ready: set[Path] = set()
+
+    def __contains__(self, relative: str) -> bool:
+        return relative in self.names
+
+    def _directory(self, directory: Path) -> None:
+        if directory in self._ready:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        # Temp files of a build killed mid-write are garbage: the real files were never touched.
+        for stale in directory.glob(".*.tmp"):  # before any of ours is staged there
+            stale.unlink(missing_ok=True)
+        self._ready.add(directory)
+
+    def add(self, relative: str, data: bytes | Path) -> None:
+        """Stage ``data`` (bytes, or a file to copy) as ``relative``, unless the file already holds it."""
+        target = inside(self.folder, relative)
+        self.names.add(relative)
+        try:
+            self._directory(target.parent)
             if _unchanged(target, data):
-                if stat.S_IMODE(target.stat().st_mode) != mode:  # written 0600 by an older version
-                    target.chmod(mode)
-                continue
-            staged.append((_temp_beside(target, data, mode), target))
-        for temp, target in staged:
-            os.replace(temp, target)
-    except OSError as exc:
-        for temp, _ in staged:
+                if stat.S_IMODE(target.stat().st_mode) != self.mode:  # written 0600 by an older version
+                    target.chmod(self.mode)
+                return
+            self.staged.append((_temp_beside(target, data, self.mode, sync=self.sync_each), target))
+        except OSError as exc:
+            self.discard()
+            raise _cannot_write(exc, self.folder) from None
+
+    def keep(self, relative: str) -> bool:
+        """Count ``relative`` as written, as it is, when it is there; false when it is not."""
+        target = inside(self.folder, relative)
+        if not target.is_file():
+            return False
+        if stat.S_IMODE(target.stat().st_mode) != self.mode:
+            target.chmod(self.mode)
+        self.names.add(relative)
+        return True
+
+    def commit(self) -> list[Path]:
+        """Rename every staged file into place; returns the files written."""
+        try:
+            if self.staged and not self.sync_each:
+                os.sync()  # one sync for the whole build, before any rename (see the class docstring)
+            for temp, target in self.staged:
+                os.replace(temp, target)
+        except OSError as exc:
+            self.discard()
+            raise _cannot_write(exc, self.folder) from None
+        written = [target for _, target in self.staged]
+        self.staged = []
+        return written
+
+    def discard(self) -> None:
+        for temp, _ in self.staged:
             temp.unlink(missing_ok=True)
-        raise OutputError(
-            f"cannot write ({exc.strerror})", where=str(exc.filename or folder), hint="check the folder's permissions"
-        ) from None
-    return [target for _, target in staged]
+        self.staged = []
+
+
+def _cannot_write(exc: OSError, folder: Path) -> OutputError:
+    return OutputError(
+        f"cannot write ({exc.strerror})", where=str(exc.filename or folder), hint="check the folder's permissions"
+    )
 
 
 # -- what a build owns ---------------------------------------------------------------------
@@ -159,9 +228,28 @@ def publish_tree(folder: Path, files: Mapping[str, bytes | Path]) -> list[str]:
     """
     if MANIFEST in files:
         raise OutputError(f"refusing to write {MANIFEST}: the build keeps its own list there", where=str(folder))
-    current = set(files)
+    tree = StagedTree(folder)
+    try:
+        for relative, data in files.items():
+            tree.add(relative, data)
+    except BaseException:
+        tree.discard()
+        raise
+    return publish_staged(tree)
+
+
+def publish_staged(tree: StagedTree) -> list[str]:
+    """:func:`publish_tree` for a tree already staged: commit it with its manifest, then remove
+    what the last build wrote and this one did not.  Returns the relative paths removed."""
+    folder = tree.folder
+    current = set(tree.names)
     dropped = sorted(read_manifest(folder) - current - {MANIFEST})
-    write_tree(folder, {**files, MANIFEST: _manifest_bytes(current | set(dropped))})
+    try:
+        tree.add(MANIFEST, _manifest_bytes(current | set(dropped)))
+    except BaseException:
+        tree.discard()
+        raise
+    tree.commit()
     if not dropped:
         return []
     removed, failure = _remove_generated(folder, dropped)

@@ -210,17 +210,21 @@ class Newsletter:
 
         With ``ping`` and ``[feed] websub_hub`` set, the hub is told which feeds changed.
         """
+        from .buildcache import PostCache
         from .site import build_site
         from .websub import changed_topics, topic_digests
 
-        posts = self.published()
+        # Posts come through the build cache: metadata only, parsed again only when changed.
+        cache = PostCache(self.config)
+        now = self.clock()
+        posts = [post for post in cache.read() if post.is_published(now)]
         before = topic_digests(self.config.public_dir)
-        result = build_site(self.config, posts, self.environment())
+        result = build_site(self.config, posts, self.environment(), cache)
         changed = tuple(changed_topics(before, result.files))
         pinged: tuple[str, ...] = ()
         if ping and self.config.feed.websub_hub:
             pinged = tuple(self.ping_hub(changed))
-        return BuildReport(len(posts), len(result.files), self.config.public_dir, tuple(result.removed), changed, pinged)
+        return BuildReport(len(posts), len(result.names), self.config.public_dir, tuple(result.removed), changed, pinged)
 
     def ping_hub(self, paths: Sequence[str] = ("feed.xml", "feed.json")) -> list[str]:
         """Tell the WebSub hub that the feeds at ``paths`` (site-relative) changed; returns their URLs."""
@@ -367,9 +371,12 @@ class Newsletter:
 
     def status(self, *, deliveries: bool = False) -> list[dict[str, Any]]:
         """Each post with its state (sent, marked, sending, draft, scheduled, not sent) and its issues."""
+        from .buildcache import PostCache
         from .status import post_statuses
 
-        return post_statuses(self.posts(), self.ledger, self.clock(), deliveries=deliveries)
+        # Metadata and content hashes from the build cache: no Markdown is parsed for an unchanged post.
+        posts = self._posts if self._posts is not None else PostCache(self.config).read()
+        return post_statuses(posts, self.ledger, self.clock(), deliveries=deliveries)
 
     def mark_sent(self, slugs: Sequence[str] = (), *, all_posts: bool = False) -> list[tuple[str, str]]:
         """Record posts as sent without mailing anyone; returns ``(slug, "marked" | "already sent")``."""

@@ -19,27 +19,90 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import meta
+
+from . import __version__
+from .buildcache import PageKeys, PostCache, digest, keys_of
 
 from .config import Config
-from .content import Post
+from .post import Post
 from .errors import PostError
-from .feed import STYLESHEET_FILE, Tag, collect_tags, feed_documents, tag_feed
-from .files import MANIFEST, publish_tree
+from .feed import STYLESHEET_FILE, Tag, archive_document, archive_path, collect_tags, current_documents, feed_slices, tag_feed
+from .files import MANIFEST, StagedTree, publish_staged
 from .templates import labels, render, trusted_html
 
 
 @dataclass(frozen=True)
 class SiteBuild:
-    """What a build published (``relative path → bytes or source file``) and what it removed."""
+    """What a build published: the subscription documents it (re)generated (``path → bytes``),
+    every path it published, and what it removed."""
 
-    files: dict[str, bytes | Path]
+    files: dict[str, bytes]
+    names: list[str]
     removed: list[str]
+
+
+class _Output:
+    """Where the pages go: a dict in memory (:func:`site_files`) or, through :class:`_Published`,
+    a tree staged on disk page by page with unchanged pages skipped."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes | Path] = {}
+
+    def __contains__(self, relative: str) -> bool:
+        return relative in self.files
+
+    def add(self, relative: str, data: bytes | Path) -> None:
+        self.files[relative] = data
+
+    def unchanged(self, relative: str, *key: str) -> bool:
+        """True when ``relative`` was last written from the same inputs (``key``) and is kept as is."""
+        return False
+
+    def full(self, post: Post) -> Post:
+        """``post`` with its HTML (a post from the build cache holds metadata only)."""
+        return post
+
+
+class _Published(_Output):
+    def __init__(self, tree: StagedTree, cache: PostCache, pages: PageKeys) -> None:
+        super().__init__()
+        self.tree, self.cache, self.pages = tree, cache, pages
+
+    def __contains__(self, relative: str) -> bool:
+        return relative in self.tree
+
+    def add(self, relative: str, data: bytes | Path) -> None:
+        if isinstance(data, bytes) and (relative in TOPICS or (relative.startswith("tags/") and relative.endswith("/feed.xml"))):
+            self.files[relative] = data  # the WebSub topics, compared after the build
+        self.tree.add(relative, data)
+
+    def unchanged(self, relative: str, *key: str) -> bool:
+        return self.pages.unchanged(relative, digest(*key)) and self.tree.keep(relative)
+
+    def full(self, post: Post) -> Post:
+        return self.cache.full(post)
+
+
+TOPICS = ("feed.xml", "feed.json")
 
 
 def site_files(config: Config, posts: Sequence[Post], env: jinja2.Environment) -> dict[str, bytes | Path]:
     """Every file of the public site: rendered pages in memory, copied files as their source path.
 
     Nothing is written here, so a failure in any page leaves ``public/`` untouched.
+    """
+    out = _Output()
+    _generate(config, posts, env, out)
+    return out.files
+
+
+def _generate(config: Config, posts: Sequence[Post], env: jinja2.Environment, out: _Output) -> None:
+    """Render every file of the site into ``out``, one at a time, newest first.
+
+    A page is skipped when ``out`` knows it was written from the same inputs: a post page
+    from its post's cache key, the code, its templates and the site settings; a listing
+    or feed page from the metadata (and keys) of the posts it lists.
     """
     site = config.site
     tags = collect_tags(posts)
@@ -50,39 +113,83 @@ def site_files(config: Config, posts: Sequence[Post], env: jinja2.Environment) -
         "subscribe_url": f"{config.service_url}subscribe" if config.service_url else "",
         "tag_slugs": {tag.name: tag.slug for tag in tags},
     }
-    files: dict[str, bytes | Path] = dict(feed_documents(config, posts))
-    files[STYLESHEET_FILE] = render(env, "site/feed.xsl", **common).encode("utf-8")
+    settings = digest(_CODE, repr(sorted(common.items())), repr(config.feed))
+    current, archives = feed_slices(config, posts)
+    for number, page in enumerate(archives, start=1):
+        if not out.unchanged(archive_path(number), settings, *keys_of(page)):
+            out.add(archive_path(number), archive_document(config, number, [out.full(p) for p in page]))
+    documents = current_documents(config, [out.full(p) for p in current], archived=len(archives))
+    for relative, data in documents.items():
+        out.add(relative, data)
+    out.add(STYLESHEET_FILE, render(env, "site/feed.xsl", **common).encode("utf-8"))
     pages = list(_index_pages(config, posts))
+    index_template = template_digest(env, "site/index.html")
     for number, (path, chunk) in enumerate(pages, start=1):
-        files[path] = render(
+        if out.unchanged(path, settings, index_template, str(len(pages)), *map(repr, chunk)):
+            continue
+        out.add(path, render(
             env, "site/index.html", posts=chunk, page=number, pages=len(pages),
             newer=_page_url(config, number - 1) if number > 1 else "",
             older=_page_url(config, number + 1) if number < len(pages) else "",
             canonical=_page_url(config, number), **common,
-        ).encode("utf-8")  # fmt: skip
+        ).encode("utf-8"))  # fmt: skip
+    post_template = template_digest(env, "site/post.html")
     for post in posts:
+        path = f"{post.slug}/index.html"
+        if out.unchanged(path, settings, post_template, *keys_of([post])):
+            continue
+        post = out.full(post)
         page = render(env, "site/post.html", post=post, content=trusted_html(post.html), canonical=post.url, **common)
-        files[f"{post.slug}/index.html"] = page.encode("utf-8")
+        out.add(path, page.encode("utf-8"))
+    tag_template = template_digest(env, "site/tag.html")
     for tag, tagged in tags.items():
-        files[f"tags/{tag.slug}/feed.xml"] = tag_feed(config, tag, tagged)
-        files[f"tags/{tag.slug}/index.html"] = render(
+        newest = tagged[: config.feed.entries]
+        feed_path = f"tags/{tag.slug}/feed.xml"
+        if not out.unchanged(feed_path, settings, repr(tag), str(len(tagged)), *keys_of(newest)):
+            out.add(feed_path, tag_feed(config, tag, [out.full(p) for p in newest], total=len(tagged)))
+        page_path = f"tags/{tag.slug}/index.html"
+        if out.unchanged(page_path, settings, tag_template, repr(tag), *map(repr, tagged)):
+            continue
+        out.add(page_path, render(
             env, "site/tag.html", tag=tag, posts=tagged, canonical=tag_url(config, tag),
             tag_feed_url=f"{tag_url(config, tag)}feed.xml", **common,
-        ).encode("utf-8")  # fmt: skip
-    files["404.html"] = render(env, "site/404.html", canonical="", **common).encode("utf-8")
-    files["sitemap.xml"] = render(env, "site/sitemap.xml", urls=_sitemap(config, posts, tags, len(pages))).encode("utf-8")
-    files["robots.txt"] = f"User-agent: *\nAllow: /\nSitemap: {site.base_url}sitemap.xml\n".encode("utf-8")
+        ).encode("utf-8"))  # fmt: skip
+    out.add("404.html", render(env, "site/404.html", canonical="", **common).encode("utf-8"))
+    out.add("sitemap.xml", render(env, "site/sitemap.xml", urls=_sitemap(config, posts, tags, len(pages))).encode("utf-8"))
+    out.add("robots.txt", f"User-agent: *\nAllow: /\nSitemap: {site.base_url}sitemap.xml\n".encode("utf-8"))
     copies = [(f"{post.slug}/{name}", source) for post in posts for name, source in bundle_files(post)]
     if config.static_dir is not None:
         copies += list(_files_under(config.static_dir))
     for relative, source in copies:
-        if relative in files or relative == MANIFEST:
+        if relative in out or relative == MANIFEST:
             raise PostError(
                 f"would be published as {relative}, a file the build already writes",
                 where=str(source), hint="rename or move the file",
             )  # fmt: skip
-        files[relative] = source
-    return files
+        out.add(relative, source)
+
+
+# The code that shapes the pages: a new version of any of it renders every page again.
+_CODE = digest(__version__, *(
+    (Path(__file__).resolve().parent / name).read_bytes() for name in ("site.py", "feed.py", "templates.py")
+))  # fmt: skip
+
+
+def template_digest(env: jinja2.Environment, name: str) -> str:
+    """A hash of template ``name`` and of every template it extends, includes or imports."""
+    seen: dict[str, str] = {}
+    pending = [name]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        try:
+            source = env.loader.get_source(env, current)[0] if env.loader else ""
+            pending += [n for n in meta.find_referenced_templates(env.parse(source)) if isinstance(n, str)]
+        except jinja2.TemplateError:
+            source = ""  # a missing or broken template fails when rendered, with its own message
+        seen[current] = source
+    return digest(*(f"{n}\0{seen[n]}" for n in sorted(seen)))
 
 
 def tag_url(config: Config, tag: Tag) -> str:
@@ -135,8 +242,24 @@ def _files_under(folder: Path) -> Iterator[tuple[str, Path]]:
             yield relative.as_posix(), path
 
 
-def build_site(config: Config, posts: Sequence[Post], env: jinja2.Environment) -> SiteBuild:
-    """Render the site, write it into ``config.public_dir`` and remove the pages it no longer has."""
-    files = site_files(config, posts, env)
-    removed = publish_tree(config.public_dir, files)
-    return SiteBuild(files, removed)
+def build_site(config: Config, posts: Sequence[Post], env: jinja2.Environment, cache: PostCache | None = None) -> SiteBuild:
+    """Render the site into ``config.public_dir``, page by page, and remove the pages it no longer has.
+
+    Pages are staged on disk as they are rendered (only the posts' metadata stays in memory)
+    and renamed into place at the end, so a failure in any page leaves ``public/`` as it was.
+    With ``cache`` (posts read through it), pages whose inputs did not change are not rendered.
+    """
+    tree = StagedTree(config.public_dir)
+    pages = PageKeys(config)
+    out = _Published(tree, cache or PostCache(config), pages)
+    try:
+        _generate(config, posts, env, out)
+    except BaseException:
+        tree.discard()
+        raise
+    names = sorted(tree.names)
+    removed = publish_staged(tree)
+    for relative in removed:
+        pages.forget(relative)
+    pages.save()
+    return SiteBuild(out.files, names, removed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Sequence
 
-from .content import Post
+from .post import Post
 from .store import Ledger
 
 DELIVERY_FIELDS = ("email", "state", "provider_message_id", "error", "updated_at")

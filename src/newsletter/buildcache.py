@@ -56,10 +56,12 @@ def digest(*parts: str | bytes) -> str:
 
 
 def parsing_fingerprint(config: Config) -> str:
-    """What, besides the file, shapes a parsed post: our code and the ``[site]`` settings."""
+    """What, besides the file, shapes a parsed post: our code and the settings a post reads."""
     package = Path(__file__).resolve().parent
     code = [(package / name).read_bytes() for name in PARSING_MODULES]
-    return digest(FORMAT, __version__, *code, repr(config.site), str(config.content_dir))
+    site = config.site  # only what a post reads: its URL, default author, the zone named in hints
+    return digest(FORMAT, __version__, *code, site.base_url, site.post_url("-"), site.author, str(site.timezone),
+                  str(config.content_dir))  # fmt: skip
 
 
 class PostCache:
@@ -84,35 +86,43 @@ class PostCache:
         sources = sorted([*folder.glob("*.md"), *folder.glob("*/index.md")])
         known = self._load_index()
         entries: list[dict[str, Any] | None] = []
+        posts: list[PostMeta | None] = []
         keys: list[str] = []
         for path in sources:
             relative = path.relative_to(folder).as_posix()
             key = self._key(path, relative)
             keys.append(key)
             entry = known.get(relative)
-            hit = entry is not None and entry.get("key") == key and key and self._html_path(key).is_file()
-            entries.append(entry if hit else None)
-        misses = [i for i, entry in enumerate(entries) if entry is None]
+            post = None
+            if key and entry is not None and entry.get("key") == key and self._html_path(key).is_file():
+                post = _meta(folder, entry)
+            entries.append(entry if post else None)
+            posts.append(post)
+        misses = [i for i, post in enumerate(posts) if post is None]
         self.parsed = len(misses)
-        for index, post in zip(misses, self._parse([sources[i] for i in misses])):
-            self._write_html(keys[index], post.html)
-            entries[index] = _entry(keys[index], sources[index].relative_to(folder).as_posix(), post)
-        posts = [_meta(folder, entry) for entry in entries if entry is not None]
-        check_unique(posts)
+        for index, parsed in zip(misses, self._parse([sources[i] for i in misses])):
+            self._write_html(keys[index], parsed.html)
+            entries[index] = _entry(keys[index], sources[index].relative_to(folder).as_posix(), parsed)
+            posts[index] = _meta(folder, entries[index])
+        found = [post for post in posts if post is not None]
+        check_unique(found)
         if misses or len(known) != len(sources):
             self._save_index({e["path"]: e for e in entries if e is not None})
-        return sorted(posts, key=lambda p: p.date, reverse=True)
+        return sorted(found, key=lambda p: p.date, reverse=True)
 
     def html(self, post: Post) -> str:
         """The sanitized HTML of ``post`` (parsed again if its cached copy went missing)."""
         if not isinstance(post, PostMeta) or not post.cache_key:
             return post.html
         try:
-            return self._html_path(post.cache_key).read_text(encoding="utf-8")
+            data = self._html_path(post.cache_key).read_bytes()
+            if hashlib.sha256(data).hexdigest() == post.html_hash:
+                return data.decode("utf-8")
         except (OSError, UnicodeDecodeError):
-            from .content import read_post
+            pass
+        from .content import read_post  # the cached copy is gone or damaged: parse the post again
 
-            return read_post(post.source, self.config).html
+        return read_post(post.source, self.config).html
 
     def full(self, post: Post) -> Post:
         """``post`` with its HTML, as the parser made it."""
@@ -133,6 +143,8 @@ class PostCache:
 
     def _parse(self, paths: list[Path]) -> list[Post]:
         """Parse ``paths`` in order; across the cores when there are many (results stay in order)."""
+        if not paths:
+            return []  # nothing to parse: the parsers are not even imported
         from .content import read_post
 
         workers = min(os.cpu_count() or 1, 8)
@@ -190,6 +202,7 @@ def _entry(key: str, relative: str, post: Post) -> dict[str, Any]:
         "path": relative,
         "key": key,
         "content_hash": post.content_hash,
+        "html_hash": hashlib.sha256(post.html.encode("utf-8")).hexdigest(),
         "id": post.id,
         "slug": post.slug,
         "title": post.title,
@@ -205,8 +218,21 @@ def _entry(key: str, relative: str, post: Post) -> dict[str, Any]:
     }
 
 
-def _meta(folder: Path, entry: dict[str, Any]) -> PostMeta:
+def _meta(folder: Path, entry: dict[str, Any]) -> PostMeta | None:
+    """The post an index entry describes; ``None`` for an entry that is not one of ours."""
+    try:
+        return _checked_meta(folder, entry)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _checked_meta(folder: Path, entry: dict[str, Any]) -> PostMeta:
     source = folder / entry["path"]
+    texts = [entry[name] for name in ("id", "slug", "title", "author", "summary", "preheader", "url", "key")]
+    if not all(isinstance(text, str) for text in texts) or not isinstance(entry["draft"], bool):
+        raise TypeError(entry)
+    if not isinstance(entry["tags"], list) or not all(isinstance(tag, str) for tag in entry["tags"]):
+        raise TypeError(entry)
     return PostMeta(
         source=source,
         id=entry["id"],
@@ -224,6 +250,7 @@ def _meta(folder: Path, entry: dict[str, Any]) -> PostMeta:
         bundle=source.parent if entry["bundle"] else None,
         cached_content_hash=entry["content_hash"],
         cache_key=entry["key"],
+        html_hash=entry["html_hash"],
     )
 
 

@@ -53,6 +53,7 @@ class PostMeta(Post):
 
     cached_content_hash: str = field(default="", compare=False)
     cache_key: str = field(default="", compare=False)  # names the cached HTML (buildcache)
+    html_hash: str = field(default="", compare=False)  # its sha256, checked when it is read
 
     @property
     def content_hash(self) -> str:

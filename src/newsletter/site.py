@@ -113,10 +113,12 @@ def _generate(config: Config, posts: Sequence[Post], env: jinja2.Environment, ou
         "subscribe_url": f"{config.service_url}subscribe" if config.service_url else "",
         "tag_slugs": {tag.name: tag.slug for tag in tags},
     }
-    settings = digest(_CODE, repr(sorted(common.items())), repr(config.feed))
+    # What shapes every HTML page, and every feed (which read only [site] and [feed]).
+    settings = digest(_CODE, repr(sorted(common.items())))
+    feed_settings = digest(_CODE, repr(site), repr(config.feed))
     current, archives = feed_slices(config, posts)
     for number, page in enumerate(archives, start=1):
-        if not out.unchanged(archive_path(number), settings, *keys_of(page)):
+        if not out.unchanged(archive_path(number), feed_settings, *keys_of(page)):
             out.add(archive_path(number), archive_document(config, number, [out.full(p) for p in page]))
     documents = current_documents(config, [out.full(p) for p in current], archived=len(archives))
     for relative, data in documents.items():
@@ -125,7 +127,7 @@ def _generate(config: Config, posts: Sequence[Post], env: jinja2.Environment, ou
     pages = list(_index_pages(config, posts))
     index_template = template_digest(env, "site/index.html")
     for number, (path, chunk) in enumerate(pages, start=1):
-        if out.unchanged(path, settings, index_template, str(len(pages)), *map(repr, chunk)):
+        if out.unchanged(path, settings, index_template, f"{number}/{len(pages)}", *map(repr, chunk)):
             continue
         out.add(path, render(
             env, "site/index.html", posts=chunk, page=number, pages=len(pages),
@@ -145,7 +147,7 @@ def _generate(config: Config, posts: Sequence[Post], env: jinja2.Environment, ou
     for tag, tagged in tags.items():
         newest = tagged[: config.feed.entries]
         feed_path = f"tags/{tag.slug}/feed.xml"
-        if not out.unchanged(feed_path, settings, repr(tag), str(len(tagged)), *keys_of(newest)):
+        if not out.unchanged(feed_path, feed_settings, repr(tag), str(len(tagged)), *keys_of(newest)):
             out.add(feed_path, tag_feed(config, tag, [out.full(p) for p in newest], total=len(tagged)))
         page_path = f"tags/{tag.slug}/index.html"
         if out.unchanged(page_path, settings, tag_template, repr(tag), *map(repr, tagged)):

@@ -1,0 +1,233 @@
+"""Incremental builds: the build cache skips what did not change, and the output is always
+byte for byte what a clean build writes (issue 13)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import write_post
+
+import newsletter.content
+import newsletter.site
+from newsletter.buildcache import CACHE_DIR
+from newsletter.templates import PACKAGED_TEMPLATES
+
+EXTRA_POSTS = 45  # with the demo's posts: several RFC 5005 archive pages of 20 entries
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def identities(folder: Path) -> dict[str, tuple[int, int]]:
+    """``path → (inode, mtime)``: a rewritten file (a rename of a new one) changes its inode."""
+    return {
+        p.relative_to(folder).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in folder.rglob("*") if p.is_file()
+    }  # fmt: skip
+
+
+def add_posts(project: Path, count: int = EXTRA_POSTS) -> None:
+    folder = project / "content" / "posts"
+    for n in range(count):
+        write_post(
+            folder, f"billet-{n:03d}", body=f"Premier « paragraphe » {n} 🙂.\n\nSuite [lien](https://example.org/{n}).",
+            date=f'"2023-{1 + n % 12:02d}-{1 + n % 28:02d}T08:00:00+01:00"', tags=f"[essai, lot-{n % 3}]",
+            id=f'"urn:uuid:00000000-0000-4000-8000-{n:012d}"',
+        )  # fmt: skip
+
+
+@pytest.fixture
+def site(project, run):
+    add_posts(project)
+    outcome = run("build")
+    assert outcome.exit_code == 0, outcome.stderr
+    return project
+
+
+def clean_build(project: Path, run, tmp_path: Path) -> dict[str, bytes]:
+    """The same project copied without its cache and output, built from nothing."""
+    fresh = tmp_path / "fresh"
+    shutil.copytree(project, fresh, ignore=shutil.ignore_patterns("public", CACHE_DIR, "*.db*"))
+    outcome = run("build", root=fresh)
+    assert outcome.exit_code == 0, outcome.stderr
+    return tree(fresh / "public")
+
+
+def forbid_parsing(monkeypatch) -> list[Path]:
+    """Record every post the Markdown parser is asked for."""
+    parsed: list[Path] = []
+    real = newsletter.content.read_post
+
+    def counting(path, config):
+        parsed.append(path)
+        return real(path, config)
+
+    monkeypatch.setattr(newsletter.content, "read_post", counting)
+    return parsed
+
+
+def count_renders(monkeypatch) -> list[str]:
+    rendered: list[str] = []
+    real = newsletter.site.render
+
+    def counting(env, name, **context):
+        rendered.append(name)
+        return real(env, name, **context)
+
+    monkeypatch.setattr(newsletter.site, "render", counting)
+    return rendered
+
+
+def test_nothing_changed_parses_nothing_and_rewrites_nothing(site, run, monkeypatch):
+    before = identities(site / "public")
+    parsed = forbid_parsing(monkeypatch)
+    rendered = count_renders(monkeypatch)
+    outcome = run("build")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert parsed == []
+    assert "site/post.html" not in rendered and "site/index.html" not in rendered
+    assert identities(site / "public") == before
+
+
+def test_edits_then_incremental_build_equals_a_clean_build(site, run, monkeypatch, tmp_path):
+    folder = site / "content" / "posts"
+    edited = folder / "billet-007.md"
+    edited.write_text(edited.read_text(encoding="utf-8").replace("Suite", "Autre suite"), encoding="utf-8")
+    (folder / "billet-013.md").unlink()
+    write_post(folder, "tout-nouveau", date='"2025-01-02T08:00:00+01:00"', tags="[nouveau]",
+               id='"urn:uuid:00000000-0000-4000-8000-999999999999"')  # fmt: skip
+    retagged = folder / "billet-020.md"
+    retagged.write_text(retagged.read_text(encoding="utf-8").replace("lot-2", "autre"), encoding="utf-8")
+    parsed = forbid_parsing(monkeypatch)
+    outcome = run("build")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert sorted(p.name for p in parsed) == ["billet-007.md", "billet-020.md", "tout-nouveau.md"]
+    incremental = tree(site / "public")
+    clean = clean_build(site, run, tmp_path)
+    assert sorted(incremental) == sorted(clean)
+    assert [name for name in clean if incremental[name] != clean[name]] == []
+    assert "billet-013/index.html" not in incremental and "tout-nouveau/index.html" in incremental
+
+
+def test_a_changed_post_template_renders_the_post_pages_only(site, run, monkeypatch, tmp_path):
+    before = identities(site / "public")
+    override = site / "templates" / "site" / "post.html"
+    override.parent.mkdir(parents=True)
+    packaged = (PACKAGED_TEMPLATES / "site" / "post.html").read_text(encoding="utf-8")
+    override.write_text(packaged.replace("<article ", "<article data-v2 "), encoding="utf-8")
+    parsed = forbid_parsing(monkeypatch)
+    rendered = count_renders(monkeypatch)
+    assert run("build").exit_code == 0
+    assert parsed == []  # a template shapes pages, not posts
+    assert "site/index.html" not in rendered
+    after = identities(site / "public")
+    changed = {name for name in after if after[name] != before.get(name)}
+    post_pages = {name for name in after if name.endswith("/index.html") and not name.startswith(("tags/", "page/"))}
+    assert changed - {".newsletter-manifest.json"} == post_pages
+    assert tree(site / "public") == clean_build(site, run, tmp_path)
+
+
+def test_a_changed_base_template_renders_every_page(site, run, tmp_path):
+    override = site / "templates" / "site" / "base.html"
+    override.parent.mkdir(parents=True)
+    override.write_text((PACKAGED_TEMPLATES / "site" / "base.html").read_text(encoding="utf-8") + "<!-- v2 -->\n")
+    assert run("build").exit_code == 0
+    pages = {name: data for name, data in tree(site / "public").items() if name.endswith(".html")}
+    assert pages and all(data.endswith(b"<!-- v2 -->\n") for data in pages.values())
+    assert tree(site / "public") == clean_build(site, run, tmp_path)
+
+
+def test_a_feed_setting_changes_the_feeds_and_no_post_page(site, run, monkeypatch, tmp_path):
+    config = site / "newsletter.toml"
+    config.write_text(config.read_text(encoding="utf-8") + "\n[feed]\nentries = 7\n", encoding="utf-8")
+    before = identities(site / "public")
+    parsed = forbid_parsing(monkeypatch)
+    rendered = count_renders(monkeypatch)
+    assert run("build").exit_code == 0
+    assert parsed == [] and "site/post.html" not in rendered
+    after = identities(site / "public")
+    changed = {name for name in after if after[name] != before.get(name)}
+    assert "feed.xml" in changed and "feed/archive/1.xml" in changed
+    assert not {name for name in changed if name.endswith(".html")}
+    assert tree(site / "public") == clean_build(site, run, tmp_path)
+
+
+def test_a_site_setting_renders_again_without_parsing_again(site, run, monkeypatch, tmp_path):
+    config = site / "newsletter.toml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace('description = "', 'description = "Nouveau : '), encoding="utf-8")
+    parsed = forbid_parsing(monkeypatch)
+    assert run("build").exit_code == 0
+    assert parsed == []  # the description is not read by a post
+    assert b"Nouveau : " in (site / "public" / "index.html").read_bytes()
+    assert tree(site / "public") == clean_build(site, run, tmp_path)
+    parsed.clear()
+    config.write_text(text.replace("https://claudesuper.example.org/", "https://ailleurs.example.org/"))
+    assert run("build").exit_code == 0
+    folder = site / "content" / "posts"
+    assert sorted(parsed) == sorted([*folder.glob("*.md"), *folder.glob("*/index.md")])  # links resolve against it
+
+
+@pytest.mark.parametrize("damage", ["garbage", "foreign", "truncated-html", "wrong-types"])
+def test_a_damaged_or_foreign_cache_is_rebuilt_never_an_error(site, run, tmp_path, damage):
+    cache = site / CACHE_DIR
+    if damage == "garbage":
+        for path in [cache / "posts.json", cache / "pages.json"]:
+            path.write_bytes(os.urandom(200))
+    elif damage == "foreign":
+        shutil.rmtree(cache)
+        cache.mkdir()
+        (cache / "posts.json").write_text('[{"format": "something else"}]')
+        (cache / "pages.json").write_text('{"pages": []}')
+    elif damage == "truncated-html":
+        for path in (cache / "html").iterdir():
+            path.write_bytes(path.read_bytes()[:30])
+        folder = site / "content" / "posts"
+        (folder / "billet-001.md").write_text((folder / "billet-001.md").read_text().replace("Suite", "Fin"))
+    else:
+        posts = cache / "posts.json"
+        posts.write_text(posts.read_text(encoding="utf-8").replace('"tags": [', '"tags": 3, "x": ['))
+    outcome = run("build")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert tree(site / "public") == clean_build(site, run, tmp_path)
+    assert run("build").exit_code == 0  # and the rebuilt cache serves the next build
+
+
+def test_status_reads_the_cache_and_sees_edits(site, run, monkeypatch):
+    parsed = forbid_parsing(monkeypatch)
+    first = run("status")
+    assert first.exit_code == 0, first.stderr
+    assert parsed == [] and "billet-044" in first.stdout
+    write_post(site / "content" / "posts", "brouillon", draft="true", id='"urn:uuid:00000000-0000-4000-8000-888888888888"')
+    second = run("status")
+    assert [p.name for p in parsed] == ["brouillon.md"]
+    assert "draft" in next(line for line in second.stdout.splitlines() if line.endswith("brouillon"))
+
+
+def test_a_cold_build_in_parallel_equals_a_sequential_one(project, run, monkeypatch, tmp_path):
+    import newsletter.buildcache
+
+    add_posts(project, 80)
+    monkeypatch.setattr(newsletter.buildcache, "PARALLEL_MIN", 10_000)
+    assert run("build").exit_code == 0
+    sequential = tree(project / "public")
+    monkeypatch.setattr(newsletter.buildcache, "PARALLEL_MIN", 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert tree(project / "public") == clean_build(project, run, tmp_path) == sequential
+
+
+def test_a_bad_post_found_by_a_worker_is_reported_as_a_sequential_read_reports_it(project, run, monkeypatch):
+    import newsletter.buildcache
+
+    add_posts(project, 80)
+    write_post(project / "content" / "posts", "zz-casse", date='"pas une date"')
+    monkeypatch.setattr(newsletter.buildcache, "PARALLEL_MIN", 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    outcome = run("build")
+    assert outcome.exit_code != 0
+    assert "zz-casse.md" in outcome.stderr and "'date'" in outcome.stderr
+    assert not (project / "public").exists()

@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 NEWSLETTER := $(BIN)/newsletter
 DEMO_SUBSCRIBERS := alice@example.org bruno@example.org camille@example.org
 
-.PHONY: demo test test-deps clean
+.PHONY: demo test test-deps clean bench bench-build
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ test-deps:
 			exit 1; \
 		fi; \
 	fi
+
+## Benchmarks against peers (minutes; never part of `make test`): figures for issue 13.
+bench: bench-build
+
+bench-build: $(INSTALLED)
+	$(BIN)/python benchmarks/build.py
 
 clean:
 	rm -rf public outbox preview newsletter.db newsletter.db-wal newsletter.db-shm

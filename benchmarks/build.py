@@ -1,0 +1,269 @@
+"""Build benchmarks side by side: newsletter, Pelican and Hugo on the same corpus (issue 13).
+
+For each size (1k and 10k posts of benchmarks/corpus.py) it times, in turns (A B C A B C…):
+
+* a cold build (no output, no cache),
+* a rebuild with nothing changed,
+* a rebuild after one post changed,
+
+and prints wall time, CPU time (user + system, the child and what it waited for) and peak
+RSS (the largest single process: a cold build parses in worker processes) with the ratio of
+ours to each peer.  Pelican runs with its content cache on (``LOAD_CONTENT_CACHE``), from a
+benchmark-only virtualenv (``benchmarks/.venv-peers``, made here from PyPI); Hugo is
+Debian's ``hugo`` package (``apt-get install hugo``) and has no cache between runs.
+Not part of ``make test``.
+
+    .venv/bin/python benchmarks/build.py                     # 1k and 10k posts, 2 rounds
+    .venv/bin/python benchmarks/build.py --sizes 1000 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from corpus import write_corpus  # noqa: E402
+
+PEERS_VENV = HERE / ".venv-peers"
+PELICAN_PIN = "pelican[markdown]==4.12.0"
+WORK = HERE / ".work"
+SCENARIOS = ("cold", "no change", "one change")
+
+HUGO_CONFIG = """baseURL = "https://example.org/"
+title = "Bench"
+languageCode = "fr"
+paginate = 20
+disableKinds = []
+"""
+HUGO_LAYOUTS = {
+    "_default/baseof.html": '<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>{{ .Title }}</title></head>'
+    "<body>{{ block \"main\" . }}{{ end }}</body></html>\n",
+    "_default/single.html": '{{ define "main" }}<article><h1>{{ .Title }}</h1><time>{{ .Date.Format "2006-01-02" }}</time>'
+    "{{ .Content }}{{ range .Params.tags }}<a href=\"/tags/{{ . | urlize }}/\">{{ . }}</a>{{ end }}</article>{{ end }}\n",
+    "_default/list.html": '{{ define "main" }}{{ range .Paginator.Pages }}<h2><a href="{{ .Permalink }}">{{ .Title }}</a></h2>'
+    "<p>{{ .Summary }}</p>{{ end }}{{ end }}\n",
+}
+HUGO_LAYOUTS["index.html"] = HUGO_LAYOUTS["_default/list.html"]
+
+PELICAN_CONFIG = """AUTHOR = "Claude Super"
+SITENAME = "Bench"
+SITEURL = "https://example.org"
+PATH = "content"
+TIMEZONE = "Europe/Paris"
+DEFAULT_LANG = "fr"
+DEFAULT_PAGINATION = 20
+FEED_ALL_ATOM = "feeds/all.atom.xml"
+CATEGORY_FEED_ATOM = None
+LOAD_CONTENT_CACHE = True
+CACHE_CONTENT = True
+CACHE_PATH = "cache"
+"""
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    rss_mb: float
+
+
+def measure(command: list[str], cwd: Path) -> Run:
+    """Run ``command`` and read its own resource use from ``wait4`` (not the whole benchmark's)."""
+    log = cwd / "last-run.log"
+    with log.open("wb") as output:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed in {cwd}:\n{log.read_text(errors='replace')[-2000:]}")
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+class Tool:
+    name = ""
+
+    def __init__(self, root: Path, content: Path) -> None:
+        self.root = root
+        self.content = content  # the folder of its posts
+        self.edits = 0
+
+    def reset(self) -> None:
+        """Remove the output and any cache: the next build is cold."""
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def change_one_post(self) -> None:
+        """Change the text of one post (a different sentence each time)."""
+        self.edits += 1
+        path = sorted(self.content.glob("*.md"))[len(list(self.content.glob("*.md"))) // 2]
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(f"\nUne phrase ajoutée, numéro {self.edits}.\n")
+
+
+class Newsletter(Tool):
+    name = "newsletter"
+
+    @classmethod
+    def create(cls, root: Path, posts: Path) -> Newsletter:
+        config = (REPO / "newsletter.toml").read_text(encoding="utf-8")
+        config = config.replace('content = "content/posts"', 'content = "content"')
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "newsletter.toml").write_text(config, encoding="utf-8")
+        shutil.move(str(posts), root / "content")
+        return cls(root, root / "content")
+
+    def reset(self) -> None:
+        shutil.rmtree(self.root / "public", ignore_errors=True)
+        shutil.rmtree(self.root / ".newsletter-cache", ignore_errors=True)
+
+    def command(self) -> list[str]:
+        return [str(Path(sys.executable).with_name("newsletter")), "--config", str(self.root / "newsletter.toml"), "build"]
+
+
+class Pelican(Tool):
+    name = "pelican"
+
+    @classmethod
+    def create(cls, root: Path, posts: Path) -> Pelican:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "pelicanconf.py").write_text(PELICAN_CONFIG, encoding="utf-8")
+        shutil.move(str(posts), root / "content")
+        return cls(root, root / "content")
+
+    def reset(self) -> None:
+        shutil.rmtree(self.root / "output", ignore_errors=True)
+        shutil.rmtree(self.root / "cache", ignore_errors=True)
+
+    def command(self) -> list[str]:
+        return [str(PEERS_VENV / "bin" / "pelican"), "content", "-s", "pelicanconf.py", "-o", "output", "-q"]
+
+
+class Hugo(Tool):
+    name = "hugo"
+
+    @classmethod
+    def create(cls, root: Path, posts: Path) -> Hugo:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "hugo.toml").write_text(HUGO_CONFIG, encoding="utf-8")
+        for name, text in HUGO_LAYOUTS.items():
+            (root / "layouts" / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / "layouts" / name).write_text(text, encoding="utf-8")
+        (root / "content").mkdir(exist_ok=True)
+        shutil.move(str(posts), root / "content" / "posts")
+        return cls(root, root / "content" / "posts")
+
+    def reset(self) -> None:
+        shutil.rmtree(self.root / "public", ignore_errors=True)
+        shutil.rmtree(self.root / "resources", ignore_errors=True)
+
+    def command(self) -> list[str]:
+        return ["hugo", "--quiet", "--source", str(self.root)]
+
+
+def ensure_peers() -> list[type[Tool]]:
+    tools: list[type[Tool]] = [Newsletter]
+    if not (PEERS_VENV / "bin" / "pelican").exists():
+        print(f"Installing {PELICAN_PIN} into {PEERS_VENV} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
+        subprocess.run([str(PEERS_VENV / "bin" / "pip"), "install", "-q", PELICAN_PIN], check=True)
+    tools.append(Pelican)
+    if shutil.which("hugo"):
+        tools.append(Hugo)
+    else:
+        print("hugo not found (Debian: apt-get install hugo): skipped", file=sys.stderr)
+    return tools
+
+
+def bench_size(size: int, rounds: int, tool_types: list[type[Tool]]) -> dict[tuple[str, str], list[Run]]:
+    base = WORK / str(size)
+    shutil.rmtree(base, ignore_errors=True)
+    folders = write_corpus(size, base / "corpus")
+    tools = [kind.create(base / kind.name, folders[kind.name]) for kind in tool_types]
+    runs: dict[tuple[str, str], list[Run]] = {}
+    for round_number in range(rounds):
+        for scenario in SCENARIOS:
+            for tool in tools if round_number % 2 == 0 else reversed(tools):  # A B C, then C B A
+                if scenario == "cold":
+                    tool.reset()
+                elif scenario == "one change":
+                    tool.change_one_post()
+                run = measure(tool.command(), tool.root)
+                runs.setdefault((scenario, tool.name), []).append(run)
+                print(f"  {size:>6} {scenario:<10} {tool.name:<10} {run.wall:7.2f} s wall {run.cpu:7.2f} s CPU "
+                      f"{run.rss_mb:7.0f} MB", flush=True)  # fmt: skip
+    return runs
+
+
+def table(results: dict[int, dict[tuple[str, str], list[Run]]], names: list[str]) -> str:
+    peers = [n for n in names if n != "newsletter"]
+    header = "| posts | build | " + " | ".join(f"{n} wall / CPU / peak" for n in names)
+    header += " | " + " | ".join(f"ours ÷ {p} (wall, CPU)" for p in peers) + " |"
+    lines = [header, "|" + "---|" * (2 + len(names) + len(peers))]
+    for size, runs in results.items():
+        for scenario in SCENARIOS:
+            med = {n: median(runs[(scenario, n)]) for n in names}
+            cells = [f"{m.wall:.2f} s / {m.cpu:.2f} s / {m.rss_mb:.0f} MB" for m in med.values()]
+            ours = med["newsletter"]
+            ratios = [f"{ours.wall / med[p].wall:.2f}, {ours.cpu / med[p].cpu:.2f}" for p in peers]
+            lines.append(f"| {size} | {scenario} | " + " | ".join(cells + ratios) + " |")
+    return "\n".join(lines)
+
+
+def median(runs: list[Run]) -> Run:
+    return Run(*(statistics.median(getattr(r, f) for r in runs) for f in ("wall", "cpu", "rss_mb")))
+
+
+def goals(results: dict[int, dict[tuple[str, str], list[Run]]], names: list[str]) -> list[str]:
+    """The issue's build goals, each with the figure of this run and met / not met."""
+    lines = []
+    for size, runs in results.items():
+        cold = median(runs[("cold", "newsletter")])
+        same = median(runs[("no change", "newsletter")])
+        one = median(runs[("one change", "newsletter")])
+        checks = [(f"peak RSS ≤ 150 MB ({cold.rss_mb:.0f} MB)", cold.rss_mb <= 150)]
+        if "hugo" in names:
+            hugo = median(runs[("cold", "hugo")])
+            checks.append((f"cold CPU ≤ Hugo's (ratio {cold.cpu / hugo.cpu:.2f})", cold.cpu <= hugo.cpu))
+        checks += [
+            (f"no change ≤ 0.5 s ({same.wall:.2f} s)", same.wall <= 0.5),
+            (f"no change ≤ cold / 50 ({same.wall:.2f} ≤ {cold.wall / 50:.2f} s)", same.wall <= cold.wall / 50),
+            (f"one change ≤ 1 s ({one.wall:.2f} s)", one.wall <= 1.0),
+            (f"one change ≤ cold / 25 ({one.wall:.2f} ≤ {cold.wall / 25:.2f} s)", one.wall <= cold.wall / 25),
+        ]
+        lines += [f"{size} posts: {what}: {'met' if ok else 'NOT met'}" for what, ok in checks]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1000,10000", help="comma-separated post counts")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per scenario")
+    args = parser.parse_args()
+    tool_types = ensure_peers()
+    names = [t.name for t in tool_types]
+    results = {}
+    for size in (int(s) for s in args.sizes.split(",")):
+        results[size] = bench_size(size, args.rounds, tool_types)
+    print()
+    print(f"Median of {args.rounds} alternating rounds on {os.cpu_count()} cores; peak = largest single process.")
+    print(table(results, names))
+    print()
+    print("\n".join(goals(results, names)))
+
+
+if __name__ == "__main__":
+    main()

@@ -25,7 +25,7 @@ import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from . import __version__
 from .config import Config
@@ -141,26 +141,30 @@ class PostCache:
     def _html_path(self, key: str) -> Path:
         return self.folder / "html" / f"{key}.html"
 
-    def _parse(self, paths: list[Path]) -> list[Post]:
-        """Parse ``paths`` in order; across the cores when there are many (results stay in order)."""
+    def _parse(self, paths: list[Path]) -> Iterator[Post]:
+        """Parse ``paths``, yielding posts in order as they come, so that only a few are in memory;
+        across the cores when there are many.  The first bad post raises its own error."""
         if not paths:
-            return []  # nothing to parse: the parsers are not even imported
+            return  # nothing to parse: the parsers are not even imported
         from .content import read_post
 
         workers = min(os.cpu_count() or 1, 8)
         if len(paths) < PARALLEL_MIN or workers < 2:
-            return [read_post(path, self.config) for path in paths]
+            for path in paths:
+                yield read_post(path, self.config)
+            return
         from concurrent.futures import ProcessPoolExecutor
 
         # The workers need only what shapes a post (a provider's table may not pickle).
         config = dataclasses.replace(self.config, providers={})
-        chunk = max(1, len(paths) // (workers * 4))
+        chunk = max(1, min(64, len(paths) // (workers * 4)))
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_parse_quietly, paths, [config] * len(paths), chunksize=chunk))
-        for path, post in zip(paths, results):
-            if post is None:  # the first bad post raises its own error, as a sequential read would
-                read_post(path, self.config)
-        return [post for post in results if post is not None]
+            try:
+                for path, post in zip(paths, pool.map(_parse_quietly, paths, [config] * len(paths), chunksize=chunk)):
+                    # A bad post (None) is parsed again here, to raise its own error as a sequential read does.
+                    yield post if post is not None else read_post(path, self.config)
+            finally:
+                pool.shutdown(cancel_futures=True)  # after an error, the rest is not parsed for nothing
 
     def _load_index(self) -> dict[str, dict[str, Any]]:
         try:

@@ -127,7 +127,7 @@ def _generate(config: Config, posts: Sequence[Post], env: jinja2.Environment, ou
     pages = list(_index_pages(config, posts))
     index_template = template_digest(env, "site/index.html")
     for number, (path, chunk) in enumerate(pages, start=1):
-        if out.unchanged(path, settings, index_template, f"{number}/{len(pages)}", *map(repr, chunk)):
+        if out.unchanged(path, settings, index_template, f"{number}/{len(pages)}", *keys_of(chunk)):
             continue
         out.add(path, render(
             env, "site/index.html", posts=chunk, page=number, pages=len(pages),
@@ -150,7 +150,7 @@ def _generate(config: Config, posts: Sequence[Post], env: jinja2.Environment, ou
         if not out.unchanged(feed_path, feed_settings, repr(tag), str(len(tagged)), *keys_of(newest)):
             out.add(feed_path, tag_feed(config, tag, [out.full(p) for p in newest], total=len(tagged)))
         page_path = f"tags/{tag.slug}/index.html"
-        if out.unchanged(page_path, settings, tag_template, repr(tag), *map(repr, tagged)):
+        if out.unchanged(page_path, settings, tag_template, repr(tag), *keys_of(tagged)):
             continue
         out.add(page_path, render(
             env, "site/tag.html", tag=tag, posts=tagged, canonical=tag_url(config, tag),

@@ -88,13 +88,15 @@ class PostCache:
         entries: list[dict[str, Any] | None] = []
         posts: list[PostMeta | None] = []
         keys: list[str] = []
+        prefix = len(str(folder)) + 1
         for path in sources:
-            relative = path.relative_to(folder).as_posix()
+            relative = str(path)[prefix:]  # glob's paths all start with the folder's (on POSIX)
             key = self._key(path, relative)
             keys.append(key)
             entry = known.get(relative)
             post = None
-            if key and entry is not None and entry.get("key") == key and self._html_path(key).is_file():
+            # (A cached HTML file that went missing is noticed when it is read: html() parses again.)
+            if key and entry is not None and entry.get("key") == key:
                 post = _meta(folder, entry)
             entries.append(entry if post else None)
             posts.append(post)
@@ -102,7 +104,7 @@ class PostCache:
         self.parsed = len(misses)
         for index, parsed in zip(misses, self._parse([sources[i] for i in misses])):
             self._write_html(keys[index], parsed.html)
-            entries[index] = _entry(keys[index], sources[index].relative_to(folder).as_posix(), parsed)
+            entries[index] = _entry(keys[index], str(sources[index])[prefix:], parsed)
             posts[index] = _meta(folder, entries[index])
         found = [post for post in posts if post is not None]
         check_unique(found)
@@ -231,7 +233,7 @@ def _meta(folder: Path, entry: dict[str, Any]) -> PostMeta | None:
 
 
 def _checked_meta(folder: Path, entry: dict[str, Any]) -> PostMeta:
-    source = folder / entry["path"]
+    source = Path(os.path.join(folder, entry["path"]))
     texts = [entry[name] for name in ("id", "slug", "title", "author", "summary", "preheader", "url", "key")]
     if not all(isinstance(text, str) for text in texts) or not isinstance(entry["draft"], bool):
         raise TypeError(entry)

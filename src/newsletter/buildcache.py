@@ -25,7 +25,7 @@ import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TextIO
 
 from . import __version__
 from .config import Config
@@ -180,7 +180,8 @@ class PostCache:
 
     def _save_index(self, entries: dict[str, dict[str, Any]]) -> None:
         document = {"format": FORMAT, "fingerprint": self.fingerprint, "posts": list(entries.values())}
-        _write_quietly(self.folder / "posts.json", json.dumps(document, ensure_ascii=False).encode("utf-8"))
+        # Streamed to the file: the whole index as one string would be the build's peak of memory.
+        _write_quietly(self.folder / "posts.json", lambda handle: json.dump(document, handle, ensure_ascii=False))
         wanted = {f"{e['key']}.html" for e in entries.values()}
         try:
             for stale in (self.folder / "html").iterdir():
@@ -288,14 +289,23 @@ class PageKeys:
             _write_quietly(self.path, json.dumps(document, sort_keys=True).encode("utf-8"))
 
 
-def _write_quietly(path: Path, data: bytes) -> None:
-    """Write a cache file through a rename; a failure only costs the next build some time."""
+def _write_quietly(path: Path, data: bytes | Callable[[TextIO], object]) -> None:
+    """Write a cache file (bytes, or what a function writes to it as UTF-8 text) through a rename;
+    a failure only costs the next build some time."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, path)
+        try:
+            if callable(data):
+                with os.fdopen(fd, "w", encoding="utf-8") as text:
+                    data(text)
+            else:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
     except OSError:
         pass
 

@@ -102,12 +102,20 @@ class PostCache:
             posts.append(post)
         misses = [i for i, post in enumerate(posts) if post is None]
         self.parsed = len(misses)
-        for index, parsed in zip(misses, self._parse([sources[i] for i in misses])):
-            self._write_html(keys[index], parsed.html)
-            entries[index] = _entry(keys[index], str(sources[index])[prefix:], parsed)
-            posts[index] = _meta(folder, entries[index])
-        found = [post for post in posts if post is not None]
-        check_unique(found)
+        existed = self.folder.is_dir(), (self.folder / "html").is_dir()
+        written: list[Path] = []
+        try:
+            for index, parsed in zip(misses, self._parse([sources[i] for i in misses])):
+                new_file = self._write_html(keys[index], parsed.html)
+                if new_file is not None:
+                    written.append(new_file)
+                entries[index] = _entry(keys[index], str(sources[index])[prefix:], parsed)
+                posts[index] = _meta(folder, entries[index])
+            found = [post for post in posts if post is not None]
+            check_unique(found)
+        except BaseException:
+            self._undo(written, existed)  # a failed build leaves nothing behind, the cache included
+            raise
         if misses or len(known) != len(sources):
             self._save_index({e["path"]: e for e in entries if e is not None})
         return sorted(found, key=lambda p: p.date, reverse=True)
@@ -190,8 +198,23 @@ class PostCache:
         except OSError:
             pass
 
-    def _write_html(self, key: str, html: str) -> None:
-        _write_quietly(self._html_path(key), html.encode("utf-8"))
+    def _write_html(self, key: str, html: str) -> Path | None:
+        """Store the HTML under its key; returns the file when it is new."""
+        path = self._html_path(key)
+        if path.is_file():  # the same post parsed before: the same HTML (checked by hash when read)
+            return None
+        _write_quietly(path, html.encode("utf-8"))
+        return path
+
+    def _undo(self, written: list[Path], existed: tuple[bool, bool]) -> None:
+        for path in written:
+            path.unlink(missing_ok=True)
+        for folder, was_there in ((self.folder / "html", existed[1]), (self.folder, existed[0])):
+            if not was_there:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
 
 
 def _parse_quietly(path: Path, config: Config) -> Post | None:

@@ -47,11 +47,14 @@ paginate = 20
 disableKinds = []
 """
 HUGO_LAYOUTS = {
-    "_default/baseof.html": '<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>{{ .Title }}</title></head>'
-    "<body>{{ block \"main\" . }}{{ end }}</body></html>\n",
-    "_default/single.html": '{{ define "main" }}<article><h1>{{ .Title }}</h1><time>{{ .Date.Format "2006-01-02" }}</time>'
-    "{{ .Content }}{{ range .Params.tags }}<a href=\"/tags/{{ . | urlize }}/\">{{ . }}</a>{{ end }}</article>{{ end }}\n",
-    "_default/list.html": '{{ define "main" }}{{ range .Paginator.Pages }}<h2><a href="{{ .Permalink }}">{{ .Title }}</a></h2>'
+    "_default/baseof.html": '<!doctype html><html lang="fr"><head><meta charset="utf-8">'
+    '<title>{{ .Title }}</title></head><body>{{ block "main" . }}{{ end }}</body></html>\n',
+    "_default/single.html": '{{ define "main" }}<article><h1>{{ .Title }}</h1>'
+    '<time>{{ .Date.Format "2006-01-02" }}</time>'
+    '{{ .Content }}{{ range .Params.tags }}<a href="/tags/{{ . | urlize }}/">{{ . }}</a>{{ end }}'
+    "</article>{{ end }}\n",
+    "_default/list.html": '{{ define "main" }}{{ range .Paginator.Pages }}'
+    '<h2><a href="{{ .Permalink }}">{{ .Title }}</a></h2>'
     "<p>{{ .Summary }}</p>{{ end }}{{ end }}\n",
 }
 HUGO_LAYOUTS["index.html"] = HUGO_LAYOUTS["_default/list.html"]
@@ -131,7 +134,8 @@ class Newsletter(Tool):
         shutil.rmtree(self.root / ".newsletter-cache", ignore_errors=True)
 
     def command(self) -> list[str]:
-        return [str(Path(sys.executable).with_name("newsletter")), "--config", str(self.root / "newsletter.toml"), "build"]
+        command = str(Path(sys.executable).with_name("newsletter"))
+        return [command, "--config", str(self.root / "newsletter.toml"), "build"]
 
 
 class Pelican(Tool):

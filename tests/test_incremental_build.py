@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import write_post
 
 import newsletter.content
 import newsletter.site
+from conftest import write_post
 from newsletter.buildcache import CACHE_DIR
 from newsletter.templates import PACKAGED_TEMPLATES
 
@@ -202,7 +202,8 @@ def test_status_reads_the_cache_and_sees_edits(site, run, monkeypatch):
     first = run("status")
     assert first.exit_code == 0, first.stderr
     assert parsed == [] and "billet-044" in first.stdout
-    write_post(site / "content" / "posts", "brouillon", draft="true", id='"urn:uuid:00000000-0000-4000-8000-888888888888"')
+    draft_id = '"urn:uuid:00000000-0000-4000-8000-888888888888"'
+    write_post(site / "content" / "posts", "brouillon", draft="true", id=draft_id)
     second = run("status")
     assert [p.name for p in parsed] == ["brouillon.md"]
     assert "draft" in next(line for line in second.stdout.splitlines() if line.endswith("brouillon"))

@@ -23,9 +23,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TextIO
+from typing import Any, TextIO
 
 from . import __version__
 from .config import Config
@@ -105,7 +106,7 @@ class PostCache:
         existed = self.folder.is_dir(), (self.folder / "html").is_dir()
         written: list[Path] = []
         try:
-            for index, parsed in zip(misses, self._parse([sources[i] for i in misses])):
+            for index, parsed in zip(misses, self._parse([sources[i] for i in misses]), strict=True):
                 new_file = self._write_html(keys[index], parsed.html)
                 if new_file is not None:
                     written.append(new_file)
@@ -170,7 +171,8 @@ class PostCache:
         chunk = max(1, min(64, len(paths) // (workers * 4)))
         with ProcessPoolExecutor(max_workers=workers) as pool:
             try:
-                for path, post in zip(paths, pool.map(_parse_quietly, paths, [config] * len(paths), chunksize=chunk)):
+                parsed = pool.map(_parse_quietly, paths, [config] * len(paths), chunksize=chunk)
+                for path, post in zip(paths, parsed, strict=True):
                     # A bad post (None) is parsed again here, to raise its own error as a sequential read does.
                     yield post if post is not None else read_post(path, self.config)
             finally:

@@ -113,7 +113,9 @@ def archive_path(number: int) -> str:
 
 def archive_document(config: Config, number: int, page: Sequence[Post]) -> bytes:
     """Archive page ``number`` (from 1, the oldest) holding ``page``."""
-    links = [("current", config.site.feed_url)] + ([("prev-archive", archive_url(config, number - 1))] if number > 1 else [])
+    links = [("current", config.site.feed_url)]
+    if number > 1:
+        links.append(("prev-archive", archive_url(config, number - 1)))
     return atom_document(config, page, self_url=archive_url(config, number), links=links, marker="archive")
 
 

@@ -8,10 +8,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
 
 from .errors import PostError
 
@@ -38,7 +38,7 @@ class Post:
     @property
     def content_hash(self) -> str:
         """A fingerprint of what readers see: changes when the title or body changes."""
-        return hashlib.sha256(f"{self.title}\n{self.html}".encode("utf-8")).hexdigest()
+        return hashlib.sha256(f"{self.title}\n{self.html}".encode()).hexdigest()
 
     def is_published(self, now: datetime) -> bool:
         """Not a draft and not scheduled for later."""

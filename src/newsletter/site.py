@@ -23,12 +23,20 @@ from jinja2 import meta
 
 from . import __version__
 from .buildcache import PageKeys, PostCache, digest, keys_of
-
 from .config import Config
-from .post import Post
 from .errors import PostError
-from .feed import STYLESHEET_FILE, Tag, archive_document, archive_path, collect_tags, current_documents, feed_slices, tag_feed
+from .feed import (
+    STYLESHEET_FILE,
+    Tag,
+    archive_document,
+    archive_path,
+    collect_tags,
+    current_documents,
+    feed_slices,
+    tag_feed,
+)  # fmt: skip
 from .files import MANIFEST, StagedTree, publish_staged
+from .post import Post
 from .templates import labels, render, trusted_html
 
 
@@ -73,7 +81,8 @@ class _Published(_Output):
         return relative in self.tree
 
     def add(self, relative: str, data: bytes | Path) -> None:
-        if isinstance(data, bytes) and (relative in TOPICS or (relative.startswith("tags/") and relative.endswith("/feed.xml"))):
+        is_topic = relative in TOPICS or (relative.startswith("tags/") and relative.endswith("/feed.xml"))
+        if isinstance(data, bytes) and is_topic:
             self.files[relative] = data  # the WebSub topics, compared after the build
         self.tree.add(relative, data)
 
@@ -157,7 +166,8 @@ def _generate(config: Config, posts: Sequence[Post], env: jinja2.Environment, ou
             tag_feed_url=f"{tag_url(config, tag)}feed.xml", **common,
         ).encode("utf-8"))  # fmt: skip
     out.add("404.html", render(env, "site/404.html", canonical="", **common).encode("utf-8"))
-    out.add("sitemap.xml", render(env, "site/sitemap.xml", urls=_sitemap(config, posts, tags, len(pages))).encode("utf-8"))
+    urls = _sitemap(config, posts, tags, len(pages))
+    out.add("sitemap.xml", render(env, "site/sitemap.xml", urls=urls).encode("utf-8"))
     out.add("robots.txt", f"User-agent: *\nAllow: /\nSitemap: {site.base_url}sitemap.xml\n".encode("utf-8"))
     copies = [(f"{post.slug}/{name}", source) for post in posts for name, source in bundle_files(post)]
     if config.static_dir is not None:
@@ -244,7 +254,9 @@ def _files_under(folder: Path) -> Iterator[tuple[str, Path]]:
             yield relative.as_posix(), path
 
 
-def build_site(config: Config, posts: Sequence[Post], env: jinja2.Environment, cache: PostCache | None = None) -> SiteBuild:
+def build_site(
+    config: Config, posts: Sequence[Post], env: jinja2.Environment, cache: PostCache | None = None
+) -> SiteBuild:
     """Render the site into ``config.public_dir``, page by page, and remove the pages it no longer has.
 
     Pages are staged on disk as they are rendered (only the posts' metadata stays in memory)

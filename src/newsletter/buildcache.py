@@ -37,6 +37,8 @@ CACHE_DIR = ".newsletter-cache"
 FORMAT = "newsletter-build-cache/1"
 # The modules whose code decides what a post parses to: a change to any of them re-parses all.
 PARSING_MODULES = ("content.py", "post.py", "plaintext.py", "textutil.py")
+# ...and the libraries: a new Markdown parser, sanitizer, highlighter or YAML parser may write other HTML.
+PARSING_LIBRARIES = ("markdown-it-py", "nh3", "Pygments", "PyYAML")
 # Below this many posts to parse, starting worker processes costs more than it saves.
 PARALLEL_MIN = 64
 MAX_POST_BYTES = 2_000_000  # content.MAX_POST_BYTES: a bigger file is left to the parser to refuse
@@ -58,8 +60,15 @@ def digest(*parts: str | bytes) -> str:
 
 def parsing_fingerprint(config: Config) -> str:
     """What, besides the file, shapes a parsed post: our code and the settings a post reads."""
+    from importlib import metadata  # reads the installed versions, imports none of the libraries
+
     package = Path(__file__).resolve().parent
     code = [(package / name).read_bytes() for name in PARSING_MODULES]
+    for library in PARSING_LIBRARIES:
+        try:
+            code.append(f"{library} {metadata.version(library)}".encode())
+        except metadata.PackageNotFoundError:
+            code.append(library.encode())
     site = config.site  # only what a post reads: its URL, default author, the zone named in hints
     return digest(FORMAT, __version__, *code, site.base_url, site.post_url("-"), site.author, str(site.timezone),
                   str(config.content_dir))  # fmt: skip

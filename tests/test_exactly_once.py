@@ -168,12 +168,12 @@ def test_correction_of_a_post_never_sent_is_refused(run):
 
 def crash_after_provider_call(monkeypatch):
     """The process dies after the provider took the chunk and before the ledger heard of it."""
-    from newsletter import store
+    from newsletter import send_ledger
 
     def die(self, *args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store.Ledger, "settle_chunk", die)
+    monkeypatch.setattr(send_ledger.SendLedger, "settle_chunk", die)
 
 
 @pytest.mark.parametrize("decision, copies", [("--assume-sent", 1), ("--resend", 2)])

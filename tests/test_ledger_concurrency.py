@@ -154,4 +154,4 @@ def test_send_import_and_unsubscribes_at_once_lose_nothing(project):
     outbox_recipients = [path for path in (project / "outbox").rglob("*.eml")]
     assert len(outbox_recipients) == AUDIENCE - skipped
     with closing(Ledger(database)) as ledger:
-        assert ledger.count_subscribers("unsubscribed") == UNSUBSCRIBES
+        assert ledger.subscribers.count_subscribers("unsubscribed") == UNSUBSCRIBES

@@ -163,7 +163,7 @@ def test_an_unfinished_send_whose_post_lost_its_id_says_which_id_to_put_back(run
 
     subscribe(run)
     with closed(Ledger(project / "newsletter.db")) as ledger:
-        ledger.plan_issue(
+        ledger.issues.plan_issue(
             key="k-unfinished", post_id=NEWEST_ID, slug=NEWEST, content_hash="h", subject=SUBJECT,
             provider="outbox", chunk_size=10, now=FIXED_NOW,
         )  # fmt: skip

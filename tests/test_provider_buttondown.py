@@ -336,17 +336,17 @@ def test_crash_between_create_and_send_reuses_the_same_draft(run, project, fake,
 
 def test_crash_after_the_send_before_the_record_sends_nothing_more(run, project, fake, monkeypatch):
     configure(project, fake.url)
-    from newsletter import store
+    from newsletter import send_ledger
 
     def die(self, *args, **kwargs):
         raise KeyboardInterrupt  # Buttondown sent it; the ledger never heard
 
-    real_accept = store.Ledger.accept_chunk
-    monkeypatch.setattr(store.Ledger, "accept_chunk", die)
+    real_accept = send_ledger.SendLedger.accept_chunk
+    monkeypatch.setattr(send_ledger.SendLedger, "accept_chunk", die)
     assert run("send", "--yes").exit_code == 130
     assert [s["kind"] for s in fake.sends] == ["send"]
     assert rows(project, "SELECT state FROM chunks") == [("in_flight",)]
-    monkeypatch.setattr(store.Ledger, "accept_chunk", real_accept)
+    monkeypatch.setattr(send_ledger.SendLedger, "accept_chunk", real_accept)
     assert run("send", "--yes").exit_code == 0
     assert_sent_once(project, fake)
     assert [r.status for r in patches(fake)] == [200, 200]

@@ -425,9 +425,9 @@ def test_ratelimit_headers_are_obeyed_so_no_429_is_ever_answered(run, project, m
 # -- 5. a crash mid-send ---------------------------------------------------------------------------
 
 def crash_after_the_provider_call(monkeypatch) -> None:
-    from newsletter import store
+    from newsletter import send_ledger
 
-    real_settle = store.Ledger.settle_chunk
+    real_settle = send_ledger.SendLedger.settle_chunk
     calls = {"n": 0}
 
     def crash_once(self, issue_id, chunk, outcomes, *, now):
@@ -436,7 +436,7 @@ def crash_after_the_provider_call(monkeypatch) -> None:
             raise KeyboardInterrupt  # the process dies between the delivery and its record
         return real_settle(self, issue_id, chunk, outcomes, now=now)
 
-    monkeypatch.setattr(store.Ledger, "settle_chunk", crash_once)
+    monkeypatch.setattr(send_ledger.SendLedger, "settle_chunk", crash_once)
 
 
 def test_crash_after_delivery_resumes_with_the_same_key_and_no_duplicate(run, project, fake, monkeypatch):

@@ -260,13 +260,13 @@ def test_SEC_10_the_token_alone_unsubscribes_and_repeating_it_is_harmless(tmp_pa
     keys = [Secret("K", "clef")]
     ledger = Ledger(tmp_path / "ledger.db")
     try:
-        subscriber_id, _ = ledger.add_subscriber("ann@example.org", source="test", now=FIXED_NOW)
+        subscriber_id, _ = ledger.subscribers.add_subscriber("ann@example.org", source="test", now=FIXED_NOW)
         token = make_token(keys, purpose=UNSUBSCRIBE, list_id=LIST, subscriber_id=subscriber_id, issued_at=FIXED_NOW)
         claims = verify_token(token, keys, purpose=UNSUBSCRIBE, list_id=LIST)
-        assert ledger.unsubscribe(claims.subscriber_id, now=FIXED_NOW) is True
-        assert ledger.unsubscribe(claims.subscriber_id, now=FIXED_NOW) is False  # repeat: no error, no change
-        assert ledger.subscriber(subscriber_id)["status"] == UNSUBSCRIBED
-        assert ledger.count_subscribers(ACTIVE) == 0
+        assert ledger.subscribers.unsubscribe(claims.subscriber_id, now=FIXED_NOW) is True
+        assert ledger.subscribers.unsubscribe(claims.subscriber_id, now=FIXED_NOW) is False  # repeat: no error, no change
+        assert ledger.subscribers.subscriber(subscriber_id)["status"] == UNSUBSCRIBED
+        assert ledger.subscribers.count_subscribers(ACTIVE) == 0
     finally:
         ledger.close()
 

@@ -206,9 +206,9 @@ def test_unknown_slug_is_one_line_error(run):
 def test_interrupted_send_resumes_without_duplicates(run, project, monkeypatch):
     """A crash after the outbox wrote the messages but before the ledger settled: resume, no copy twice."""
     subscribe(run)
-    from newsletter import store
+    from newsletter import send_ledger
 
-    real_settle = store.Ledger.settle_chunk
+    real_settle = send_ledger.SendLedger.settle_chunk
     calls = {"n": 0}
 
     def crash_once(self, issue_id, chunk, outcomes, *, now):
@@ -217,7 +217,7 @@ def test_interrupted_send_resumes_without_duplicates(run, project, monkeypatch):
             raise KeyboardInterrupt  # the process dies between the delivery and its record
         return real_settle(self, issue_id, chunk, outcomes, now=now)
 
-    monkeypatch.setattr(store.Ledger, "settle_chunk", crash_once)
+    monkeypatch.setattr(send_ledger.SendLedger, "settle_chunk", crash_once)
     first = run("send", "--yes")
     assert first.exit_code == 130
     assert ledger_rows(project, "SELECT DISTINCT state FROM deliveries") == [("in_flight",)]
@@ -233,9 +233,9 @@ def test_interrupted_send_resumes_without_duplicates(run, project, monkeypatch):
 
 def test_a_post_edited_during_an_unfinished_send_is_not_resumed_silently(run, project, monkeypatch):
     subscribe(run)
-    from newsletter import store
+    from newsletter import send_ledger
 
-    monkeypatch.setattr(store.Ledger, "start_chunk", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(send_ledger.SendLedger, "start_chunk", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     assert run("send", "--yes").exit_code == 130
     monkeypatch.undo()
     monkeypatch.setenv("NEWSLETTER_TOKEN_KEY", TOKEN_KEY)

@@ -21,7 +21,7 @@ def ledger(tmp_path):
 
 
 def plan(ledger, key="k1", chunk_size=2):
-    return ledger.plan_issue(
+    return ledger.issues.plan_issue(
         key=key, post_id="urn:uuid:1", slug="s", content_hash="h" * 64, subject="S", provider="outbox",
         chunk_size=chunk_size, now=FIXED_NOW,
     )  # fmt: skip
@@ -43,22 +43,22 @@ def test_migrations_are_recorded_and_applied_once(tmp_path):
 
 def test_issue_plan_freezes_active_subscribers_into_ordered_chunks(ledger):
     for n in range(5):
-        ledger.add_subscriber(f"r{n}@example.org", source="test", now=FIXED_NOW)
-    ledger.unsubscribe(2, now=FIXED_NOW)
+        ledger.subscribers.add_subscriber(f"r{n}@example.org", source="test", now=FIXED_NOW)
+    ledger.subscribers.unsubscribe(2, now=FIXED_NOW)
     record = plan(ledger)
     assert record.recipients == 4 and record.status == "sending"
-    assert ledger.open_chunks(record.id) == [(0, "k1:0"), (1, "k1:1")]
-    assert [d.subscriber_id for d in ledger.chunk_deliveries(record.id, 0)] == [1, 3]
-    assert [d.subscriber_id for d in ledger.chunk_deliveries(record.id, 1)] == [4, 5]
+    assert ledger.sends.open_chunks(record.id) == [(0, "k1:0"), (1, "k1:1")]
+    assert [d.subscriber_id for d in ledger.sends.chunk_deliveries(record.id, 0)] == [1, 3]
+    assert [d.subscriber_id for d in ledger.sends.chunk_deliveries(record.id, 1)] == [4, 5]
     # Subscribers joining after planning are not part of this issue.
-    ledger.add_subscriber("late@example.org", source="test", now=FIXED_NOW)
-    assert ledger.delivery_counts(record.id) == {PLANNED: 4}
+    ledger.subscribers.add_subscriber("late@example.org", source="test", now=FIXED_NOW)
+    assert ledger.sends.delivery_counts(record.id) == {PLANNED: 4}
 
 
 def test_in_flight_is_committed_before_the_call(ledger, tmp_path):
-    ledger.add_subscriber("a@example.org", source="test", now=FIXED_NOW)
+    ledger.subscribers.add_subscriber("a@example.org", source="test", now=FIXED_NOW)
     record = plan(ledger)
-    ledger.start_chunk(record.id, 0, now=FIXED_NOW)
+    ledger.sends.start_chunk(record.id, 0, now=FIXED_NOW)
     # A second connection (another process) sees the committed state.
     with sqlite3.connect(tmp_path / "ledger.db") as other:
         assert other.execute("SELECT state FROM deliveries").fetchall() == [(IN_FLIGHT,)]
@@ -66,24 +66,24 @@ def test_in_flight_is_committed_before_the_call(ledger, tmp_path):
 
 
 def test_settling_every_chunk_finishes_the_issue(ledger):
-    ledger.add_subscriber("a@example.org", source="test", now=FIXED_NOW)
+    ledger.subscribers.add_subscriber("a@example.org", source="test", now=FIXED_NOW)
     record = plan(ledger)
-    assert not ledger.finish_issue(record.id, now=FIXED_NOW)
-    (delivery,) = ledger.chunk_deliveries(record.id, 0)
-    ledger.settle_chunk(record.id, 0, [(delivery.id, ACCEPTED, "<m@x>", None)], now=FIXED_NOW)
-    assert ledger.finish_issue(record.id, now=FIXED_NOW)
-    assert ledger.issue_by_key("k1").status == "sent"
-    assert ledger.deliveries(record.id)[0]["provider_message_id"] == "<m@x>"
+    assert not ledger.sends.finish_issue(record.id, now=FIXED_NOW)
+    (delivery,) = ledger.sends.chunk_deliveries(record.id, 0)
+    ledger.sends.settle_chunk(record.id, 0, [(delivery.id, ACCEPTED, "<m@x>", None)], now=FIXED_NOW)
+    assert ledger.sends.finish_issue(record.id, now=FIXED_NOW)
+    assert ledger.issues.issue_by_key("k1").status == "sent"
+    assert ledger.sends.deliveries(record.id)[0]["provider_message_id"] == "<m@x>"
 
 
 def test_subscribers_who_leave_mid_send_are_skipped(ledger):
     for n in range(2):
-        ledger.add_subscriber(f"r{n}@example.org", source="test", now=FIXED_NOW)
+        ledger.subscribers.add_subscriber(f"r{n}@example.org", source="test", now=FIXED_NOW)
     record = plan(ledger)
-    ledger.unsubscribe(1, now=FIXED_NOW)
-    assert ledger.skip_unsubscribed(record.id, 0, now=FIXED_NOW) == 1
-    assert [d.subscriber_id for d in ledger.chunk_deliveries(record.id, 0)] == [2]
-    assert ledger.delivery_counts(record.id) == {PLANNED: 1, SKIPPED: 1}
+    ledger.subscribers.unsubscribe(1, now=FIXED_NOW)
+    assert ledger.sends.skip_unsubscribed(record.id, 0, now=FIXED_NOW) == 1
+    assert [d.subscriber_id for d in ledger.sends.chunk_deliveries(record.id, 0)] == [2]
+    assert ledger.sends.delivery_counts(record.id) == {PLANNED: 1, SKIPPED: 1}
 
 
 def test_same_issue_key_cannot_be_planned_twice(ledger):
@@ -93,11 +93,11 @@ def test_same_issue_key_cannot_be_planned_twice(ledger):
 
 
 def test_unsubscribe_is_idempotent(ledger):
-    subscriber_id, created = ledger.add_subscriber("a@example.org", source="t", now=FIXED_NOW)
+    subscriber_id, created = ledger.subscribers.add_subscriber("a@example.org", source="t", now=FIXED_NOW)
     assert created
-    assert ledger.unsubscribe(subscriber_id, now=FIXED_NOW)
-    assert not ledger.unsubscribe(subscriber_id, now=FIXED_NOW)
-    assert ledger.count_subscribers("active") == 0 and ledger.count_subscribers() == 1
+    assert ledger.subscribers.unsubscribe(subscriber_id, now=FIXED_NOW)
+    assert not ledger.subscribers.unsubscribe(subscriber_id, now=FIXED_NOW)
+    assert ledger.subscribers.count_subscribers("active") == 0 and ledger.subscribers.count_subscribers() == 1
 
 
 def test_an_unreadable_database_is_a_ledger_error(tmp_path):
@@ -115,12 +115,12 @@ def test_a_locked_database_is_a_ledger_error_and_changes_nothing(tmp_path):
     holder.execute("BEGIN EXCLUSIVE")
     try:
         with pytest.raises(LedgerError) as caught:
-            Ledger(path, busy_timeout_ms=50).add_subscriber("a@example.org", source="t", now=FIXED_NOW)
+            Ledger(path, busy_timeout_ms=50).subscribers.add_subscriber("a@example.org", source="t", now=FIXED_NOW)
         assert "locked" in caught.value.message and "try again" in caught.value.hint
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    assert Ledger(path).count_subscribers() == 0
+    assert Ledger(path).subscribers.count_subscribers() == 0
 
 
 # -- the state machine (issue 11 item 4) -----------------------------------------------------
@@ -140,26 +140,26 @@ def test_states_are_enums_stored_as_the_same_strings():
 
 
 def test_an_update_from_a_state_it_may_not_leave_fails_loudly(ledger):
-    ledger.add_subscriber("a@example.org", source="test", now=FIXED_NOW)
+    ledger.subscribers.add_subscriber("a@example.org", source="test", now=FIXED_NOW)
     record = plan(ledger)
-    ledger.start_chunk(record.id, 0, now=FIXED_NOW)
-    (delivery,) = ledger.chunk_deliveries(record.id, 0)
-    ledger.settle_chunk(record.id, 0, [(delivery.id, ACCEPTED, "m1", None)], now=FIXED_NOW)
+    ledger.sends.start_chunk(record.id, 0, now=FIXED_NOW)
+    (delivery,) = ledger.sends.chunk_deliveries(record.id, 0)
+    ledger.sends.settle_chunk(record.id, 0, [(delivery.id, ACCEPTED, "m1", None)], now=FIXED_NOW)
     # Settling the same delivery again (a second copy recorded as if new) is refused, not overwritten.
     with pytest.raises(LedgerStateError, match="already settled"):
-        ledger.settle_chunk(record.id, 0, [(delivery.id, "rejected", None, "late")], now=FIXED_NOW)
+        ledger.sends.settle_chunk(record.id, 0, [(delivery.id, "rejected", None, "late")], now=FIXED_NOW)
     with pytest.raises(LedgerStateError):
-        ledger.start_chunk(record.id, 0, now=FIXED_NOW)  # an accepted chunk never goes out again
+        ledger.sends.start_chunk(record.id, 0, now=FIXED_NOW)  # an accepted chunk never goes out again
     with pytest.raises(LedgerStateError):
-        ledger.release_chunk(record.id, 0, now=FIXED_NOW)
-    assert ledger.deliveries(record.id)[0]["state"] == ACCEPTED
-    assert ledger.finish_issue(record.id, now=FIXED_NOW)
+        ledger.sends.release_chunk(record.id, 0, now=FIXED_NOW)
+    assert ledger.sends.deliveries(record.id)[0]["state"] == ACCEPTED
+    assert ledger.sends.finish_issue(record.id, now=FIXED_NOW)
     with pytest.raises(LedgerStateError):
-        ledger.finish_issue(record.id, now=FIXED_NOW)  # sent is final
+        ledger.sends.finish_issue(record.id, now=FIXED_NOW)  # sent is final
 
 
 def test_check_constraints_refuse_unknown_states(ledger):
-    ledger.add_subscriber("a@example.org", source="test", now=FIXED_NOW)
+    ledger.subscribers.add_subscriber("a@example.org", source="test", now=FIXED_NOW)
     record = plan(ledger)
     for sql in (
         "UPDATE deliveries SET state = 'sent-ish'",
@@ -170,7 +170,7 @@ def test_check_constraints_refuse_unknown_states(ledger):
         with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
             ledger.db.execute(sql)
         ledger.db.conn.rollback()
-    assert ledger.delivery_counts(record.id) == {PLANNED: 1}
+    assert ledger.sends.delivery_counts(record.id) == {PLANNED: 1}
 
 
 def test_an_old_ledger_is_migrated_in_place_and_m004_needs_no_registered_function(tmp_path):
@@ -182,8 +182,8 @@ def test_an_old_ledger_is_migrated_in_place_and_m004_needs_no_registered_functio
     MIGRATIONS.apply(db, stop_before="m005_state_checks")
     db.close()
     with closing(Ledger(path)) as ledger:
-        assert ledger.suppression_reason("gone@example.org") == "unsubscribed"
-        assert ledger.count_subscribers("active") == 1
+        assert ledger.subscribers.suppression_reason("gone@example.org") == "unsubscribed"
+        assert ledger.subscribers.count_subscribers("active") == 1
         schema = ledger.db.execute("SELECT sql FROM sqlite_master WHERE name = 'subscribers'").fetchone()[0]
         assert "CHECK" in schema
         assert ledger.db.execute("PRAGMA foreign_keys").fetchone() == (1,)

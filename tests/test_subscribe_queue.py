@@ -65,12 +65,12 @@ def prepare_states(config) -> None:
     ledger = Ledger(config.database_path)
     try:
         request_subscription(ledger, KEYS, config.email.list_id, ADDRESSES["pending"], now=FIXED_NOW, source="form")
-        ledger.add_subscriber(ADDRESSES["active"], source="test", now=FIXED_NOW)
-        gone, _ = ledger.add_subscriber(ADDRESSES["unsubscribed"], source="test", now=FIXED_NOW)
-        ledger.set_status(gone, "unsubscribed", now=FIXED_NOW)
-        ledger.add_suppression(ADDRESSES["bounced"], "bounced", now=FIXED_NOW)
-        complained, _ = ledger.add_subscriber(ADDRESSES["complained"], source="test", now=FIXED_NOW)
-        ledger.set_status(complained, "complained", now=FIXED_NOW)
+        ledger.subscribers.add_subscriber(ADDRESSES["active"], source="test", now=FIXED_NOW)
+        gone, _ = ledger.subscribers.add_subscriber(ADDRESSES["unsubscribed"], source="test", now=FIXED_NOW)
+        ledger.subscribers.set_status(gone, "unsubscribed", now=FIXED_NOW)
+        ledger.subscribers.add_suppression(ADDRESSES["bounced"], "bounced", now=FIXED_NOW)
+        complained, _ = ledger.subscribers.add_subscriber(ADDRESSES["complained"], source="test", now=FIXED_NOW)
+        ledger.subscribers.set_status(complained, "complained", now=FIXED_NOW)
     finally:
         ledger.close()
 
@@ -168,7 +168,7 @@ def test_newsletter_outgoing_and_send_flush_the_queue(config, run, monkeypatch):
     assert outcome.exit_code == 0 and "1 sent" in outcome.stdout
     assert [str(m["To"]) for m in outbox_confirmations(config)] == ["a@example.org"]
     client.post("/subscribe", data={"email": "b@example.org"})
-    Ledger(config.database_path).add_subscriber("reader@example.org", source="test", now=FIXED_NOW)
+    Ledger(config.database_path).subscribers.add_subscriber("reader@example.org", source="test", now=FIXED_NOW)
     outcome = run("send", "--yes")
     assert outcome.exit_code == 0, outcome.stderr
     assert "Outgoing messages: 1 sent" in outcome.stdout

@@ -54,7 +54,7 @@ def apply(ledger: Ledger, event: str, address: str, tokens: dict[str, list[str]]
             except InvalidToken:
                 pass
     elif event == "unsubscribe":
-        row = ledger.subscriber_by_email(address)
+        row = ledger.subscribers.subscriber_by_email(address)
         if row:
             token = make_token(KEYS, purpose=UNSUBSCRIBE, list_id=LIST, subscriber_id=row["id"], issued_at=now)
             unsubscribe_with_token(ledger, KEYS, LIST, token, now=now)
@@ -65,14 +65,14 @@ def apply(ledger: Ledger, event: str, address: str, tokens: dict[str, list[str]]
     elif event == "import-unsubscribed":
         import_csv(ledger, io.StringIO(f"email,status\n{address},unsubscribed\n"), source="import", now=now)
     elif event == "add":
-        ledger.add_subscriber(address, source="cli", now=now)
+        ledger.subscribers.add_subscriber(address, source="cli", now=now)
 
 
 def leaves(event: str, ledger: Ledger, address: str) -> bool:
     """Whether the event, as applied, suppresses the address."""
     if event in ("bounce", "complaint", "import-unsubscribed"):
         return True
-    return event == "unsubscribe" and ledger.subscriber_by_email(address) is not None
+    return event == "unsubscribe" and ledger.subscribers.subscriber_by_email(address) is not None
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -88,14 +88,14 @@ def test_no_sequence_of_events_lifts_a_suppression(events):
                     suppressed.add(address)
                 apply(ledger, event, address, tokens, step)
                 for someone in ADDRESSES:
-                    row = ledger.subscriber_by_email(someone)
+                    row = ledger.subscribers.subscriber_by_email(someone)
                     if someone in suppressed:
-                        assert ledger.is_suppressed(someone), (someone, events[: step + 1])
+                        assert ledger.subscribers.is_suppressed(someone), (someone, events[: step + 1])
                         assert row is None or row["status"] in SUPPRESSED_STATUSES, (someone, row, events[: step + 1])
                     if row is not None and row["status"] == ACTIVE:
-                        assert not ledger.is_suppressed(someone)
-            assert ledger.count_subscribers(ACTIVE) == len(
-                [a for a in ADDRESSES if a not in suppressed and (ledger.subscriber_by_email(a) or {}).get("status") == ACTIVE]
+                        assert not ledger.subscribers.is_suppressed(someone)
+            assert ledger.subscribers.count_subscribers(ACTIVE) == len(
+                [a for a in ADDRESSES if a not in suppressed and (ledger.subscribers.subscriber_by_email(a) or {}).get("status") == ACTIVE]
             )
         finally:
             ledger.close()
@@ -107,16 +107,16 @@ def test_a_complaint_then_the_confirmation_link_leaves_the_address_suppressed(tm
         address, token = request_subscription(ledger, KEYS, LIST, "eve@example.org", now=FIXED_NOW, source="form")
         suppress(ledger, address, COMPLAINED, now=FIXED_NOW)
         confirm_subscription(ledger, KEYS, LIST, token, now=FIXED_NOW, max_age=MAX_AGE)
-        assert ledger.subscriber_by_email(address)["status"] == COMPLAINED
-        assert ledger.suppression_reason(address) == COMPLAINED
+        assert ledger.subscribers.subscriber_by_email(address)["status"] == COMPLAINED
+        assert ledger.subscribers.suppression_reason(address) == COMPLAINED
 
 
 def test_an_unsubscribed_person_cannot_resubscribe_through_the_form(tmp_path):
     with _opened(tmp_path) as ledger:
-        ledger.add_subscriber("zoe@example.org", source="cli", now=FIXED_NOW)
-        ledger.unsubscribe(1, now=FIXED_NOW)
+        ledger.subscribers.add_subscriber("zoe@example.org", source="cli", now=FIXED_NOW)
+        ledger.subscribers.unsubscribe(1, now=FIXED_NOW)
         assert request_subscription(ledger, KEYS, LIST, "zoe@example.org", now=FIXED_NOW, source="form") is None
-        assert ledger.subscriber(1)["status"] == UNSUBSCRIBED
+        assert ledger.subscribers.subscriber(1)["status"] == UNSUBSCRIBED
 
 
 class _opened:
@@ -145,13 +145,13 @@ def test_reactivate_names_what_it_overrides(run):
 def test_a_complaint_about_an_unknown_address_is_lifted_only_by_its_own_flag(tmp_path):
     with _opened(tmp_path) as ledger:
         suppress(ledger, "far@example.org", COMPLAINED, now=FIXED_NOW)
-        assert ledger.add_subscriber("far@example.org", source="cli", now=FIXED_NOW)[1] == "suppressed"
+        assert ledger.subscribers.add_subscriber("far@example.org", source="cli", now=FIXED_NOW)[1] == "suppressed"
         try:
-            ledger.reactivate("far@example.org", overrides={UNSUBSCRIBED, BOUNCED}, now=FIXED_NOW)
+            ledger.subscribers.reactivate("far@example.org", overrides={UNSUBSCRIBED, BOUNCED}, now=FIXED_NOW)
         except SubscriberError as error:
             assert "--override-complaint" in error.one_line()
         else:
             raise AssertionError("a complaint was lifted without --override-complaint")
-        assert ledger.reactivate("far@example.org", overrides={COMPLAINED}, now=FIXED_NOW) == COMPLAINED
-        assert ledger.subscriber_by_email("far@example.org")["status"] == ACTIVE
-        assert not ledger.is_suppressed("far@example.org")
+        assert ledger.subscribers.reactivate("far@example.org", overrides={COMPLAINED}, now=FIXED_NOW) == COMPLAINED
+        assert ledger.subscribers.subscriber_by_email("far@example.org")["status"] == ACTIVE
+        assert not ledger.subscribers.is_suppressed("far@example.org")

@@ -76,7 +76,7 @@ def confirmation_links(config) -> list[str]:
 def add_active(config, email: str) -> int:
     ledger = Ledger(config.database_path)
     try:
-        return ledger.add_subscriber(email, source="test", now=FIXED_NOW)[0]
+        return ledger.subscribers.add_subscriber(email, source="test", now=FIXED_NOW)[0]
     finally:
         ledger.close()
 
@@ -336,8 +336,8 @@ def test_import_of_10000_addresses_reports_exact_counts_per_kind(run, project, c
     ledger = Ledger(config.database_path)
     suppressed = [f"gone{n}@example.org" for n in range(300)]
     for n, address in enumerate(suppressed):
-        subscriber_id, _ = ledger.add_subscriber(address, source="old", now=FIXED_NOW)
-        ledger.set_status(subscriber_id, ("unsubscribed", "bounced", "complained")[n % 3], now=FIXED_NOW)
+        subscriber_id, _ = ledger.subscribers.add_subscriber(address, source="old", now=FIXED_NOW)
+        ledger.subscribers.set_status(subscriber_id, ("unsubscribed", "bounced", "complained")[n % 3], now=FIXED_NOW)
     ledger.close()
     rows = [f"reader{n}@example.org" for n in range(9000)]
     rows += [f"not-an-address-{n}" for n in range(400)]

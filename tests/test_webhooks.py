@@ -67,7 +67,7 @@ def service(config, clock):
 def add_active(config, email: str) -> None:
     ledger = Ledger(config.database_path)
     try:
-        ledger.add_subscriber(email, source="test", now=FIXED_NOW)
+        ledger.subscribers.add_subscriber(email, source="test", now=FIXED_NOW)
     finally:
         ledger.close()
 

@@ -194,7 +194,7 @@ def import_csv(ledger: Ledger, handle: IO[str], *, source: str, now: datetime, n
             report.unconfirmed += 1
             continue
         rows.append((address, status))
-    counts = ledger.import_subscribers(rows, source=source, now=now)
+    counts = ledger.subscribers.import_subscribers(rows, source=source, now=now)
     report.added, report.duplicate, report.suppressed = counts["added"], counts["duplicate"], counts["suppressed"]
     report.left = {status: counts[status] for status in (UNSUBSCRIBED, BOUNCED, COMPLAINED)}
     return report
@@ -246,22 +246,22 @@ def request_subscription(
         "consent_at": now.isoformat(), "consent_source": source, "consent_text_version": consent_version,
         "consent_ip": ip[:64], "consent_user_agent": user_agent[:200],
     }  # fmt: skip
-    row = ledger.subscriber_by_email(address)
+    row = ledger.subscribers.subscriber_by_email(address)
     if row is None:
-        if ledger.is_suppressed(address):
+        if ledger.subscribers.is_suppressed(address):
             return None
-        subscriber_id, outcome = ledger.add_subscriber(address, source=source, now=now, status=PENDING, consent=consent)
+        subscriber_id, outcome = ledger.subscribers.add_subscriber(address, source=source, now=now, status=PENDING, consent=consent)
         if outcome != "added":
             return None
     elif row["status"] == PENDING:
         subscriber_id = row["id"]
-        ledger.update_subscriber(subscriber_id, {**consent, "updated_at": now.isoformat()})
+        ledger.subscribers.update_subscriber(subscriber_id, {**consent, "updated_at": now.isoformat()})
     else:
         # Active: nothing to do.  Unsubscribed, bounced, complained: suppression wins over a
         # new request (issue 10); only the editor's 'subscribers reactivate' lifts it.
         return None
     token = make_token(keys, purpose=CONFIRM, list_id=list_id, subscriber_id=subscriber_id, issued_at=now)
-    ledger.update_subscriber(subscriber_id, {"confirm_token_hash": _token_hash(token)})
+    ledger.subscribers.update_subscriber(subscriber_id, {"confirm_token_hash": _token_hash(token)})
     return address, token
 
 
@@ -272,19 +272,19 @@ def confirm_subscription(
     claims = verify_token(token, keys, purpose=CONFIRM, list_id=list_id)
     if now.timestamp() - claims.issued_at > max_age.total_seconds():
         raise InvalidToken("invalid token")
-    row = ledger.subscriber(claims.subscriber_id)
+    row = ledger.subscribers.subscriber(claims.subscriber_id)
     if row is None or not row.get("confirm_token_hash") or not hmac.compare_digest(
         row["confirm_token_hash"], _token_hash(token)
     ):
         raise InvalidToken("invalid token")
-    ledger.confirm(row["id"], now=now)  # a suppression that came meanwhile stands
-    return ledger.subscriber(row["id"])
+    ledger.subscribers.confirm(row["id"], now=now)  # a suppression that came meanwhile stands
+    return ledger.subscribers.subscriber(row["id"])
 
 
 def subscriber_for_token(ledger: Ledger, keys: Sequence[Secret], list_id: str, token: str, *, purpose: str) -> dict:
     """The subscriber a valid token names (reading only: GET pages change nothing)."""
     claims = verify_token(token, keys, purpose=purpose, list_id=list_id)
-    row = ledger.subscriber(claims.subscriber_id)
+    row = ledger.subscribers.subscriber(claims.subscriber_id)
     if row is None:
         raise InvalidToken("invalid token")
     return row
@@ -293,7 +293,7 @@ def subscriber_for_token(ledger: Ledger, keys: Sequence[Secret], list_id: str, t
 def unsubscribe_with_token(ledger: Ledger, keys: Sequence[Secret], list_id: str, token: str, *, now: datetime) -> dict:
     """Unsubscribe whoever the token names; idempotent; tokens never expire (LAW-02)."""
     row = subscriber_for_token(ledger, keys, list_id, token, purpose=UNSUBSCRIBE)
-    ledger.unsubscribe(row["id"], now=now)
+    ledger.subscribers.unsubscribe(row["id"], now=now)
     return row
 
 
@@ -303,8 +303,8 @@ def suppress(ledger: Ledger, raw_address: str, reason: str, *, now: datetime) ->
         address = normalize_address(raw_address)
     except SubscriberError:
         return
-    row = ledger.subscriber_by_email(address)
+    row = ledger.subscribers.subscriber_by_email(address)
     if row is not None:
-        ledger.set_status(row["id"], reason, now=now)
+        ledger.subscribers.set_status(row["id"], reason, now=now)
     else:
-        ledger.add_suppression(address, reason, now=now)
+        ledger.subscribers.add_suppression(address, reason, now=now)

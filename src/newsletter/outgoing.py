@@ -46,7 +46,7 @@ def queue_subscription(
     (that answer depends on the input only, never on the ledger).
     """
     address = normalize_address(raw_address)
-    ledger.queue_outgoing(SUBSCRIBE, address, now=now, source=source, client_ip=client_ip, user_agent=user_agent)
+    ledger.outgoing.queue_outgoing(SUBSCRIBE, address, now=now, source=source, client_ip=client_ip, user_agent=user_agent)
 
 
 @dataclass
@@ -81,7 +81,7 @@ def deliver_outgoing(
     down: the next rows would fail the same way); a refusal marks the row ``failed``.
     """
     report = OutgoingReport()
-    rows = ledger.due_outgoing(clock(), limit=limit, ignore_backoff=ignore_backoff)
+    rows = ledger.outgoing.due_outgoing(clock(), limit=limit, ignore_backoff=ignore_backoff)
     if not rows:
         return report
     env = make_environment(config.templates_dir)
@@ -89,7 +89,7 @@ def deliver_outgoing(
         provider = stack.enter_context(closing(provider_factory()))
         for row in rows:
             now = clock()
-            if not ledger.claim_outgoing(row["id"], now=now, until=now + CLAIM_LEASE):
+            if not ledger.outgoing.claim_outgoing(row["id"], now=now, until=now + CLAIM_LEASE):
                 continue  # another worker has it
             try:
                 state, reference = _handle(config, ledger, provider, keys, env, row, clock)
@@ -98,23 +98,23 @@ def deliver_outgoing(
                 later = error.retryable or isinstance(error, ProviderAuthError)
                 if later and now - _parse(row["requested_at"]) < GIVE_UP_AFTER:
                     wait = policy.wait(row["attempts"], getattr(error, "retry_after", None))
-                    ledger.defer_outgoing(row["id"], now=now, retry_at=now + timedelta(seconds=wait),
+                    ledger.outgoing.defer_outgoing(row["id"], now=now, retry_at=now + timedelta(seconds=wait),
                                           error=error.one_line())  # fmt: skip
                     report.deferred += 1
                     log.warning("outgoing message %s deferred: %s", row["id"], error.one_line())
                     break
-                ledger.settle_outgoing(row["id"], OUTGOING_FAILED, now=now, error=error.one_line())
+                ledger.outgoing.settle_outgoing(row["id"], OUTGOING_FAILED, now=now, error=error.one_line())
                 report.failed += 1
                 log.error("outgoing message %s failed: %s", row["id"], error.one_line())
                 continue
             except NewsletterError as error:  # a busy ledger, a broken template: this row later, not lost
                 wait = policy.wait(row["attempts"], None)
                 retry_at = now + timedelta(seconds=wait)
-                ledger.defer_outgoing(row["id"], now=now, retry_at=retry_at, error=error.one_line())
+                ledger.outgoing.defer_outgoing(row["id"], now=now, retry_at=retry_at, error=error.one_line())
                 report.deferred += 1
                 log.warning("outgoing message %s deferred: %s", row["id"], error.one_line())
                 break
-            ledger.settle_outgoing(row["id"], state, now=clock(), reference=reference)
+            ledger.outgoing.settle_outgoing(row["id"], state, now=clock(), reference=reference)
             if state == OUTGOING_SENT:
                 report.sent += 1
             else:

@@ -295,7 +295,7 @@ class Newsletter:
                     took_over_from = (lock.previous or {}).get("pid")
             choice = choose(self.posts(), self.ledger, self.clock(), slug, correction=correction, new_issue=new_issue)
             provider = self._provider(stack)
-            subscribers = self.ledger.count_subscribers(ACTIVE)
+            subscribers = self.ledger.subscribers.count_subscribers(ACTIVE)
             plan = plan_send(self.config, self.ledger, choice, self.environment(), provider, subscribers=subscribers)
             if not plan.recipients and plan.audience_local:
                 raise NothingToSend(
@@ -396,10 +396,10 @@ class Newsletter:
     def resolve(self, issue: str, *, assume_sent: bool) -> ResolveReport:
         """Settle the deliveries of an unfinished ``issue`` (slug or key) that nothing could reconcile."""
         with SendLock(self.lock_path):
-            records = [r for r in self.ledger.unfinished_issues() if issue in (r.slug, r.key)]
+            records = [r for r in self.ledger.issues.unfinished_issues() if issue in (r.slug, r.key)]
             if not records:
                 raise NotFound(f"no unfinished issue named {issue!r}", hint="run 'newsletter status' to see unfinished sends")
             record = records[0]
-            changed = self.ledger.resolve(record.id, assume_sent=assume_sent, now=self.clock())
+            changed = self.ledger.issues.resolve(record.id, assume_sent=assume_sent, now=self.clock())
         return ResolveReport(record.subject, changed, assume_sent)
 

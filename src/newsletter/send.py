@@ -74,7 +74,7 @@ def sent_record(ledger: Ledger, post: Post) -> IssueRecord | None:
 
 
 def _done_under_id(ledger: Ledger, post: Post) -> list[IssueRecord]:
-    return [r for r in ledger.issues_for_post(post.id) if r.status in DONE_STATES]
+    return [r for r in ledger.issues.issues_for_post(post.id) if r.status in DONE_STATES]
 
 
 def audience_of(record: IssueRecord) -> str:
@@ -127,7 +127,7 @@ def choose(
     """
     if new_issue and correction:
         raise UsageError("--new-issue and --correction contradict each other", hint="choose one of them")
-    unfinished = ledger.unfinished_issues()
+    unfinished = ledger.issues.unfinished_issues()
     if unfinished:
         record = unfinished[0]
         post = next((p for p in posts if p.id == record.post_id), None)
@@ -201,7 +201,7 @@ def _refuse_sent_slug_or_content(ledger: Ledger, post: Post) -> None:
     earlier = next(
         (
             r
-            for r in ledger.issues_with_slug_or_content(post.slug, post.content_hash)
+            for r in ledger.issues.issues_with_slug_or_content(post.slug, post.content_hash)
             if r.status in DONE_STATES and r.post_id != post.id
         ),
         None,
@@ -223,7 +223,7 @@ def _correction_of(post: Post, ledger: Ledger, record: IssueRecord | None) -> Ch
         raise AlreadySent(
             f"«{post.title}» was never mailed, so there is nothing to correct", hint="send it normally"
         )
-    latest = [r for r in ledger.issues_for_post(post.id) if r.status == SENT][-1]
+    latest = [r for r in ledger.issues.issues_for_post(post.id) if r.status == SENT][-1]
     if latest.content_hash == post.content_hash:
         raise NothingToSend(f"«{post.title}» has not changed since it was last sent", hint="edit it first")
     return Choice(post, CORRECTION, corrects=record)
@@ -261,7 +261,7 @@ def plan_send(
     if resuming:
         recipients = resuming.recipients
     elif choice.corrects:
-        recipients = ledger.count_audience_of(choice.corrects.id)
+        recipients = ledger.issues.count_audience_of(choice.corrects.id)
     else:
         recipients = subscribers
     return Plan(
@@ -301,7 +301,7 @@ def deliver_issue(
     policy = policy or RetryPolicy()
     post, issue = plan.post, plan.issue
     provider.preflight()  # before the ledger records anything
-    record = plan.resuming or ledger.plan_issue(
+    record = plan.resuming or ledger.issues.plan_issue(
         key=issue.key,
         post_id=post.id,
         slug=post.slug,
@@ -320,61 +320,61 @@ def deliver_issue(
         raise TypeError(f"provider {provider.name!r} is neither a batch nor an audience provider")
     # Everything personal is derived from the plan's time, so a replay is byte-identical.
     planned_at = datetime.fromisoformat(record.created_at)
-    for number, idempotency_key in ledger.open_chunks(record.id):
-        ledger.skip_unsubscribed(record.id, number, now=clock())
-        rows = ledger.chunk_deliveries(record.id, number)
+    for number, idempotency_key in ledger.sends.open_chunks(record.id):
+        ledger.sends.skip_unsubscribed(record.id, number, now=clock())
+        rows = ledger.sends.chunk_deliveries(record.id, number)
         by_id = {r.subscriber_id: r.id for r in rows}
         recipients = [recipient_for(config, keys, r.subscriber_id, r.email, planned_at) for r in rows]
         request = ChunkRequest(issue=issue, recipients=recipients, idempotency_key=idempotency_key, date=planned_at)
 
         def record_landed(found: Sequence[DeliveryResult], number: int = number, by_id: dict = by_id) -> None:
-            ledger.settle_chunk(record.id, number, _outcomes(found, by_id), now=clock())
+            ledger.sends.settle_chunk(record.id, number, _outcomes(found, by_id), now=clock())
 
         if any(r.state in (IN_FLIGHT, UNKNOWN) for r in rows):
             try:
                 request = _reconcile(provider, request, record_landed, chunk=number, policy=policy)
             except ProviderError:
-                ledger.mark_chunk_unknown(record.id, number, now=clock())
+                ledger.sends.mark_chunk_unknown(record.id, number, now=clock())
                 raise
         if not request.recipients:
-            ledger.settle_chunk(record.id, number, [], now=clock())
+            ledger.sends.settle_chunk(record.id, number, [], now=clock())
             continue
-        left = ledger.start_chunk(record.id, number, now=clock())
+        left = ledger.sends.start_chunk(record.id, number, now=clock())
         if left:  # unsubscribed since the rows were read: skipped in the same commit as in_flight
             request = replace(request, recipients=[r for r in request.recipients if r.subscriber_id not in left])
             if not request.recipients:
-                ledger.settle_chunk(record.id, number, [], now=clock())
+                ledger.sends.settle_chunk(record.id, number, [], now=clock())
                 continue
         try:
             results = deliver_chunk(provider, request, policy, record_landed, chunk=number)
         except ProviderError as error:
             if error.maybe_delivered:
-                ledger.mark_chunk_unknown(record.id, number, now=clock())
+                ledger.sends.mark_chunk_unknown(record.id, number, now=clock())
             else:
-                ledger.release_chunk(record.id, number, now=clock())
+                ledger.sends.release_chunk(record.id, number, now=clock())
             raise
-        ledger.settle_chunk(record.id, number, _outcomes(results, by_id), now=clock())
-    finished = ledger.finish_issue(record.id, now=clock())
-    return SendReport(issue_key=record.key, counts=ledger.delivery_counts(record.id), finished=finished)
+        ledger.sends.settle_chunk(record.id, number, _outcomes(results, by_id), now=clock())
+    finished = ledger.sends.finish_issue(record.id, now=clock())
+    return SendReport(issue_key=record.key, counts=ledger.sends.delivery_counts(record.id), finished=finished)
 
 
 def _publish_to_audience(
     ledger: Ledger, record: IssueRecord, issue: Issue, provider: AudienceProvider, policy: RetryPolicy, clock: Clock
 ) -> SendReport:
     """Audience family: one create-then-send call, retried with the same idempotency keys."""
-    for number, idempotency_key in ledger.open_chunks(record.id):
-        ledger.start_chunk(record.id, number, now=clock())
+    for number, idempotency_key in ledger.sends.open_chunks(record.id):
+        ledger.sends.start_chunk(record.id, number, now=clock())
         try:
             # Idempotent provider: a replay after an uncertain failure cannot send twice.
             reference = with_retries(lambda: provider.publish(issue, idempotency_key=idempotency_key), policy)
         except ProviderError as error:
             if error.maybe_delivered:
-                ledger.mark_chunk_unknown(record.id, number, now=clock())
+                ledger.sends.mark_chunk_unknown(record.id, number, now=clock())
             else:
-                ledger.release_chunk(record.id, number, now=clock())
+                ledger.sends.release_chunk(record.id, number, now=clock())
             raise
-        ledger.accept_chunk(record.id, number, reference, now=clock())
-    finished = ledger.finish_issue(record.id, now=clock())
+        ledger.sends.accept_chunk(record.id, number, reference, now=clock())
+    finished = ledger.sends.finish_issue(record.id, now=clock())
     return SendReport(issue_key=record.key, counts={}, finished=finished)
 
 
@@ -537,7 +537,7 @@ def render_all(config: Config, ledger: Ledger, plan: Plan, keys: Sequence[Secret
     """Build every recipient's message without sending or recording anything; returns how many."""
     now = clock()
     count = 0
-    for row in ledger.subscribers("active"):
+    for row in ledger.subscribers.stream("active"):
         recipient = recipient_for(config, keys, row["id"], row["email"], now)
         plan.issue.message_bytes(recipient, date=now)
         count += 1
@@ -562,7 +562,7 @@ def mark_posts_sent(
             continue
         # Keyed by slug too: a renamed post is marked again under the same id and content.
         issue = render_issue(config, post, env, variant=f"mark-sent:{post.slug}")
-        ledger.mark_issue(
+        ledger.issues.mark_issue(
             key=issue.key, post_id=post.id, slug=post.slug, content_hash=post.content_hash, subject=issue.subject, now=now
         )
         outcomes.append((post.slug, "marked"))

@@ -19,7 +19,7 @@ def post_statuses(posts: Sequence[Post], ledger: Ledger, now: datetime, *, deliv
     rows = []
     for post in posts:
         issues = []
-        for record in ledger.issues_for_post(post.id):
+        for record in ledger.issues.issues_for_post(post.id):
             entry: dict[str, Any] = {
                 "key": record.key,
                 "kind": record.kind,
@@ -29,10 +29,10 @@ def post_statuses(posts: Sequence[Post], ledger: Ledger, now: datetime, *, deliv
                 "created_at": record.created_at,
                 "sent_at": record.sent_at,
                 "changed_since_sent": record.content_hash != post.content_hash,
-                "counts": ledger.delivery_counts(record.id),
+                "counts": ledger.sends.delivery_counts(record.id),
             }
             if deliveries:
-                entry["deliveries"] = [{k: d[k] for k in DELIVERY_FIELDS} for d in ledger.deliveries(record.id)]
+                entry["deliveries"] = [{k: d[k] for k in DELIVERY_FIELDS} for d in ledger.sends.deliveries(record.id)]
             issues.append(entry)
         rows.append(
             {

@@ -45,7 +45,7 @@ class SubscriberBook:
         addresses = [normalize_address(e) for e in emails]
         changes = []
         for address in addresses:
-            _, outcome = self.ledger.add_subscriber(address, source=source, now=self.clock())
+            _, outcome = self.ledger.subscribers.add_subscriber(address, source=source, now=self.clock())
             changes.append(Change(address, ADD_OUTCOMES[outcome]))
         return changes
 
@@ -54,19 +54,19 @@ class SubscriberBook:
         addresses = [normalize_address(e) for e in emails]
         changes = []
         for address in addresses:
-            row = self.ledger.subscriber_by_email(address)
+            row = self.ledger.subscribers.subscriber_by_email(address)
             if row is None:
                 raise NotFound(f"{address} is not a subscriber", hint="run 'newsletter subscribers list'")
-            changed = self.ledger.unsubscribe(row["id"], now=self.clock())
+            changed = self.ledger.subscribers.unsubscribe(row["id"], now=self.clock())
             changes.append(Change(address, "unsubscribed" if changed else "already unsubscribed"))
         return changes
 
     def list(self, status: str | None = None) -> Iterator[dict]:
         """Stream subscribers (id order), optionally only those with ``status``."""
-        return self.ledger.subscribers(status)
+        return self.ledger.subscribers.stream(status)
 
     def count(self, status: str | None = None) -> int:
-        return self.ledger.count_subscribers(status)
+        return self.ledger.subscribers.count_subscribers(status)
 
     def import_csv(self, handle: IO[str], *, source: str) -> ImportReport:
         """Import a CSV export (an ``email`` column, else the first); see :func:`audience.import_csv`."""
@@ -79,12 +79,12 @@ class SubscriberBook:
         """Make a suppressed address active again, lifting only the suppressions named in ``overrides``
         (``unsubscribed``, ``bounced``, ``complained``); any other raises :class:`SubscriberError`."""
         address = normalize_address(email)
-        lifted = self.ledger.reactivate(address, overrides=overrides, now=self.clock())
+        lifted = self.ledger.subscribers.reactivate(address, overrides=overrides, now=self.clock())
         return Change(address, f"active (was {lifted})" if lifted != "active" else "active (was not suppressed)")
 
     def export_csv(self, handle: IO[str]) -> int:
         """Write every subscriber as CSV; returns how many."""
-        return export_csv(self.ledger.subscribers(), handle)
+        return export_csv(self.ledger.subscribers.stream(), handle)
 
     # -- what subscribers do themselves, through the service ---------------------------------
 

@@ -1,0 +1,362 @@
+"""The send ledger: issues, their chunks and per-recipient deliveries, in the ledger database.
+
+A delivery is written ``planned`` when the issue is planned, moved to
+``in_flight`` (committed) *before* its provider call, and to ``accepted`` or
+``rejected`` after it: a crash can leave ``in_flight`` rows, never a send
+that the ledger does not know about.  Every update names the states it leaves
+(:data:`.store.TRANSITIONS`).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Sequence
+
+from .store import (
+    ACCEPTED, ACTIVE, IN_FLIGHT, MARKED, PLANNED, PLANNING, REJECTED, SENDING, SENT, SKIPPED, SLICE_PAUSE_SECONDS,
+    SLICE_ROWS, UNKNOWN, UNSETTLED, DeliveryRow, IssueRecord, LedgerPart, LedgerStateError, _expect_one, _leaving,
+    translating_errors,
+)  # fmt: skip
+
+
+@translating_errors
+class IssueLedger(LedgerPart):
+    """Issue records (``ledger.issues``): planning an issue's frozen audience, marking, resolving."""
+
+    def issues_for_post(self, post_id: str) -> list[IssueRecord]:
+        rows = self.db["issues"].rows_where("post_id = ?", [post_id], order_by="id")
+        return [IssueRecord(**row) for row in rows]
+
+    def issues_with_slug_or_content(self, slug: str, content_hash: str) -> list[IssueRecord]:
+        """Issues recorded under ``slug`` or with ``content_hash``, whatever their post id, oldest first."""
+        rows = self.db["issues"].rows_where("slug = ? OR content_hash = ?", [slug, content_hash], order_by="id")
+        return [IssueRecord(**row) for row in rows]
+
+    def issue_by_key(self, key: str) -> IssueRecord | None:
+        rows = list(self.db["issues"].rows_where("key = ?", [key], limit=1))
+        return IssueRecord(**rows[0]) if rows else None
+
+    def unfinished_issues(self) -> list[IssueRecord]:
+        """Issues whose send started and did not finish, oldest first: they are resumed first."""
+        return [IssueRecord(**row) for row in self.db["issues"].rows_where("status = ?", [SENDING], order_by="id")]
+
+    def count_audience_of(self, issue_id: int) -> int:
+        """How many people received ``issue_id`` and are still subscribed (a correction's audience)."""
+        return self.db.execute(
+            """SELECT count(*) FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+               WHERE d.issue_id = ? AND d.state = ? AND s.status = ?""",
+            [issue_id, ACCEPTED, ACTIVE],
+        ).fetchone()[0]
+
+    def resolve(self, issue_id: int, *, assume_sent: bool, now: datetime) -> int:
+        """The editor's decision on chunks nothing could reconcile; returns the deliveries changed.
+
+        ``assume_sent``: they count as delivered (no one gets a second copy, some may get none).
+        Otherwise they go back to ``planned`` and the next send delivers them (some may get two).
+        """
+        stamp = now.isoformat()
+        state, note = (ACCEPTED, "assumed delivered (newsletter resolve)") if assume_sent else (PLANNED, None)
+        _leaving("delivery", [IN_FLIGHT, UNKNOWN], state)
+        _leaving("chunk", [IN_FLIGHT, UNKNOWN], state)
+        with self._write():
+            cursor = self.db.execute(
+                "UPDATE deliveries SET state = ?, error = ?, updated_at = ? WHERE issue_id = ? AND state IN (?, ?)",
+                [state, note, stamp, issue_id, IN_FLIGHT, UNKNOWN],
+            )
+            changed = cursor.rowcount
+            self.db.execute(
+                """UPDATE chunks SET state = CASE
+                       WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = chunks.issue_id
+                                    AND d.chunk = chunks.number AND d.state = ?) THEN ?
+                       WHEN NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = chunks.issue_id
+                                        AND d.chunk = chunks.number) THEN ?
+                       ELSE ? END,
+                   updated_at = ?
+                   WHERE issue_id = ? AND state IN (?, ?)""",
+                [PLANNED, PLANNED, state, ACCEPTED, stamp, issue_id, IN_FLIGHT, UNKNOWN],
+            )
+        return changed
+
+    def all_issues(self) -> list[IssueRecord]:
+        return [IssueRecord(**row) for row in self.db["issues"].rows_where(order_by="id")]
+
+    def plan_issue(
+        self, *, key: str, post_id: str, slug: str, content_hash: str, subject: str, provider: str,
+        chunk_size: int, now: datetime, local_audience: bool = True, kind: str = "issue",
+        audience_of: int | None = None,
+    ) -> IssueRecord:  # fmt: skip
+        """Record an issue and freeze its audience: one ``planned`` delivery per active subscriber.
+
+        Recipients are numbered into chunks in subscriber-id order, so the plan
+        (and every idempotency key derived from it) is the same on a replay.
+        Done in SQL, in slices of committed transactions (the issue stays
+        ``planning`` until the last one, and a plan interrupted there is resumed
+        by the next call with the same key): the list is never loaded into
+        memory and other writers get the lock between slices.  When the provider
+        keeps the audience (``local_audience=False``) the issue is one chunk
+        with no local deliveries.  A correction (``audience_of``) goes to the
+        people who received that issue and are still subscribed.
+        """
+        stamp = now.isoformat()
+        with self._write():
+            table = self.db["issues"]
+            existing = self.issue_by_key(key)
+            if existing is not None and existing.status == PLANNING:
+                issue_id = existing.id
+            else:
+                table.insert(
+                    {
+                        "key": key, "post_id": post_id, "slug": slug, "content_hash": content_hash, "subject": subject,
+                        "provider": provider, "status": PLANNING, "created_at": stamp, "kind": kind,
+                    }  # fmt: skip
+                )
+                issue_id = table.last_pk
+            if not local_audience:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO chunks (issue_id, number, state, idempotency_key, attempts, updated_at)"
+                    " VALUES (?, 0, ?, ?, 0, ?)",
+                    [issue_id, PLANNED, f"{key}:0", stamp],
+                )
+                (source,) = _leaving("issue", [PLANNING], SENDING)
+                _expect_one(
+                    self.db.execute("UPDATE issues SET status = ? WHERE id = ? AND status = ?", [SENDING, issue_id, source]),
+                    f"plan issue {issue_id}",
+                )
+                return self.issue_by_key(key)
+            last_id, planned = self.db.execute(
+                "SELECT coalesce(max(subscriber_id), 0), count(*) FROM deliveries WHERE issue_id = ?", [issue_id]
+            ).fetchone()
+            # The audience is who is active now: later subscribers are not part of this issue.
+            through = self.db.execute("SELECT coalesce(max(id), 0) FROM subscribers").fetchone()[0]
+        if audience_of is None:
+            audience = "SELECT id, email FROM subscribers WHERE status = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?"
+            arguments: list = [ACTIVE]
+        else:
+            audience = """SELECT s.id, s.email FROM subscribers s JOIN deliveries d ON d.subscriber_id = s.id
+                          WHERE s.status = ? AND d.issue_id = ? AND d.state = ? AND s.id > ? AND s.id <= ?
+                          ORDER BY s.id LIMIT ?"""
+            arguments = [ACTIVE, audience_of, ACCEPTED]
+        first_slice = True
+        while True:
+            if not first_slice:
+                time.sleep(SLICE_PAUSE_SECONDS)  # let a waiting writer in between slices
+            first_slice = False
+            with self._write():
+                added = self.db.execute(
+                    f"""INSERT INTO deliveries (issue_id, chunk, subscriber_id, email, state, updated_at)
+                        SELECT ?, (? + ROW_NUMBER() OVER (ORDER BY id) - 1) / ?, id, email, ?, ?
+                        FROM ({audience}) ORDER BY id""",
+                    [issue_id, planned, chunk_size, PLANNED, stamp, *arguments, last_id, through, SLICE_ROWS],
+                ).rowcount
+                if added:
+                    self.db.execute(
+                        """INSERT OR IGNORE INTO chunks (issue_id, number, state, idempotency_key, attempts, updated_at)
+                           SELECT DISTINCT issue_id, chunk, ?, ? || ':' || chunk, 0, ? FROM deliveries
+                           WHERE issue_id = ? AND chunk >= ?""",
+                        [PLANNED, key, stamp, issue_id, planned // chunk_size],
+                    )
+                    planned += added
+                    last_id = self.db.execute(
+                        "SELECT max(subscriber_id) FROM deliveries WHERE issue_id = ?", [issue_id]
+                    ).fetchone()[0]
+                if added < SLICE_ROWS:
+                    (source,) = _leaving("issue", [PLANNING], SENDING)
+                    _expect_one(
+                        self.db.execute(
+                            "UPDATE issues SET status = ?, recipients = ? WHERE id = ? AND status = ?",
+                            [SENDING, planned, issue_id, source],
+                        ),
+                        f"plan issue {issue_id}",
+                    )
+                    break
+        return self.issue_by_key(key)
+
+    def mark_issue(self, *, key: str, post_id: str, slug: str, content_hash: str, subject: str, now: datetime) -> None:
+        """Record a post as sent without mailing anyone (``newsletter mark-sent``)."""
+        stamp = now.isoformat()
+        with self._write():
+            self.db["issues"].insert(
+                {
+                    "key": key, "post_id": post_id, "slug": slug, "content_hash": content_hash, "subject": subject,
+                    "provider": "mark-sent", "status": MARKED, "recipients": 0, "created_at": stamp, "sent_at": stamp,
+                }  # fmt: skip
+            )
+
+
+
+@translating_errors
+class SendLedger(LedgerPart):
+    """Chunks and deliveries as a send moves them (``ledger.sends``), through :data:`.store.TRANSITIONS`."""
+
+    def open_chunks(self, issue_id: int) -> list[tuple[int, str]]:
+        """``(number, idempotency key)`` of each chunk not yet settled, in order."""
+        rows = self.db.execute(
+            "SELECT number, idempotency_key FROM chunks WHERE issue_id = ? AND state IN (?, ?, ?) ORDER BY number",
+            [issue_id, PLANNED, IN_FLIGHT, UNKNOWN],
+        ).fetchall()
+        return [(number, key) for number, key in rows]
+
+    def chunk_deliveries(self, issue_id: int, chunk: int) -> list[DeliveryRow]:
+        """The unsettled deliveries of a chunk."""
+        rows = self.db.execute(
+            """SELECT id, subscriber_id, email, state FROM deliveries
+               WHERE issue_id = ? AND chunk = ? AND state IN (?, ?, ?) ORDER BY subscriber_id""",
+            [issue_id, chunk, PLANNED, IN_FLIGHT, UNKNOWN],
+        ).fetchall()
+        return [DeliveryRow(*row) for row in rows]
+
+    def skip_unsubscribed(self, issue_id: int, chunk: int, *, now: datetime) -> int:
+        """Planned deliveries whose subscriber left since planning are skipped, never sent."""
+        with self._write():
+            cursor = self.db.execute(
+                """UPDATE deliveries SET state = ?, updated_at = ? WHERE issue_id = ? AND chunk = ? AND state = ?
+                   AND subscriber_id IN (SELECT id FROM subscribers WHERE status != ?)""",
+                [SKIPPED, now.isoformat(), issue_id, chunk, PLANNED, ACTIVE],
+            )
+            return cursor.rowcount
+
+    def start_chunk(self, issue_id: int, chunk: int, *, now: datetime) -> set[int]:
+        """Commit ``in_flight`` for a chunk and its deliveries *before* the provider is called.
+
+        In the same transaction, planned deliveries whose subscriber is no longer active are
+        skipped: an unsubscribe committed before this call is never sent.  Returns the
+        subscriber ids skipped here, which the caller must leave out of the request.
+        """
+        stamp = now.isoformat()
+        with self._write():
+            left = {
+                row[0]
+                for row in self.db.execute(
+                    """SELECT d.subscriber_id FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+                       WHERE d.issue_id = ? AND d.chunk = ? AND d.state = ? AND s.status != ?""",
+                    [issue_id, chunk, PLANNED, ACTIVE],
+                )
+            }
+            if left:
+                (source,) = _leaving("delivery", [PLANNED], SKIPPED)
+                self.db.execute(
+                    f"""UPDATE deliveries SET state = ?, updated_at = ? WHERE issue_id = ? AND chunk = ? AND state = ?
+                        AND subscriber_id IN ({",".join("?" * len(left))})""",
+                    [SKIPPED, stamp, issue_id, chunk, source, *sorted(left)],
+                )
+            sources = _leaving("chunk", UNSETTLED, IN_FLIGHT)
+            _expect_one(
+                self.db.execute(
+                    "UPDATE chunks SET state = ?, attempts = attempts + 1, updated_at = ? WHERE issue_id = ? AND number = ?"
+                    " AND state IN (?, ?, ?)",
+                    [IN_FLIGHT, stamp, issue_id, chunk, *sources],
+                ),
+                f"start chunk {chunk} of issue {issue_id}",
+            )
+            (source,) = _leaving("delivery", [PLANNED], IN_FLIGHT)
+            self.db.execute(
+                "UPDATE deliveries SET state = ?, updated_at = ? WHERE issue_id = ? AND chunk = ? AND state = ?",
+                [IN_FLIGHT, stamp, issue_id, chunk, source],
+            )
+        return left
+
+    def settle_chunk(
+        self, issue_id: int, chunk: int, outcomes: Sequence[tuple[int, str, str | None, str | None]], *, now: datetime
+    ) -> None:
+        """Record ``(delivery id, state, provider message id, error)`` for each delivery, then the chunk."""
+        stamp = now.isoformat()
+        with self._write():
+            for target in {state for _, state, _, _ in outcomes}:
+                _leaving("delivery", UNSETTLED, target)
+            settled = self.db.conn.executemany(
+                "UPDATE deliveries SET state = ?, provider_message_id = ?, error = ?, updated_at = ? WHERE id = ?"
+                " AND issue_id = ? AND chunk = ? AND state IN (?, ?, ?)",
+                [(state, message_id, error, stamp, delivery_id, issue_id, chunk, *UNSETTLED)
+                 for delivery_id, state, message_id, error in outcomes],
+            ).rowcount  # fmt: skip
+            if settled != len(outcomes):
+                raise LedgerStateError(
+                    f"settle chunk {chunk} of issue {issue_id}: {len(outcomes) - settled} deliveries were already settled"
+                )
+            left = self.db.execute(
+                "SELECT count(*) FROM deliveries WHERE issue_id = ? AND chunk = ? AND state IN (?, ?, ?)",
+                [issue_id, chunk, PLANNED, IN_FLIGHT, UNKNOWN],
+            ).fetchone()[0]
+            accepted = self.db.execute(
+                "SELECT count(*) FROM deliveries WHERE issue_id = ? AND chunk = ? AND state = ?",
+                [issue_id, chunk, ACCEPTED],
+            ).fetchone()[0]
+            state = UNKNOWN if left else (ACCEPTED if accepted else REJECTED)
+            sources = _leaving("chunk", UNSETTLED, state)
+            # Settling again to the same state is idempotent (reconciliation may have settled it).
+            _expect_one(
+                self.db.execute(
+                    "UPDATE chunks SET state = ?, updated_at = ? WHERE issue_id = ? AND number = ?"
+                    " AND (state IN (?, ?, ?) OR state = ?)",
+                    [state, stamp, issue_id, chunk, *sources, state],
+                ),
+                f"settle chunk {chunk} of issue {issue_id}",
+            )
+
+    def accept_chunk(self, issue_id: int, chunk: int, reference: str, *, now: datetime) -> None:
+        """A whole chunk the provider took at once (audience family), with its reference."""
+        (source,) = _leaving("chunk", [IN_FLIGHT], ACCEPTED)
+        with self._write():
+            _expect_one(
+                self.db.execute(
+                    "UPDATE chunks SET state = ?, provider_reference = ?, updated_at = ? WHERE issue_id = ? AND number = ?"
+                    " AND state = ?",
+                    [ACCEPTED, reference, now.isoformat(), issue_id, chunk, source],
+                ),
+                f"accept chunk {chunk} of issue {issue_id}",
+            )
+
+    def release_chunk(self, issue_id: int, chunk: int, *, now: datetime) -> None:
+        """Back to ``planned``: the call failed in a way that proves nothing was delivered."""
+        self._set_chunk(issue_id, chunk, PLANNED, now, leaving=[IN_FLIGHT])
+
+    def mark_chunk_unknown(self, issue_id: int, chunk: int, *, now: datetime) -> None:
+        """``unknown``: the provider may have the chunk; it must be reconciled before any resend."""
+        self._set_chunk(issue_id, chunk, UNKNOWN, now, leaving=UNSETTLED)
+
+    def _set_chunk(self, issue_id: int, chunk: int, state: str, now: datetime, *, leaving: Sequence[str]) -> None:
+        stamp = now.isoformat()
+        sources = _leaving("chunk", leaving, state)
+        (delivery_source,) = _leaving("delivery", [IN_FLIGHT], state)
+        with self._write():
+            _expect_one(
+                self.db.execute(
+                    f"UPDATE chunks SET state = ?, updated_at = ? WHERE issue_id = ? AND number = ?"
+                    f" AND state IN ({','.join('?' * len(sources))})",
+                    [state, stamp, issue_id, chunk, *sources],
+                ),
+                f"move chunk {chunk} of issue {issue_id} to {state}",
+            )
+            self.db.execute(
+                "UPDATE deliveries SET state = ?, updated_at = ? WHERE issue_id = ? AND chunk = ? AND state = ?",
+                [state, stamp, issue_id, chunk, delivery_source],
+            )
+
+    def finish_issue(self, issue_id: int, *, now: datetime) -> bool:
+        """Mark the issue sent once no chunk is left open; returns whether it is finished."""
+        with self._write():
+            open_left = self.db.execute(
+                "SELECT count(*) FROM chunks WHERE issue_id = ? AND state IN (?, ?, ?)",
+                [issue_id, PLANNED, IN_FLIGHT, UNKNOWN],
+            ).fetchone()[0]
+            if open_left:
+                return False
+            (source,) = _leaving("issue", [SENDING], SENT)
+            _expect_one(
+                self.db.execute(
+                    "UPDATE issues SET status = ?, sent_at = ? WHERE id = ? AND status = ?",
+                    [SENT, now.isoformat(), issue_id, source],
+                ),
+                f"finish issue {issue_id}",
+            )
+            return True
+
+    def delivery_counts(self, issue_id: int) -> dict[str, int]:
+        rows = self.db.execute(
+            "SELECT state, count(*) FROM deliveries WHERE issue_id = ? GROUP BY state", [issue_id]
+        ).fetchall()
+        return dict(rows)
+
+    def deliveries(self, issue_id: int) -> list[dict]:
+        return list(self.db["deliveries"].rows_where("issue_id = ?", [issue_id], order_by="id"))

@@ -188,3 +188,53 @@ def test_an_old_ledger_is_migrated_in_place_and_m004_needs_no_registered_functio
         assert "CHECK" in schema
         assert ledger.db.execute("PRAGMA foreign_keys").fetchone() == (1,)
         assert ledger.db.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_every_per_chunk_statement_is_bounded_by_the_chunk_index(ledger):
+    """The queries of each chunk search the (issue, chunk, state) index, never the whole issue."""
+    from newsletter.send_ledger import PER_CHUNK_SQL
+
+    for n in range(60):
+        ledger.subscribers.add_subscriber(f"r{n}@example.org", source="test", now=FIXED_NOW)
+    record = plan(ledger, chunk_size=10)
+    for name, sql in PER_CHUNK_SQL.items():
+        steps = [row[3] for row in ledger.db.execute("EXPLAIN QUERY PLAN " + sql, [1] * sql.count("?"))]
+        on_deliveries = [step for step in steps if "deliveries" in step or step.startswith("SEARCH d ")]
+        assert on_deliveries, (name, steps)
+        for step in on_deliveries:
+            assert step.startswith("SEARCH") and "INDEX idx_deliveries_issue_id_chunk_state (issue_id=? AND chunk=?" in step
+        assert not any(step.startswith("SCAN") for step in steps), (name, steps)
+        assert not any("idx_subscribers_status_id" in step or "issue_id_subscriber_id" in step for step in steps)
+    # The reordered query still returns the chunk in subscriber order.
+    assert [d.subscriber_id for d in ledger.sends.chunk_deliveries(record.id, 3)] == list(range(31, 41))
+
+
+def test_in_flight_commits_are_synchronous_and_settling_is_not(ledger):
+    """The in_flight mark is fsynced before the call; a chunk's outcome rides on the next synced commit."""
+    ledger.subscribers.add_subscriber("a@example.org", source="test", now=FIXED_NOW)
+    record = plan(ledger)
+    assert ledger.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    statements: list[str] = []
+    ledger.db.conn.set_trace_callback(statements.append)
+    ledger.sends.start_chunk(record.id, 0, now=FIXED_NOW)
+    assert "COMMIT" in statements and not any("synchronous = NORMAL" in s for s in statements)
+    statements.clear()
+    (delivery,) = ledger.sends.chunk_deliveries(record.id, 0)
+    ledger.sends.settle_chunk(record.id, 0, [(delivery.id, ACCEPTED, "m1", None)], now=FIXED_NOW)
+    ledger.db.conn.set_trace_callback(None)
+    normal, commit, full = (statements.index(s) for s in
+                            ("PRAGMA synchronous = NORMAL", "COMMIT", "PRAGMA synchronous = FULL"))  # fmt: skip
+    assert normal < commit < full
+    assert ledger.db.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_a_person_who_left_is_skipped_by_the_chunks_own_commit(ledger):
+    for n in range(3):
+        ledger.subscribers.add_subscriber(f"r{n}@example.org", source="test", now=FIXED_NOW)
+    record = plan(ledger, chunk_size=3)
+    ledger.subscribers.unsubscribe(2, now=FIXED_NOW)
+    rows = ledger.sends.chunk_deliveries(record.id, 0)
+    assert [(r.subscriber_id, r.departed) for r in rows] == [(1, False), (2, True), (3, False)]
+    assert ledger.sends.delivery_counts(record.id) == {PLANNED: 3}  # reading wrote nothing
+    assert ledger.sends.start_chunk(record.id, 0, now=FIXED_NOW) == {2}
+    assert ledger.sends.delivery_counts(record.id) == {IN_FLIGHT: 2, SKIPPED: 1}

@@ -25,7 +25,7 @@ from .providers.base import AudienceProvider, BatchProvider, ChunkRequest, Deliv
 from .render import Issue, Recipient, render_issue
 from .retry import Attempts, RetryPolicy
 from .templates import labels
-from .store import ACCEPTED, IN_FLIGHT, MARKED, REJECTED, SENT, UNKNOWN, IssueRecord, Ledger
+from .store import ACCEPTED, IN_FLIGHT, MARKED, PLANNED, REJECTED, SENT, UNKNOWN, IssueRecord, Ledger
 
 Clock = Callable[[], datetime]
 DONE_STATES = (SENT, MARKED)
@@ -321,8 +321,9 @@ def deliver_issue(
     # Everything personal is derived from the plan's time, so a replay is byte-identical.
     planned_at = datetime.fromisoformat(record.created_at)
     for number, idempotency_key in ledger.sends.open_chunks(record.id):
-        ledger.sends.skip_unsubscribed(record.id, number, now=clock())
-        rows = ledger.sends.chunk_deliveries(record.id, number)
+        # People who left since planning are never sent to; their rows are skipped in the
+        # chunk's next commit (start or settle), so reading the chunk writes nothing.
+        rows = [r for r in ledger.sends.chunk_deliveries(record.id, number) if not (r.departed and r.state == PLANNED)]
         by_id = {r.subscriber_id: r.id for r in rows}
         recipients = [recipient_for(config, keys, r.subscriber_id, r.email, planned_at) for r in rows]
         request = ChunkRequest(issue=issue, recipients=recipients, idempotency_key=idempotency_key, date=planned_at)

@@ -347,6 +347,7 @@ class DeliveryRow:
     subscriber_id: int
     email: str
     state: str
+    departed: bool = False  # the subscriber is no longer active: a planned delivery is never sent
 
 
 class Ledger:
@@ -368,6 +369,8 @@ class Ledger:
             self.db.execute(f"PRAGMA busy_timeout = {self.wait_ms}")
             self.db.execute("PRAGMA foreign_keys = ON")
             self.db.enable_wal()
+            # Every commit fsyncs the WAL unless a write says otherwise (see _write(durable=False)).
+            self.db.execute("PRAGMA synchronous = FULL")
             if MIGRATIONS.pending(self.db):
                 MIGRATIONS.apply(self.db)
         except sqlite3.Error as exc:
@@ -387,26 +390,39 @@ class Ledger:
         self.db.close()
 
     @contextmanager
-    def _write(self) -> Iterator[None]:
-        """One committed transaction (a savepoint when nested); SQLite errors become :class:`LedgerError`."""
+    def _write(self, *, durable: bool = True) -> Iterator[None]:
+        """One committed transaction (a savepoint when nested); SQLite errors become :class:`LedgerError`.
+
+        ``durable`` (the default) commits synchronously: the WAL is fsynced before this returns.
+        ``durable=False`` skips that fsync (``synchronous = NORMAL``): the commit survives a
+        crash of the process, and a power cut can lose it only until the next durable commit,
+        which syncs every frame before its own.  Only writes that a lost commit leaves safe
+        (a later reconciliation recovers them) use it.
+        """
         conn = self.db.conn
         if conn.in_transaction:
             with self.db.atomic():
                 yield
             return
+        if not durable:
+            conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            self._begin_immediate()
-        except sqlite3.Error as exc:
-            raise _ledger_error(exc, self.path) from None
-        try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise _ledger_error(exc, self.path) from exc
-            raise
+            try:
+                self._begin_immediate()
+            except sqlite3.Error as exc:
+                raise _ledger_error(exc, self.path) from None
+            try:
+                yield
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise _ledger_error(exc, self.path) from exc
+                raise
+        finally:
+            if not durable:
+                conn.execute("PRAGMA synchronous = FULL")
 
     def _begin_immediate(self) -> None:
         """Take the write lock, polling every few ms, for at most the bounded wait."""
@@ -595,6 +611,6 @@ class LedgerPart:
     def path(self) -> Path:
         return self._ledger.path
 
-    def _write(self) -> contextlib.AbstractContextManager[None]:
-        return self._ledger._write()
+    def _write(self, *, durable: bool = True) -> contextlib.AbstractContextManager[None]:
+        return self._ledger._write(durable=durable)
 

@@ -1,6 +1,6 @@
 """Post → :class:`Issue`: email HTML with CSS inlined once, a plain-text part, MIME per recipient.
 
-The only importer of premailer and of the ``email`` package.  An issue is
+The only importer of premailer and (with personal_mime.py) of the ``email`` package.  An issue is
 rendered and inlined once; each recipient then only gets their own
 unsubscribe URL by plain string substitution (INL-08, INL-10), and their own
 ``To``/``Message-ID``/``List-Unsubscribe`` headers.
@@ -19,7 +19,7 @@ import html as html_escaping
 import logging
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.header import Header
 from email.headerregistry import Address
@@ -94,6 +94,8 @@ class Issue:
     placeholder: str = UNSUBSCRIBE_PLACEHOLDER
     archive_url: str = ""  # the web archive, for List-Archive (RFC 2369)
     warnings: tuple[str, ...] = ()
+    # The message serialised once per send date, cut for substitution (personal_mime.py).
+    _personal: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def html_bytes(self) -> int:
@@ -163,7 +165,13 @@ class Issue:
         return message
 
     def message_bytes(self, recipient: Recipient, *, date: datetime) -> bytes:
-        return self.message_for(recipient, date=date).as_bytes()
+        """The bytes of :meth:`message_for`, made by substitution into one serialised message."""
+        messages = self._personal.get(date)
+        if messages is None:
+            from .personal_mime import PersonalMessages
+
+            messages = self._personal[date] = PersonalMessages(self, date)
+        return messages.bytes_for(recipient)
 
 
 def confirmation_message(

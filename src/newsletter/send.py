@@ -23,6 +23,7 @@ from .errors import (
 )  # fmt: skip
 from .providers.base import AudienceProvider, BatchProvider, ChunkRequest, DeliveryResult, Provider
 from .render import Issue, Recipient, render_issue
+from .delivery_pool import DeliveryPool, Outcome, PausedProvider, SharedPause
 from .retry import Attempts, RetryPolicy
 from .templates import labels
 from .store import ACCEPTED, IN_FLIGHT, MARKED, PLANNED, REJECTED, SENT, UNKNOWN, IssueRecord, Ledger
@@ -320,43 +321,86 @@ def deliver_issue(
         raise TypeError(f"provider {provider.name!r} is neither a batch nor an audience provider")
     # Everything personal is derived from the plan's time, so a replay is byte-identical.
     planned_at = datetime.fromisoformat(record.created_at)
-    for number, idempotency_key in ledger.sends.open_chunks(record.id):
-        # People who left since planning are never sent to; their rows are skipped in the
-        # chunk's next commit (start or settle), so reading the chunk writes nothing.
-        rows = [r for r in ledger.sends.chunk_deliveries(record.id, number) if not (r.departed and r.state == PLANNED)]
-        by_id = {r.subscriber_id: r.id for r in rows}
-        recipients = [recipient_for(config, keys, r.subscriber_id, r.email, planned_at) for r in rows]
-        request = ChunkRequest(issue=issue, recipients=recipients, idempotency_key=idempotency_key, date=planned_at)
-
-        def record_landed(found: Sequence[DeliveryResult], number: int = number, by_id: dict = by_id) -> None:
-            ledger.sends.settle_chunk(record.id, number, _outcomes(found, by_id), now=clock())
-
-        if any(r.state in (IN_FLIGHT, UNKNOWN) for r in rows):
-            try:
-                request = _reconcile(provider, request, record_landed, chunk=number, policy=policy)
-            except ProviderError:
-                ledger.sends.mark_chunk_unknown(record.id, number, now=clock())
-                raise
-        if not request.recipients:
-            ledger.sends.settle_chunk(record.id, number, [], now=clock())
-            continue
-        left = ledger.sends.start_chunk(record.id, number, now=clock())
-        if left:  # unsubscribed since the rows were read: skipped in the same commit as in_flight
-            request = replace(request, recipients=[r for r in request.recipients if r.subscriber_id not in left])
-            if not request.recipients:
-                ledger.sends.settle_chunk(record.id, number, [], now=clock())
+    # HTTP providers take several requests at once; this thread stays the ledger's only writer.
+    workers = max(1, provider.capabilities.concurrency)
+    caller = PausedProvider(provider, SharedPause(policy)) if workers > 1 else provider
+    failure: BaseException | None = None
+    with DeliveryPool[tuple[int, dict, list]](workers) as pool:
+        for number, idempotency_key in ledger.sends.open_chunks(record.id):
+            started = _start_chunk(config, ledger, record, provider, keys, clock, policy, planned_at, number,
+                                   idempotency_key, issue)  # fmt: skip
+            if started is None:
                 continue
-        try:
-            results = deliver_chunk(provider, request, policy, record_landed, chunk=number)
-        except ProviderError as error:
-            if error.maybe_delivered:
-                ledger.sends.mark_chunk_unknown(record.id, number, now=clock())
-            else:
-                ledger.sends.release_chunk(record.id, number, now=clock())
-            raise
-        ledger.sends.settle_chunk(record.id, number, _outcomes(results, by_id), now=clock())
+            request, by_id = started
+            landed: list[DeliveryResult] = []
+            if workers == 1:  # what landed during a reconciliation is recorded at once
+                def record_landed(found, number=number, by_id=by_id) -> None:
+                    ledger.sends.settle_chunk(record.id, number, _outcomes(found, by_id), now=clock())
+            else:  # a worker never writes: this thread records it with the chunk's outcome
+                record_landed = landed.extend
+
+            def call(request=request, number=number, record_landed=record_landed):
+                return deliver_chunk(caller, request, policy, record_landed, chunk=number)
+
+            for outcome in pool.submit((number, by_id, landed), call):
+                failure = _record_outcome(ledger, record, outcome, clock) or failure
+            if failure is not None:
+                break
+        for outcome in pool.drain():
+            failure = _record_outcome(ledger, record, outcome, clock) or failure
+    if failure is not None:
+        raise failure
     finished = ledger.sends.finish_issue(record.id, now=clock())
     return SendReport(issue_key=record.key, counts=ledger.sends.delivery_counts(record.id), finished=finished)
+
+
+def _start_chunk(
+    config: Config, ledger: Ledger, record: IssueRecord, provider: BatchProvider, keys: Sequence[Secret],
+    clock: Clock, policy: RetryPolicy, planned_at: datetime, number: int, idempotency_key: str, issue: Issue,
+) -> tuple[ChunkRequest, dict[int, int]] | None:  # fmt: skip
+    """Reconcile what a crash left of a chunk, then commit it ``in_flight``; ``None`` if nothing is left to send."""
+    # People who left since planning are never sent to; their rows are skipped in the
+    # chunk's next commit (start or settle), so reading the chunk writes nothing.
+    rows = [r for r in ledger.sends.chunk_deliveries(record.id, number) if not (r.departed and r.state == PLANNED)]
+    by_id = {r.subscriber_id: r.id for r in rows}
+    recipients = [recipient_for(config, keys, r.subscriber_id, r.email, planned_at) for r in rows]
+    request = ChunkRequest(issue=issue, recipients=recipients, idempotency_key=idempotency_key, date=planned_at)
+
+    def record_landed(found: Sequence[DeliveryResult]) -> None:
+        ledger.sends.settle_chunk(record.id, number, _outcomes(found, by_id), now=clock())
+
+    if any(r.state in (IN_FLIGHT, UNKNOWN) for r in rows):
+        try:
+            request = _reconcile(provider, request, record_landed, chunk=number, policy=policy)
+        except ProviderError:
+            ledger.sends.mark_chunk_unknown(record.id, number, now=clock())
+            raise
+    if not request.recipients:
+        ledger.sends.settle_chunk(record.id, number, [], now=clock())
+        return None
+    left = ledger.sends.start_chunk(record.id, number, now=clock())
+    if left:  # unsubscribed since the rows were read: skipped in the same commit as in_flight
+        request = replace(request, recipients=[r for r in request.recipients if r.subscriber_id not in left])
+        if not request.recipients:
+            ledger.sends.settle_chunk(record.id, number, [], now=clock())
+            return None
+    return request, by_id
+
+
+def _record_outcome(ledger: Ledger, record: IssueRecord, outcome: Outcome, clock: Clock) -> BaseException | None:
+    """Write one chunk call's outcome to the ledger (this thread only); returns its error, if any."""
+    number, by_id, landed = outcome.tag
+    if landed:  # found at the provider during a reconciliation inside the call
+        ledger.sends.settle_chunk(record.id, number, _outcomes(landed, by_id), now=clock())
+    error = outcome.error
+    if error is None:
+        ledger.sends.settle_chunk(record.id, number, _outcomes(outcome.value, by_id), now=clock())
+        return None
+    if isinstance(error, ProviderError) and not error.maybe_delivered and not landed:
+        ledger.sends.release_chunk(record.id, number, now=clock())
+    else:  # it may have been delivered (or nobody knows what a bug left): reconciled before any resend
+        ledger.sends.mark_chunk_unknown(record.id, number, now=clock())
+    return error
 
 
 def _publish_to_audience(

@@ -40,6 +40,7 @@ class Capabilities:
     unsubscribe: str  # "ours" (signed links we verify) or "provider"
     webhooks: bool = False  # reports bounces and complaints (verify_webhook / parse_events)
     tracking: bool = False  # the provider can track opens and clicks (off unless the editor turns it on)
+    concurrency: int = 1  # chunk requests the send engine may have in flight at once (thread-safe send_chunk)
 
 
 def message_parts(message: EmailMessage) -> dict[str, str]:

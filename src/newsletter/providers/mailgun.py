@@ -24,7 +24,7 @@ from ..webhooks import (
     webhook_secret,
 )  # fmt: skip
 from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, ascii_recipients, message_parts
-from .http import HttpClient, api_base_url, timeout_setting, tracking_setting
+from .http import HTTP_CONCURRENCY, HttpClient, api_base_url, timeout_setting, tracking_setting
 
 BASE_URLS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
 PER_RECIPIENT_URL = "%recipient.unsubscribe_url%"
@@ -43,7 +43,7 @@ class MailgunProvider(BatchProvider):
     name = "mailgun"
     capabilities = Capabilities(
         family=BATCH, max_batch=1000, idempotency=False, lookup=True, custom_headers=True, unsubscribe="ours",
-        webhooks=True, tracking=True,
+        webhooks=True, tracking=True, concurrency=HTTP_CONCURRENCY,
     )  # fmt: skip
 
     def __init__(self, client: HttpClient, domain: str, *, tracking: bool = False) -> None:

@@ -19,7 +19,7 @@ from ..webhooks import (
     webhook_secret,
 )  # fmt: skip
 from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, ascii_recipients, message_parts
-from .http import HttpClient, api_base_url, timeout_setting, tracking_setting
+from .http import HTTP_CONCURRENCY, HttpClient, api_base_url, timeout_setting, tracking_setting
 
 BASE_URL = "https://api.postmarkapp.com"
 # ErrorCodes worth another try later (rate or account limits); everything else is final.
@@ -38,7 +38,7 @@ class PostmarkProvider(BatchProvider):
     name = "postmark"
     capabilities = Capabilities(
         family=BATCH, max_batch=500, idempotency=False, lookup=True, custom_headers=True, unsubscribe="ours",
-        webhooks=True, tracking=True,
+        webhooks=True, tracking=True, concurrency=HTTP_CONCURRENCY,
     )  # fmt: skip
 
     def __init__(

@@ -21,7 +21,7 @@ from ..webhooks import (
     webhook_secret,
 )  # fmt: skip
 from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, ascii_recipients, message_parts
-from .http import HttpClient, api_base_url, timeout_setting
+from .http import HTTP_CONCURRENCY, HttpClient, api_base_url, timeout_setting
 
 BASE_URL = "https://api.resend.com"
 
@@ -36,7 +36,7 @@ class ResendProvider(BatchProvider):
     name = "resend"
     capabilities = Capabilities(
         family=BATCH, max_batch=100, idempotency=True, lookup=False, custom_headers=True, unsubscribe="ours",
-        webhooks=True,
+        webhooks=True, concurrency=HTTP_CONCURRENCY,
     )  # fmt: skip
 
     def __init__(self, client: HttpClient) -> None:

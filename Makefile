@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 NEWSLETTER := $(BIN)/newsletter
 DEMO_SUBSCRIBERS := alice@example.org bruno@example.org camille@example.org
 
-.PHONY: demo test test-deps clean bench bench-build
+.PHONY: demo test test-deps clean bench bench-build bench-send
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,10 +60,13 @@ test-deps:
 	fi
 
 ## Benchmarks against peers (minutes; never part of `make test`): figures for issue 13.
-bench: bench-build
+bench: bench-build bench-send
 
 bench-build: $(INSTALLED)
 	$(BIN)/python benchmarks/build.py
+
+bench-send: $(INSTALLED)
+	$(BIN)/python benchmarks/send.py
 
 clean:
 	rm -rf public outbox preview newsletter.db newsletter.db-wal newsletter.db-shm

@@ -58,33 +58,57 @@ class OutboxProvider(BatchProvider):
     def file_name(request: ChunkRequest, subscriber_id: int) -> str:
         return f"{request.issue.key}.{subscriber_id}.eml"
 
-    def _delivered(self, name: str) -> bool:
+    def _delivered(self, name: str, read: set[str] | None = None) -> bool:
         # A mail client moves read messages to cur/ and may append ":2,FLAGS".
-        return (self.path / "new" / name).exists() or any((self.path / "cur").glob(f"{name}*"))
+        if read is None:
+            read = self._read_names()
+        return (self.path / "new" / name).exists() or name in read
+
+    def _read_names(self) -> set[str]:
+        """Names of the messages a mail client moved to ``cur/`` (flags stripped), listed once per call."""
+        try:
+            return {entry.split(":", 1)[0] for entry in os.listdir(self.path / "cur")}
+        except FileNotFoundError:
+            return set()
 
     def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
+        """Write the chunk's messages into ``tmp/``, make them durable with one sync, then deliver.
+
+        One sync per chunk instead of one per file: nothing is in ``new/`` (delivered) before
+        every file of the chunk is on disk, and a crash in between leaves only ``tmp/`` files,
+        which no mail client reads and the retry writes again.
+        """
         self._ensure_maildir()
-        results = []
-        for recipient in request.recipients:
-            name = self.file_name(request, recipient.subscriber_id)
-            message_id = request.issue.message_id(recipient)
-            if not self._delivered(name):
+        read = self._read_names()
+        waiting = [r for r in request.recipients if not self._delivered(self.file_name(request, r.subscriber_id), read)]
+        try:
+            for recipient in waiting:
+                name = self.file_name(request, recipient.subscriber_id)
                 data = request.issue.message_bytes(recipient, date=request.date)
-                try:
-                    write_atomic(self.path / "tmp" / name, data)
+                fd = os.open(self.path / "tmp" / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+            if waiting:
+                os.sync()  # every file's data and inode, in one call
+                for recipient in waiting:
+                    name = self.file_name(request, recipient.subscriber_id)
                     os.replace(self.path / "tmp" / name, self.path / "new" / name)
-                except OSError as exc:
-                    raise OutputError(
-                        f"cannot write to the outbox ({exc.strerror})", where=str(self.path), hint="check permissions"
-                    )
-            results.append(DeliveryResult(recipient.subscriber_id, True, message_id))
-        return results
+                _sync_folder(self.path / "new")  # the renames themselves
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write to the outbox ({exc.strerror})", where=str(self.path), hint="check permissions"
+            ) from None
+        return [
+            DeliveryResult(recipient.subscriber_id, True, request.issue.message_id(recipient))
+            for recipient in request.recipients
+        ]
 
     def lookup_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
         """Which of the chunk's files are already in the Maildir."""
         results = []
+        read = self._read_names()
         for recipient in request.recipients:
-            found = self._delivered(self.file_name(request, recipient.subscriber_id))
+            found = self._delivered(self.file_name(request, recipient.subscriber_id), read)
             message_id = request.issue.message_id(recipient) if found else None
             results.append(DeliveryResult(recipient.subscriber_id, found, message_id))
         return results
@@ -102,3 +126,11 @@ class OutboxProvider(BatchProvider):
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,214 @@
+"""Send figures: 10k and 100k subscribers through the outbox, SMTP and a batch HTTP provider.
+
+Each row runs in its own process (its peak RSS is its own) through the public API
+(``Newsletter.open(...).plan()`` then ``.send(...)``), against lean local sinks:
+
+- SMTP: an aiosmtpd server on loopback that accepts and drops every message;
+- HTTP: a Mailgun-shaped endpoint (1,000 recipients per call) that answers after 50 ms, standing
+  in for the network round trip; it keeps nothing (the test fakes' per-recipient bookkeeping
+  would be measured instead of us);
+- personalisation: each recipient's complete MIME message (token signing included), in memory.
+
+Not part of ``make test``; ``make bench`` runs it.  ``--quick`` runs 1k and 10k.
+
+    .venv/bin/python benchmarks/send.py [--quick] [--only outbox,smtp,http,personalise]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+NOW = datetime(2026, 11, 26, 9, tzinfo=UTC)
+RTT_SECONDS = 0.050
+GOALS = {  # issue 13's table
+    "outbox": "100k <= 30 s",
+    "smtp": ">= 1,000 msg/s",
+    "http": "100k <= 2 s",
+    "personalise": ">= 10,000 msg/s",
+}
+KINDS = tuple(GOALS)
+
+
+def make_project(root: Path, subscribers: int, provider: str, table: str) -> Path:
+    shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
+    shutil.copytree(REPO / "content", root / "content")
+    shutil.copytree(REPO / "templates", root / "templates")
+    config = root / "newsletter.toml"
+    text = config.read_text(encoding="utf-8").replace('provider = "outbox"', f'provider = "{provider}"')
+    if provider != "outbox":  # the outbox's table is already there
+        text += f"\n[providers.{provider}]\n{table}\n"
+    config.write_text(text, encoding="utf-8")
+    from newsletter.store import Ledger
+
+    ledger = Ledger(root / "newsletter.db")
+    stamp = NOW.isoformat()
+    with ledger.db.conn:
+        ledger.db.conn.executemany(
+            "INSERT INTO subscribers (email, status, source, created_at, updated_at, consent_at, confirmed_at)"
+            " VALUES (?, 'active', 'bench', ?, ?, ?, ?)",
+            ((f"reader{n}@example.org", stamp, stamp, stamp, stamp) for n in range(subscribers)),
+        )
+    ledger.close()
+    return root
+
+
+def send_through(root: Path) -> dict:
+    from newsletter import Newsletter
+
+    with Newsletter.open(root, clock=lambda: NOW) as project:
+        started = time.perf_counter()
+        planned = project.plan()
+        planned_at = time.perf_counter()
+        report = project.send(planned)
+        done = time.perf_counter()
+    accepted = report.counts.get("accepted", 0)
+    assert report.finished, report
+    return {"messages": accepted, "plan_s": planned_at - started, "send_s": done - planned_at}
+
+
+def scenario_outbox(root: Path, size: int) -> dict:
+    make_project(root, size, "outbox", 'path = "outbox"')
+    figures = send_through(root)
+    figures["files"] = sum(1 for _ in (root / "outbox" / "new").iterdir())
+    return figures
+
+
+def scenario_smtp(root: Path, size: int) -> dict:
+    from aiosmtpd.controller import Controller
+
+    class Sink:
+        received = 0
+
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+            Sink.received += 1
+            return "250 OK"
+
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        make_project(root, size, "smtp", f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"')
+        figures = send_through(root)
+    finally:
+        controller.stop()
+    figures["received"] = Sink.received
+    return figures
+
+
+class LeanMailgun(BaseHTTPRequestHandler):
+    """Answers a Mailgun send after RTT_SECONDS; counts recipients by the ``to`` parts, keeps nothing."""
+
+    recipients = 0
+    calls = 0
+    lock = threading.Lock()
+
+    def do_POST(self):  # noqa: N802 (http.server's hook name)
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        time.sleep(RTT_SECONDS)
+        with LeanMailgun.lock:
+            LeanMailgun.calls += 1
+            LeanMailgun.recipients += body.count(b'name="to"')
+        answer = json.dumps({"id": f"<{time.monotonic_ns()}@bench.example.org>", "message": "Queued."}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
+def scenario_http(root: Path, size: int) -> dict:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), LeanMailgun)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        os.environ["NEWSLETTER_MAILGUN_API_KEY"] = "bench-key"
+        make_project(root, size, "mailgun", f'domain = "mg.example.org"\nbase_url = "{url}"')
+        figures = send_through(root)
+    finally:
+        server.shutdown()
+    figures.update(calls=LeanMailgun.calls, received=LeanMailgun.recipients)
+    return figures
+
+
+def scenario_personalise(root: Path, size: int) -> dict:
+    from newsletter.config import Secret, load_config
+    from newsletter.content import read_posts
+    from newsletter.render import render_issue
+    from newsletter.send import recipient_for
+    from newsletter.templates import make_environment
+
+    make_project(root, 0, "outbox", 'path = "outbox"')
+    config = load_config(root / "newsletter.toml")
+    issue = render_issue(config, read_posts(config)[0], make_environment(config.templates_dir))
+    keys = [Secret("k", "bench-key")]
+    started = time.perf_counter()
+    octets = 0
+    for n in range(1, size + 1):
+        octets += len(issue.message_bytes(recipient_for(config, keys, n, f"reader{n}@example.org", NOW), date=NOW))
+    done = time.perf_counter()
+    return {"messages": size, "send_s": done - started, "plan_s": 0.0, "mime_mb": octets / 1e6}
+
+
+def child(kind: str, size: int) -> None:
+    os.environ.setdefault("NEWSLETTER_TOKEN_KEY", "bench-token-key")
+    with tempfile.TemporaryDirectory() as folder:
+        figures = globals()[f"scenario_{kind}"](Path(folder), size)
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(figures))
+
+
+def run(kind: str, size: int) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", kind, str(size)], capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1k and 10k instead of 10k and 100k")
+    parser.add_argument("--only", default=",".join(KINDS), help="comma-separated: " + ", ".join(KINDS))
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]))
+        return
+    sizes = (1000, 10000) if args.quick else (10000, 100000)
+    print(f"{'send':<12}{'people':>8}{'plan s':>9}{'send s':>9}{'msg/s':>10}{'peak MB':>9}  goal")
+    for kind in args.only.split(","):
+        for size in sizes:
+            f = run(kind, size)
+            if "error" in f:
+                print(f"{kind:<12}{size:>8}  failed: {f['error']}")
+                continue
+            rate = f["messages"] / f["send_s"] if f["send_s"] else float("inf")
+            print(f"{kind:<12}{size:>8}{f['plan_s']:>9.2f}{f['send_s']:>9.2f}{rate:>10.0f}{f['peak_rss_mb']:>9.0f}"
+                  f"  {GOALS[kind]}")  # fmt: skip
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

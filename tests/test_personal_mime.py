@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import FIXED_NOW, write_post
 
+from conftest import FIXED_NOW, write_post
 from newsletter.content import read_post, read_posts
 from newsletter.errors import HeaderInjection
 from newsletter.render import Recipient, render_issue

@@ -7,8 +7,8 @@ from contextlib import closing
 
 import pytest
 import sqlite_utils
-from conftest import FIXED_NOW
 
+from conftest import FIXED_NOW
 from newsletter.errors import LedgerError
 from newsletter.store import ACCEPTED, IN_FLIGHT, MIGRATIONS, PLANNED, SKIPPED, TRANSITIONS, Ledger, LedgerStateError
 

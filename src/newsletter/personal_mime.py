@@ -124,7 +124,7 @@ class PersonalMessages:
             slot = {b"to": _TO, b"message-id": _MESSAGE_ID, b"list-unsubscribe": _LIST_UNSUBSCRIBE}.get(name)
             pieces.append(slot if slot else field + b"\r\n")
         body = whole[head_end:]
-        for part, slot in zip(message.iter_parts(), (_TEXT, _HTML)):
+        for part, slot in zip(message.iter_parts(), (_TEXT, _HTML), strict=True):
             payload = part.get_payload().replace("\n", "\r\n").encode("ascii")
             if body.count(payload) != 1:
                 return None

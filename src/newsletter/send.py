@@ -9,24 +9,32 @@ again.  Nothing here retries blindly.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Callable, Sequence
 
 import jinja2
 
 from .audience import UNSUBSCRIBE, make_token, unsubscribe_url
 from .config import Config, Secret
 from .content import Post, published
+from .delivery_pool import DeliveryPool, Outcome, PausedProvider, SharedPause
 from .errors import (
-    AlreadySent, ConfigError, DeliveryUncertain, NothingToSend, NotFound, ProviderError, ProviderRejected, SendConflict, UsageError,
+    AlreadySent,
+    ConfigError,
+    DeliveryUncertain,
+    NotFound,
+    NothingToSend,
+    ProviderError,
+    ProviderRejected,
+    SendConflict,
+    UsageError,
 )  # fmt: skip
 from .providers.base import AudienceProvider, BatchProvider, ChunkRequest, DeliveryResult, Provider
 from .render import Issue, Recipient, render_issue
-from .delivery_pool import DeliveryPool, Outcome, PausedProvider, SharedPause
 from .retry import Attempts, RetryPolicy
-from .templates import labels
 from .store import ACCEPTED, IN_FLIGHT, MARKED, PLANNED, REJECTED, SENT, UNKNOWN, IssueRecord, Ledger
+from .templates import labels
 
 Clock = Callable[[], datetime]
 DONE_STATES = (SENT, MARKED)

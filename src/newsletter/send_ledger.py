@@ -10,15 +10,32 @@ that the ledger does not know about.  Every update names the states it leaves
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Sequence
 
 from .store import (
-    ACCEPTED, ACTIVE, IN_FLIGHT, MARKED, PLANNED, PLANNING, REJECTED, SENDING, SENT, SKIPPED, SLICE_PAUSE_SECONDS,
-    SLICE_ROWS, UNKNOWN, UNSETTLED, DeliveryRow, IssueRecord, LedgerPart, LedgerStateError, _expect_one, _leaving,
+    ACCEPTED,
+    ACTIVE,
+    IN_FLIGHT,
+    MARKED,
+    PLANNED,
+    PLANNING,
+    REJECTED,
+    SENDING,
+    SENT,
+    SKIPPED,
+    SLICE_PAUSE_SECONDS,
+    SLICE_ROWS,
+    UNKNOWN,
+    UNSETTLED,
+    DeliveryRow,
+    IssueRecord,
+    LedgerPart,
+    LedgerStateError,
+    _expect_one,
+    _leaving,
     translating_errors,
 )  # fmt: skip
-
 
 # The per-chunk statements of a send.  Each is bounded by the chunk through the
 # (issue_id, chunk, state) index, never by the whole issue: ``ORDER BY subscriber_id`` alone

@@ -22,12 +22,12 @@ import inspect
 import os
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import sqlite_utils
 from sqlite_utils import Migrations

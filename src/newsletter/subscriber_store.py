@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Iterable, Iterator
 
 from .errors import SubscriberError
 from .store import (
-    ACTIVE, BOUNCED, COMPLAINED, DEFAULT_LIST, PENDING, SUPPRESSED_STATUSES, TRANSITIONS, UNSUBSCRIBED, LedgerPart,
-    address_hash, translating_errors,
+    ACTIVE,
+    BOUNCED,
+    COMPLAINED,
+    DEFAULT_LIST,
+    PENDING,
+    SUPPRESSED_STATUSES,
+    TRANSITIONS,
+    UNSUBSCRIBED,
+    LedgerPart,
+    address_hash,
+    translating_errors,
 )  # fmt: skip
 
 _FLAG = {UNSUBSCRIBED: "unsubscribe", BOUNCED: "bounce", COMPLAINED: "complaint"}

@@ -11,16 +11,24 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
 from .. import __version__
 from ..config import Secret
-from ..errors import ConfigError, ProviderAuthError, ProviderError, ProviderRateLimited, ProviderRejected, ProviderTransient
+from ..errors import (
+    ConfigError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderTransient,
+)
 
 USER_AGENT = f"newsletter/{__version__} (+https://github.com/newsletter)"
 RETRY_LATER = "a temporary failure: run 'newsletter send' again to resume (nothing is sent twice)"
@@ -253,8 +261,8 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _never_connected(error: requests.exceptions.ConnectionError) -> bool:

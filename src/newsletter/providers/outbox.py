@@ -10,9 +10,10 @@ protocol), so a mail client never sees half a message.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..config import Config
 from ..errors import OutputError
@@ -32,7 +33,7 @@ class OutboxProvider(BatchProvider):
         self.path = path
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> "OutboxProvider":
+    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> OutboxProvider:
         folder = settings.get("path", "outbox")
         if not isinstance(folder, str) or not folder.strip():
             raise OutputError(

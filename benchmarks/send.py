@@ -190,6 +190,7 @@ def run(kind: str, size: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1k and 10k instead of 10k and 100k")
+    parser.add_argument("--sizes", help="comma-separated subscriber counts (instead of 10k and 100k)")
     parser.add_argument("--only", default=",".join(KINDS), help="comma-separated: " + ", ".join(KINDS))
     parser.add_argument("--child", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -197,6 +198,8 @@ def main() -> None:
         child(args.child[0], int(args.child[1]))
         return
     sizes = (1000, 10000) if args.quick else (10000, 100000)
+    if args.sizes:
+        sizes = tuple(int(size) for size in args.sizes.split(","))
     print(f"{'send':<12}{'people':>8}{'plan s':>9}{'send s':>9}{'msg/s':>10}{'peak MB':>9}  goal")
     for kind in args.only.split(","):
         for size in sizes:

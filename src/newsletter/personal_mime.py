@@ -73,7 +73,7 @@ class _Body:
 
 def _encode_line(line: str) -> str:
     # As email.contentmanager encodes, with the transport line ends the generator writes.
-    return quoprimime.body_encode(line, _POLICY.max_line_length, eol="\r\n")
+    return quoprimime.body_encode(line, _POLICY.max_line_length or 78, eol="\r\n")
 
 
 class PersonalMessages:

@@ -243,7 +243,7 @@ class SendLedger(LedgerPart):
         its settling (:meth:`settle_chunk`).
         """
         rows = self.db.execute(CHUNK_ROWS_SQL, [ACTIVE, issue_id, chunk, PLANNED, IN_FLIGHT, UNKNOWN]).fetchall()
-        return [DeliveryRow(*row[:4], departed=bool(row[4])) for row in rows]
+        return [DeliveryRow(row[0], row[1], row[2], row[3], departed=bool(row[4])) for row in rows]
 
     def skip_unsubscribed(self, issue_id: int, chunk: int, *, now: datetime) -> int:
         """Planned deliveries whose subscriber left since planning are skipped, never sent."""

@@ -27,9 +27,8 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from email import quoprimime
-from email.headerregistry import Address
 
-from .render import _POLICY, Issue, Recipient, folded
+from .render import _POLICY, Issue, Recipient, _address, folded
 from .textutil import check_header_value
 
 _STAND_IN_ADDRESS = "stand-in@example.invalid"
@@ -93,7 +92,8 @@ class PersonalMessages:
         if digits not in self._cut:
             self._cut[digits] = self._make_cut(digits)
         cut = self._cut[digits]
-        if cut is None or recipient.subscriber_id < 0:
+        # A non-ASCII address gets the SMTPUTF8 policy for the whole message: built from scratch.
+        if cut is None or recipient.subscriber_id < 0 or not recipient.email.isascii():
             return self.issue.message_for(recipient, date=self.date).as_bytes()
         return self._fill(cut, recipient)
 
@@ -154,5 +154,5 @@ def _raw_header(name: str, value: str) -> bytes:
 def _to_header(email: str) -> bytes:
     if len(email) <= _SHORT_TO and _PLAIN_ADDRESS.match(email):
         return b"To: " + email.encode("ascii") + b"\r\n"
-    name, value = _POLICY.header_store_parse("To", Address(addr_spec=email))
+    name, value = _POLICY.header_store_parse("To", _address(email))
     return _POLICY.fold_binary(name, value)

@@ -33,6 +33,7 @@ subprocess (so a traceback would really show); then the contract is checked:
 ``chunk_state``     with "no-unconfirmed-accepts": the state every chunk of the new issue must be in
 ``require``/``forbid``  strings that must / must not appear in the outputs (public/ files, or the
                     decoded new emails); ``forbid`` is also checked against stdout and stderr
+``warning``         success only: substrings of the one ``Warning: …`` line stderr must hold
 ``forbid_paths``    file names that must not appear anywhere in the temporary tree
 ``new_post``        copy ``_shared/nouveau-billet.md`` (a valid post newer than the demo's)
 ``*.md`` files      copied into ``content/posts/``; ``newsletter.toml`` replaces the config
@@ -621,8 +622,14 @@ def contract_problems(result: Result) -> list[str]:
         problems.extend(tree_changes(result.tree_before, result.tree_after))
         searched = public_text(result.project)
     else:
-        if result.stderr.strip():
+        warned = [line for line in result.stderr.splitlines() if line.strip()]
+        expected_warning = case.get("warning", [])
+        if not expected_warning and warned:
             problems.append(f"a success prints nothing on stderr: {result.stderr!r}")
+        elif expected_warning and not (
+            len(warned) == 1 and warned[0].startswith("Warning: ") and all(w in warned[0] for w in expected_warning)
+        ):
+            problems.append(f"expected one 'Warning: …' line with {expected_warning}, got {result.stderr!r}")
         searched = check_success_outputs(result, problems)
         for name, html in html_outputs(result).items():
             problems.extend(f"{name}: dangerous markup {found}" for found in markup_problems(html))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable
 import click
 
 from . import __version__
-from .errors import EXIT_ERROR, NewsletterError, NothingToSend, UsageError
+from .errors import EXIT_ERROR, ConfigErrors, NewsletterError, NothingToSend, UsageError
 
 if TYPE_CHECKING:
     from .project import Newsletter
@@ -40,7 +40,9 @@ class State:
     """What every command shares: where the config is, the clock, and the project once opened."""
 
     config_path: Path | None = None
+    directory: Path | None = None  # -C DIR: look for newsletter.toml from there, not the current folder
     debug: bool = False
+    quiet: bool = False
     clock: Callable[[], datetime] = _utc_now
     _project: Newsletter | None = field(default=None, repr=False)
 
@@ -49,7 +51,12 @@ class State:
         if self._project is None:
             from .project import Newsletter
 
-            self._project = Newsletter.open(self.config_path, clock=self.clock)
+            path = self.config_path
+            if path is None and self.directory is not None:
+                from .config import find_config
+
+                path = find_config(self.directory)
+            self._project = Newsletter.open(path, clock=self.clock)
             click.get_current_context().call_on_close(self._close)
         return self._project
 
@@ -70,6 +77,9 @@ class NewsletterGroup(click.Group):
                 raise
             if isinstance(error, NothingToSend):
                 click.echo(f"Nothing to send: {error.one_line()}")
+            elif isinstance(error, ConfigErrors):  # every mistake of the file, one line each
+                for line in error.lines():
+                    click.echo(f"Error: {line}", err=True)
             else:
                 click.echo(f"Error: {error.one_line()}", err=True)
             ctx.exit(error.exit_code)
@@ -99,9 +109,17 @@ def _debugging(ctx: click.Context) -> bool:
     envvar="NEWSLETTER_CONFIG",
     help="Path of newsletter.toml (default: the nearest one from the current folder up).",
 )
+@click.option(
+    "-C",
+    "directory",
+    metavar="DIR",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Run as if started in DIR (newsletter.toml is looked for from there up).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or notes; errors and results only.")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, config_path: Path | None, directory: Path | None, quiet: bool, debug: bool) -> None:
     """Publish Markdown posts as an Atom feed, a web archive and email issues sent exactly once.
 
     Exit codes: 0 done, 1 bad input (post, config, provider, ledger),
@@ -109,6 +127,8 @@ def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
 
     \b
     Examples:
+      newsletter init my-letter        # a new project, ready to build
+      newsletter new "Second issue"    # a new post, dated now
       newsletter build                 # feeds and pages into public/
       newsletter preview               # the newest issue's email into preview/
       newsletter send --dry-run        # show the plan, render every message
@@ -117,7 +137,24 @@ def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
     """
     state = ctx.ensure_object(State)
     state.config_path = config_path or state.config_path
+    state.directory = directory or state.directory
     state.debug = debug or state.debug
+    state.quiet = quiet or state.quiet
+    _show_warnings(quiet=state.quiet)
+
+
+def _show_warnings(*, quiet: bool) -> None:
+    """The library's warnings (``logging``, logger ``newsletter``) as ``Warning: …`` lines on stderr."""
+    import logging
+
+    logger = logging.getLogger("newsletter")
+    logger.handlers = [handler for handler in logger.handlers if not getattr(handler, "newsletter_cli", False)]
+    handler = logging.StreamHandler(click.get_text_stream("stderr"))
+    handler.newsletter_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("Warning: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.ERROR if quiet else logging.WARNING)
+    logger.propagate = False
 
 
 pass_state = click.make_pass_decorator(State, ensure=True)

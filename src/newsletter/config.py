@@ -7,6 +7,7 @@ message (SEC-08).
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -17,11 +18,11 @@ from dataclasses import dataclass, field
 from email.headerregistry import Address
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError, SecretMissing
+from .errors import ConfigError, ConfigErrors, SecretMissing
 from .retry import RetryPolicy
 from .textutil import has_xml_forbidden, header_break, is_dot_atom, is_email_address
 
@@ -41,6 +42,40 @@ PROVIDER_TEXT_SETTINGS = frozenset(
         "api_version", "message_stream", "transactional_stream", "webhook_user",
     }
 )  # fmt: skip
+
+# Every key the code reads, by table: anything else is a typo, refused with a did-you-mean.
+KNOWN_KEYS: dict[str, frozenset[str]] = {
+    "site": frozenset({"title", "id", "base_url", "language", "timezone", "author", "description"}),
+    "email": frozenset(
+        {"from_name", "from_address", "postal_address", "list_id", "unsubscribe_url", "reply_to", "unsubscribe_mailto"}
+    ),
+    "paths": frozenset({"content", "public", "templates", "preview", "static"}),
+    "send": frozenset(
+        {"provider", "database", "token_key_env", "retry_attempts", "retry_base_delay", "retry_max_delay", "retry_deadline"}
+    ),
+    "feed": frozenset({"entries", "complete", "websub_hub", "per_page"}),
+    "service": frozenset({"url"}),
+    "providers": frozenset(),  # a table of [providers.NAME] tables, checked below
+}
+# The settings each built-in provider reads (a plug-in's own table is its business).
+_HTTP_SETTINGS = {"base_url", "timeout", "tracking", "batch_size"}
+PROVIDER_KEYS: dict[str, frozenset[str]] = {
+    "outbox": frozenset({"path", "batch_size"}),
+    "smtp": frozenset(
+        {"host", "port", "security", "username", "password_env", "timeout", "envelope_from", "ca_file", "batch_size"}
+    ),
+    "mailgun": frozenset(_HTTP_SETTINGS | {"domain", "region", "api_key_env", "webhook_key_env"}),
+    "postmark": frozenset(
+        _HTTP_SETTINGS
+        | {"server_token_env", "message_stream", "transactional_stream", "webhook_user", "webhook_password_env"}
+    ),
+    "resend": frozenset(_HTTP_SETTINGS | {"api_key_env", "webhook_secret_env"}),
+    "buttondown": frozenset(_HTTP_SETTINGS | {"api_key_env", "api_version"}),
+    "ses": frozenset(
+        _HTTP_SETTINGS
+        | {"region", "access_key_id_env", "secret_access_key_env", "session_token_env", "from_address", "configuration_set"}
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -236,15 +271,69 @@ def secret(variable: str, environ: Mapping[str, str] | None = None) -> Secret:
 
 
 def find_config(start: Path | None = None) -> Path:
-    """The ``newsletter.toml`` in ``start`` (default: the working directory)."""
-    path = (start or Path.cwd()) / CONFIG_FILE
+    """The nearest ``newsletter.toml``: in ``start`` (default: the working directory) or a parent, as git does."""
+    here = (start or Path.cwd()).absolute()
+    for folder in (here, *here.parents):
+        path = folder / CONFIG_FILE
+        if path.is_file():
+            return path
+    raise ConfigError(
+        f"no {CONFIG_FILE} here or in any parent folder",
+        where=str(here),
+        hint=f"run 'newsletter init' to start one, or use 'newsletter -C DIR …' or pass --config PATH/{CONFIG_FILE}",
+    )
+
+
+ENV_FILE = ".env"
+_ENV_LINE = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The ``NAME=value`` lines of a ``.env`` file (``#`` comments, optional quotes, ``export``).
+
+    A line that is not an assignment is an error naming it: a half-read file of secrets
+    would fail later, further from the cause.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("not valid UTF-8", where=str(path), hint="save the file as UTF-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read ({exc.strerror})", where=str(path), hint="check the file's permissions")
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _ENV_LINE.fullmatch(line)
+        if match is None:
+            raise ConfigError(
+                "is not a NAME=value line", where=f"{path}:{number}", hint="write e.g. NEWSLETTER_TOKEN_KEY=… or # a comment"
+            )
+        name, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[name] = value
+    return values
+
+
+def load_env_file(root: Path, environ: dict[str, str] | None = None) -> list[str]:
+    """Load ``root/.env`` into the environment, never overriding a variable already set.
+
+    Returns the names it set.  Kept beside ``newsletter.toml`` and out of git, it holds
+    the secrets the config file names (SEC-07).
+    """
+    path = Path(root) / ENV_FILE
     if not path.is_file():
-        raise ConfigError(
-            f"no {CONFIG_FILE} here",
-            where=str(path.parent),
-            hint=f"run the command in your newsletter's folder or pass --config PATH/{CONFIG_FILE}",
-        )
-    return path
+        return []
+    env = os.environ if environ is None else environ
+    added = []
+    for name, value in read_env_file(path).items():
+        if name not in env:
+            env[name] = value
+            added.append(name)
+    return added
 
 
 def load_config(path: Path) -> Config:
@@ -290,46 +379,57 @@ def _read_bounded(path: Path) -> bytes:
     return data
 
 
-def check_shape(raw: Mapping[str, Any], source: str) -> None:
+def check_shape(raw: Mapping[str, Any], source: str, errors: list[ConfigError] | None = None) -> None:
     """Every value of the parsed file, whatever its key: bounded depth, finite numbers SQLite can
     hold, text without control characters, environment variable names that are names.
 
-    Walked with an explicit stack, so no input can exhaust the recursion limit.
+    Walked with an explicit stack, so no input can exhaust the recursion limit.  With
+    ``errors``, each problem is appended there and the walk goes on; without, the first raises.
     """
     stack: list[tuple[str, Any, int]] = [("", raw, 0)]
     while stack:
         key, value, depth = stack.pop()
-        where = f"{source}: {key or 'the top level'}"
-        if depth > MAX_CONFIG_DEPTH:
-            raise ConfigError(
-                f"is nested more than {MAX_CONFIG_DEPTH} levels deep", where=where, hint="flatten the tables and arrays"
-            )
-        if isinstance(value, dict):
-            for name, item in value.items():
-                if has_xml_forbidden(name):
-                    raise ConfigError("a key holds a control character", where=where, hint="retype the key")
-                stack.append((f"{key}.{name}" if key else name, item, depth + 1))
-        elif isinstance(value, list):
-            stack.extend((f"{key}[{index}]", item, depth + 1) for index, item in enumerate(value))
-        elif isinstance(value, float) and not math.isfinite(value):
-            allowed = number_range(key)
-            if allowed is not None:
-                problem, hint = f"must be {allowed.describe()} (got {value})", f"e.g. {_last(key)} = {_plain(allowed.example)}"
-            else:
-                problem, hint = f"is {value}, not a finite number", "write a plain number"
-            raise ConfigError(problem, where=where, hint=hint)
-        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > LARGEST_INTEGER:
-            raise ConfigError("is too large a number", where=where, hint=f"numbers stay below {LARGEST_INTEGER:,}")
-        elif isinstance(value, str) and has_xml_forbidden(value):
-            character = next(ch for ch in value if has_xml_forbidden(ch))
-            raise ConfigError(
-                f"contains the control character U+{ord(character):04X}", where=where,
-                hint="remove it (often an invisible character pasted by accident)",
-            )  # fmt: skip
-        if key.endswith("_env") and not (isinstance(value, str) and _ENV_NAME.fullmatch(value)):
-            raise ConfigError(
-                "must name an environment variable", where=where, hint=f'e.g. {_last(key)} = "NEWSLETTER_KEY"'
-            )
+        try:
+            _check_value(stack, key, value, depth, source)
+        except ConfigError as error:
+            if errors is None:
+                raise
+            errors.append(error)
+
+
+def _check_value(stack: list[tuple[str, Any, int]], key: str, value: Any, depth: int, source: str) -> None:
+    """One value of :func:`check_shape`; its children go on ``stack``."""
+    where = f"{source}: {key or 'the top level'}"
+    if depth > MAX_CONFIG_DEPTH:
+        raise ConfigError(
+            f"is nested more than {MAX_CONFIG_DEPTH} levels deep", where=where, hint="flatten the tables and arrays"
+        )
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if has_xml_forbidden(name):
+                raise ConfigError("a key holds a control character", where=where, hint="retype the key")
+            stack.append((f"{key}.{name}" if key else name, item, depth + 1))
+    elif isinstance(value, list):
+        stack.extend((f"{key}[{index}]", item, depth + 1) for index, item in enumerate(value))
+    elif isinstance(value, float) and not math.isfinite(value):
+        allowed = number_range(key)
+        if allowed is not None:
+            problem, hint = f"must be {allowed.describe()} (got {value})", f"e.g. {_last(key)} = {_plain(allowed.example)}"
+        else:
+            problem, hint = f"is {value}, not a finite number", "write a plain number"
+        raise ConfigError(problem, where=where, hint=hint)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > LARGEST_INTEGER:
+        raise ConfigError("is too large a number", where=where, hint=f"numbers stay below {LARGEST_INTEGER:,}")
+    elif isinstance(value, str) and has_xml_forbidden(value):
+        character = next(ch for ch in value if has_xml_forbidden(ch))
+        raise ConfigError(
+            f"contains the control character U+{ord(character):04X}", where=where,
+            hint="remove it (often an invisible character pasted by accident)",
+        )  # fmt: skip
+    if key.endswith("_env") and not (isinstance(value, str) and _ENV_NAME.fullmatch(value)):
+        raise ConfigError(
+            "must name an environment variable", where=where, hint=f'e.g. {_last(key)} = "NEWSLETTER_KEY"'
+        )
 
 
 def _last(key: str) -> str:
@@ -350,82 +450,161 @@ def _provider_tables(raw: Mapping[str, Any], source: str) -> dict[str, dict[str,
             raise ConfigError(
                 "must be a table of settings", where=where, hint=f"write its settings under a [providers.{name}] header"
             )
-        for key, value in settings.items():
-            if key in PROVIDER_NUMBERS and not PROVIDER_NUMBERS[key].admits(value):
-                raise ConfigError(
-                    f"must be {PROVIDER_NUMBERS[key].describe()} (got {_shown(value)})",
-                    where=f"{where}.{key}", hint=f"e.g. {key} = {_plain(PROVIDER_NUMBERS[key].example)}",
-                )  # fmt: skip
-            if key in PROVIDER_TEXT_SETTINGS and not isinstance(value, str):
-                raise ConfigError("must be a string", where=f"{where}.{key}", hint='write it in "quotes"')
-            if isinstance(value, (dict, list)):
-                raise ConfigError(
-                    "must be a single value (text, number or true/false)", where=f"{where}.{key}",
-                    hint="no provider setting is a table or an array",
-                )  # fmt: skip
     return providers
+
+
+def _check_provider_settings(name: str, settings: Mapping[str, Any], source: str, errors: list[ConfigError]) -> None:
+    """One ``[providers.NAME]`` table: its numbers in range, its text settings text, no tables."""
+    where = f"{source}: providers.{name}"
+    for key, value in settings.items():
+        try:
+            _check_provider_setting(where, key, value)
+        except ConfigError as error:
+            errors.append(error)
+
+
+def _check_provider_setting(where: str, key: str, value: Any) -> None:
+    if key in PROVIDER_NUMBERS and not PROVIDER_NUMBERS[key].admits(value):
+        raise ConfigError(
+            f"must be {PROVIDER_NUMBERS[key].describe()} (got {_shown(value)})",
+            where=f"{where}.{key}", hint=f"e.g. {key} = {_plain(PROVIDER_NUMBERS[key].example)}",
+        )  # fmt: skip
+    if key in PROVIDER_TEXT_SETTINGS and not isinstance(value, str):
+        raise ConfigError("must be a string", where=f"{where}.{key}", hint='write it in "quotes"')
+    if isinstance(value, (dict, list)):
+        raise ConfigError(
+            "must be a single value (text, number or true/false)", where=f"{where}.{key}",
+            hint="no provider setting is a table or an array",
+        )  # fmt: skip
+
+
+def unknown_keys(raw: Mapping[str, Any], source: str = CONFIG_FILE) -> list[ConfigError]:
+    """A :class:`ConfigError` for every table or key the code never reads, with a did-you-mean.
+
+    A typo (``form_address``) would otherwise be ignored and its default used in silence.
+    """
+    found = []
+    for table, section in raw.items():
+        if table not in KNOWN_KEYS:
+            found.append(_unknown(f"[{table}]", table, KNOWN_KEYS, source, f"{source}: {table}", "table"))
+            continue
+        if not isinstance(section, dict):
+            continue  # reported by the reader as "must be a table"
+        if table == "providers":
+            for name, settings in section.items():
+                allowed = PROVIDER_KEYS.get(name)
+                if allowed is None or not isinstance(settings, dict):
+                    continue  # a plug-in provider: its settings are its own
+                for key in settings:
+                    if key not in allowed:
+                        found.append(_unknown(key, key, allowed, source, f"{source}: providers.{name}.{key}", "setting"))
+            continue
+        for key in section:
+            if key not in KNOWN_KEYS[table]:
+                found.append(_unknown(key, key, KNOWN_KEYS[table], source, f"{source}: {table}.{key}", "key"))
+    return found
+
+
+def _unknown(shown: str, name: str, known: Any, source: str, where: str, kind: str) -> ConfigError:
+    close = difflib.get_close_matches(str(name), sorted(known), n=1, cutoff=0.6)
+    if close:
+        hint = f"did you mean {close[0]!r}?"
+    else:
+        hint = f"known: {', '.join(sorted(known))}" if known else "remove it"
+    return ConfigError(f"unknown {kind} {str(shown)[:60]!r}", where=where, hint=hint)
 
 
 def _shown(value: Any) -> str:
     return str(value)[:40] if isinstance(value, (int, float)) else repr(value)[:40]
 
 
+MAX_REPORTED_ERRORS = 20  # a file of garbage gets a readable report, not ten thousand lines
+
+
 def parse_config(raw: Mapping[str, Any], *, root: Path, source: str = CONFIG_FILE) -> Config:
-    """Validate an already-parsed TOML mapping (see :func:`load_config`)."""
+    """Validate an already-parsed TOML mapping (see :func:`load_config`).
+
+    Every mistake is collected, not only the first: one error raises a :class:`ConfigError`,
+    several a :class:`ConfigErrors` holding each, so the editor fixes them in one run.
+    """
     if not isinstance(raw, dict):
         raise ConfigError("must hold TOML tables", where=source, hint="start with a [site] table")
-    check_shape(raw, source)
-    providers = _provider_tables(raw, source)
-    reader = _Reader(raw, source)
+    errors: list[ConfigError] = []
+    check_shape(raw, source, errors)
+    if errors:  # a value that is not even data (NaN, control characters, too deep): stop here
+        _raise_all(errors)
+    errors.extend(unknown_keys(raw, source))
+    r = _Reader(raw, source, errors)
+    providers = r.get(lambda: _provider_tables(raw, source), {})
+    for name, settings in providers.items():
+        if isinstance(settings, dict):
+            _check_provider_settings(name, settings, source, errors)
     site = SiteConfig(
-        title=reader.text("site", "title", header=True),
-        id=reader.feed_id("site", "id"),
-        base_url=reader.base_url("site", "base_url"),
-        language=reader.language("site", "language", default="en"),
-        timezone=reader.zone("site", "timezone", default="UTC"),
-        author=reader.text("site", "author", header=True),
-        description=reader.text("site", "description", default=""),
+        title=r.get(lambda: r.text("site", "title", header=True), "?"),
+        id=r.get(lambda: r.feed_id("site", "id"), "urn:uuid:00000000-0000-0000-0000-000000000000"),
+        base_url=r.get(lambda: r.base_url("site", "base_url"), "https://invalid.example/"),
+        language=r.get(lambda: r.language("site", "language", default="en"), "en"),
+        timezone=r.get(lambda: r.zone("site", "timezone", default="UTC"), ZoneInfo("UTC")),
+        author=r.get(lambda: r.text("site", "author", header=True), "?"),
+        description=r.get(lambda: r.text("site", "description", default=""), ""),
     )
     if "@" in site.author:
-        raise ConfigError(
+        errors.append(ConfigError(
             "must be a name, not an email address (ATOM-26)", where=f"{source}: site.author", hint="write only the name"
-        )
+        ))  # fmt: skip
     email = EmailConfig(
-        from_name=reader.text("email", "from_name", default=site.author, header=True),
-        from_address=reader.address("email", "from_address"),
-        postal_address=reader.text("email", "postal_address"),
-        list_id=reader.list_id("email", "list_id", default=f"newsletter.{site.domain}"),
-        unsubscribe_url=reader.url("email", "unsubscribe_url", default=site.base_url + "unsubscribe/"),
-        reply_to=reader.address("email", "reply_to", default=""),
-        unsubscribe_mailto=reader.address("email", "unsubscribe_mailto", default=""),
+        from_name=r.get(lambda: r.text("email", "from_name", default=site.author, header=True), "?"),
+        from_address=r.get(lambda: r.address("email", "from_address"), "invalid@example.org"),
+        postal_address=r.get(lambda: r.text("email", "postal_address"), "?"),
+        list_id=r.get(lambda: r.list_id("email", "list_id", default=f"newsletter.{site.domain}"), "invalid.example"),
+        unsubscribe_url=r.get(lambda: r.url("email", "unsubscribe_url", default=site.base_url + "unsubscribe/"), ""),
+        reply_to=r.get(lambda: r.address("email", "reply_to", default=""), ""),
+        unsubscribe_mailto=r.get(lambda: r.address("email", "unsubscribe_mailto", default=""), ""),
     )
-    return Config(
+
+    def path(table: str, key: str, default: str) -> Path:
+        return root / r.get(lambda: r.text(table, key, default=default), default)
+
+    config = Config(
         root=root,
         site=site,
         email=email,
-        content_dir=root / reader.text("paths", "content", default="content/posts"),
-        public_dir=root / reader.text("paths", "public", default="public"),
-        templates_dir=root / reader.text("paths", "templates", default="templates"),
-        preview_dir=root / reader.text("paths", "preview", default="preview"),
-        static_dir=root / reader.text("paths", "static", default="content/static"),
-        database_path=root / reader.text("send", "database", default="newsletter.db"),
-        provider=reader.text("send", "provider", default="outbox"),
-        token_key_env=reader.text("send", "token_key_env", default="NEWSLETTER_TOKEN_KEY"),
-        providers=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in providers.items()}),
+        content_dir=path("paths", "content", "content/posts"),
+        public_dir=path("paths", "public", "public"),
+        templates_dir=path("paths", "templates", "templates"),
+        preview_dir=path("paths", "preview", "preview"),
+        static_dir=path("paths", "static", "content/static"),
+        database_path=path("send", "database", "newsletter.db"),
+        provider=r.get(lambda: r.text("send", "provider", default="outbox"), "outbox"),
+        token_key_env=r.get(lambda: r.text("send", "token_key_env", default="NEWSLETTER_TOKEN_KEY"), "NEWSLETTER_TOKEN_KEY"),
+        providers=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in providers.items() if isinstance(v, dict)}),
         retry=RetryPolicy(
-            max_attempts=int(reader.number("send", "retry_attempts", default=8)),
-            base_delay=reader.number("send", "retry_base_delay", default=1.0),
-            max_delay=reader.number("send", "retry_max_delay", default=60.0),
-            deadline=reader.number("send", "retry_deadline", default=600.0),
+            max_attempts=int(r.get(lambda: r.number("send", "retry_attempts", default=8), 8)),
+            base_delay=r.get(lambda: r.number("send", "retry_base_delay", default=1.0), 1.0),
+            max_delay=r.get(lambda: r.number("send", "retry_max_delay", default=60.0), 60.0),
+            deadline=r.get(lambda: r.number("send", "retry_deadline", default=600.0), 600.0),
         ),
         feed=FeedConfig(
-            entries=reader.whole("feed", "entries", default=20, maximum=1000),
-            complete=reader.flag("feed", "complete", default=False),
-            websub_hub=reader.url("feed", "websub_hub", default="", https=True) if _has(raw, "feed", "websub_hub") else "",
-            per_page=reader.whole("feed", "per_page", default=20, maximum=1000),
+            entries=r.get(lambda: r.whole("feed", "entries", default=20, maximum=1000), 20),
+            complete=r.get(lambda: r.flag("feed", "complete", default=False), False),
+            websub_hub=r.get(lambda: r.url("feed", "websub_hub", default="", https=True), "")
+            if _has(raw, "feed", "websub_hub")
+            else "",
+            per_page=r.get(lambda: r.whole("feed", "per_page", default=20, maximum=1000), 20),
         ),
-        service_url=reader.base_url("service", "url") if _has(raw, "service", "url") else "",
+        service_url=r.get(lambda: r.base_url("service", "url"), "") if _has(raw, "service", "url") else "",
     )
+    if errors:
+        _raise_all(errors)
+    return config
+
+
+def _raise_all(errors: list[ConfigError]) -> None:
+    """Raise the one error, or all of them (each once, at most :data:`MAX_REPORTED_ERRORS`)."""
+    unique = list({error.one_line(): error for error in errors}.values())[:MAX_REPORTED_ERRORS]
+    if len(unique) == 1:
+        raise unique[0]
+    raise ConfigErrors(unique)
 
 
 def _has(raw: Mapping[str, Any], table: str, key: str) -> bool:
@@ -436,9 +615,18 @@ def _has(raw: Mapping[str, Any], table: str, key: str) -> bool:
 class _Reader:
     """Typed access to ``[table] key`` values, each error naming the field."""
 
-    def __init__(self, raw: Mapping[str, Any], source: str) -> None:
+    def __init__(self, raw: Mapping[str, Any], source: str, errors: list[ConfigError] | None = None) -> None:
         self.raw = raw
         self.source = source
+        self.errors = [] if errors is None else errors
+
+    def get(self, read: Callable[[], Any], fallback: Any) -> Any:
+        """``read()``, or ``fallback`` with its error collected: one run reports every mistake."""
+        try:
+            return read()
+        except ConfigError as error:
+            self.errors.append(error)
+            return fallback
 
     def _where(self, table: str, key: str) -> str:
         return f"{self.source}: {table}.{key}"

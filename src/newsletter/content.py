@@ -8,6 +8,7 @@ downstream (feed, web pages, email) reads the same sanitized, absolute-URL HTML.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import stat
@@ -563,11 +564,12 @@ class _FieldReader:
         if when.year < EARLIEST_YEAR:
             raise self.fail(name, f"{value!r} is before {EARLIEST_YEAR}", "check the year")
         if when.tzinfo is None or when.utcoffset() is None:
-            raise self.fail(
-                name,
-                f"{value!r} has no time zone (ATOM-21)",
-                f'add the offset, e.g. "{when.replace(tzinfo=config.site.timezone).isoformat()}"',
-            )
+            # The editor's zone is the one meant; feeds still get an offset (ATOM-21).
+            when = when.replace(tzinfo=config.site.timezone)
+            logging.getLogger("newsletter").warning(
+                "%s: field %r %r has no time zone offset; read in site.timezone as %s — write the offset to silence this",
+                self.where, name, value, when.isoformat(),
+            )  # fmt: skip
         if when.utcoffset() % timedelta(minutes=1):
             raise self.fail(name, f"{value!r} has an offset with seconds (not RFC 3339)", "write the offset as +HH:MM")
         if when - datetime.now(when.tzinfo) > FAR_FUTURE:

@@ -40,6 +40,22 @@ class ConfigError(NewsletterError):
     """``newsletter.toml`` is missing, unreadable or holds a wrong value."""
 
 
+class ConfigErrors(ConfigError):
+    """Several mistakes in ``newsletter.toml``, found in one reading: ``errors`` holds each one.
+
+    The CLI prints one line per error, so an editor fixes them all in one go.
+    """
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.message, hint=first.hint, where=first.where)
+        self.errors = list(errors)
+
+    def lines(self) -> list[str]:
+        """One line per error, in the order the file holds them."""
+        return [error.one_line() for error in self.errors]
+
+
 class SecretMissing(ConfigError):
     """A secret's environment variable is not set."""
 

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
-from .config import CONFIG_FILE, Config, Secret, find_config, load_config
+from .config import CONFIG_FILE, Config, Secret, find_config, load_config, load_env_file
 from .errors import NewsletterError, NothingToSend, NotFound, UsageError
 from .lock import SendLock
 
@@ -117,7 +117,8 @@ class Newsletter:
     @classmethod
     def open(cls, path: str | Path | Config | None = None, *, clock: Clock = utc_now) -> Newsletter:
         """Open the project at ``path``: a folder, its ``newsletter.toml``, a loaded Config, or
-        ``None`` for the nearest ``newsletter.toml`` from the current folder."""
+        ``None`` for the nearest ``newsletter.toml`` from the current folder up.  The ``.env``
+        beside it is loaded into the environment, never overriding a variable already set."""
         if isinstance(path, Config):
             return cls(path, clock=clock)
         if path is None:
@@ -126,7 +127,9 @@ class Newsletter:
             file = Path(path)
             if file.is_dir():
                 file = file / CONFIG_FILE
-        return cls(load_config(file), clock=clock)
+        config = load_config(file)
+        load_env_file(config.root)  # .env beside newsletter.toml; the real environment wins
+        return cls(config, clock=clock)
 
     def __enter__(self) -> Newsletter:
         return self
@@ -346,6 +349,12 @@ class Newsletter:
         """The send lock lives beside the ledger it protects."""
         database = self.config.database_path
         return database.with_name(database.name + ".lock")
+
+    def new_post(self, title: str) -> Path:
+        """Write a new post titled ``title`` into ``content/``, dated now in ``site.timezone``."""
+        from .scaffold import new_post
+
+        return new_post(self.config, title, self.clock())
 
     # -- the ledger's view --------------------------------------------------------------------
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import click
 
@@ -148,16 +150,138 @@ def _show_warnings(*, quiet: bool) -> None:
     import logging
 
     logger = logging.getLogger("newsletter")
+    class EchoHandler(logging.Handler):
+        newsletter_cli = True
+
+        def emit(self, record: logging.LogRecord) -> None:
+            click.echo(f"Warning: {record.getMessage()}", err=True)  # whatever stderr is now (tests swap it)
+
     logger.handlers = [handler for handler in logger.handlers if not getattr(handler, "newsletter_cli", False)]
-    handler = logging.StreamHandler(click.get_text_stream("stderr"))
-    handler.newsletter_cli = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter("Warning: %(message)s"))
+    handler = EchoHandler()
     logger.addHandler(handler)
     logger.setLevel(logging.ERROR if quiet else logging.WARNING)
     logger.propagate = False
 
 
 pass_state = click.make_pass_decorator(State, ensure=True)
+
+
+class ProgressLine:
+    """``progress(done, total)`` drawn as one line with an ETA on a terminal's stderr; silent otherwise."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label = label
+        self.enabled = enabled
+        self.started = time.monotonic()
+        self.drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        elapsed = time.monotonic() - self.started
+        left = elapsed / done * (total - done) if done else 0.0
+        width = 24
+        filled = width * done // total
+        line = f"{self.label} [{'#' * filled}{'-' * (width - filled)}] {done}/{total}  ETA {_clock(left)}"
+        click.echo(f"\r{line}", err=True, nl=False)
+        self.drawn = True
+
+    def clear(self) -> None:
+        """Wipe the line before a result is printed."""
+        if self.drawn:
+            click.echo("\r\033[K", err=True, nl=False)
+            self.drawn = False
+
+
+@contextmanager
+def progress_bar(state: State, label: str) -> Iterator[ProgressLine]:
+    """A progress line for long work: only on a terminal (never in cron or CI) and never with --quiet."""
+    line = ProgressLine(label, enabled=not state.quiet and sys.stderr.isatty())
+    try:
+        yield line
+    finally:
+        line.clear()
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds + 0.5), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else f"{minutes}:{seconds:02d}"
+
+
+def _elapsed(started: float) -> str:
+    seconds = time.monotonic() - started
+    return f"{seconds:.1f} s" if seconds < 60 else _clock(seconds)
+
+
+@cli.command("init", context_settings=CONTEXT)
+@click.argument("directory", required=False, default=".", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--title", help="The newsletter's name.")
+@click.option("--url", help="Where the site will live, e.g. https://news.example.org/.")
+@click.option("--language", help="BCP 47 language tag of the posts, e.g. en or fr.")
+@click.option("--from", "from_address", metavar="ADDRESS", help="The sender address of every issue.")
+@click.option("--postal-address", help="Your postal address, required in every issue's footer by anti-spam law.")
+@click.option("--provider", help="outbox (files, to try it out), smtp, mailgun, postmark, resend, buttondown or ses.")
+@click.option("--timezone", help="IANA time zone of your post dates (default: this machine's).")
+@pass_state
+def init_command(
+    state: State, directory: Path, title: str | None, url: str | None, language: str | None,
+    from_address: str | None, postal_address: str | None, provider: str | None, timezone: str | None,
+) -> None:  # fmt: skip
+    """Start a newsletter in DIRECTORY (default: here): config, a first post, .gitignore and .env.
+
+    At a terminal it asks for what the options do not give; without one (CI,
+    scripts) it uses the defaults.  .env gets a fresh signing key (mode 0600)
+    and .gitignore keeps it, the ledger, the outbox and build output out of git.
+
+    \b
+    Examples:
+      newsletter init my-letter
+      newsletter init --title "Field notes" --url https://notes.example.org/ --from news@example.org
+    """
+    from .scaffold import PROVIDERS, Answers, default_timezone, init_project
+
+    defaults = Answers(timezone=default_timezone())
+    given = {
+        "title": title, "url": url, "language": language, "from_address": from_address,
+        "postal_address": postal_address, "provider": provider, "timezone": timezone,
+    }  # fmt: skip
+    interactive = sys.stdin.isatty() and not state.quiet
+    prompts = {
+        "title": "Title", "url": "Site URL", "language": "Language", "from_address": "Sender address",
+        "postal_address": "Postal address (footer)", "provider": f"Provider ({', '.join(PROVIDERS)})",
+        "timezone": "Time zone",
+    }  # fmt: skip
+    answers = {}
+    for name, value in given.items():
+        if value is None:
+            value = click.prompt(prompts[name], default=getattr(defaults, name)) if interactive else getattr(defaults, name)
+        answers[name] = value
+    report = init_project(directory, Answers(**answers), state.clock())
+    click.echo(f"Started a newsletter in {report.root.resolve()}: {', '.join(report.written)}.")
+    if not state.quiet:
+        where = "" if directory == Path(".") else f"cd {directory} && "
+        click.echo(f"Next: {where}newsletter build && newsletter preview && newsletter send --dry-run")
+
+
+@cli.command("new", context_settings=CONTEXT)
+@click.argument("title")
+@pass_state
+def new_command(state: State, title: str) -> None:
+    """Write a new post titled TITLE into content/posts/, with a fresh id, dated now.
+
+    The slug comes from the title (accents folded: "Été à Paris" → ete-a-paris);
+    the date is now in site.timezone.  Edit the file, then build and send.
+
+    \b
+    Examples:
+      newsletter new "Second issue"
+      $EDITOR "$(newsletter new -q 'Notes from the road')"
+    """
+    path = state.project().new_post(title)
+    if state.quiet:
+        click.echo(str(path))
+    else:
+        click.echo(f"Wrote {path}")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -220,7 +344,12 @@ def preview(state: State, slug: str | None, open_browser: bool) -> None:
 def send(
     state: State, slug: str | None, yes: bool, dry_run: bool, test_to: str | None, correction: bool, new_issue: bool
 ) -> None:
-    """Send the newest published post as an email issue, exactly once.
+    """Send each due post as an email issue, exactly once.
+
+    Without SLUG, every published post not yet sent that is newer than the last
+    one sent is due, and they go oldest first, each once (so two posts published
+    between two timer runs are both mailed).  Before the first send only the
+    newest is due: run 'newsletter mark-sent --all' once on an existing archive.
 
     Prints the plan (post, subject, provider, recipients) and sends only with
     --yes or after an interactive yes.  A post already sent is refused (exit 3
@@ -255,20 +384,32 @@ def send(
         click.echo(f"Note: took over the lock left by pid {planned.took_over_from}, which is gone.", err=True)
     for line in planned.lines:
         click.echo(line)
+    started = time.monotonic()
     if dry_run:
-        built = project.dry_run(planned)
-        click.echo(f"Dry run: {built} messages rendered; nothing sent, nothing recorded.")
+        with progress_bar(state, "Rendering") as progress:
+            built = project.dry_run(planned, progress)
+        click.echo(f"Dry run: {built} messages rendered in {_elapsed(started)}; nothing sent, nothing recorded.")
         return
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("not sent: no terminal to confirm on", hint="add --yes to send without a prompt")
-        click.confirm("Send this issue now?", abort=True)
-    report = project.send(planned)
-    counts = ", ".join(f"{n} {name}" for name, n in sorted(report.counts.items())) or "delivered by the provider"
-    if not report.finished:
-        click.echo(f"Not finished: {counts}. Run 'newsletter send' again to resume.", err=True)
-        click.get_current_context().exit(EXIT_ERROR)
-    click.echo(f"Sent «{planned.plan.post.title}» through {planned.plan.provider}: {counts}.")
+        question = "Send this issue now?" if len(planned.plan.due) < 2 else f"Send these {len(planned.plan.due)} issues now?"
+        click.confirm(question, abort=True)
+    totals: dict[str, int] = {}
+    issues = 0
+    with progress_bar(state, "Sending") as progress:
+        for sent, report in project.send_due(planned, progress):
+            counts = ", ".join(f"{n} {name}" for name, n in sorted(report.counts.items())) or "delivered by the provider"
+            progress.clear()
+            if not report.finished:
+                click.echo(f"Not finished: {counts}. Run 'newsletter send' again to resume.", err=True)
+                click.get_current_context().exit(EXIT_ERROR)
+            issues += 1
+            for name, n in report.counts.items():
+                totals[name] = totals.get(name, 0) + n
+            click.echo(f"Sent «{sent.plan.post.title}» through {sent.plan.provider}: {counts}.")
+    summary = ", ".join(f"{n} {name}" for name, n in sorted(totals.items())) or "handed to the provider"
+    click.echo(f"Done: {issues} issue{'s' if issues != 1 else ''}, {summary}, in {_elapsed(started)}.")
     if project.config.feed.websub_hub:
         try:
             click.echo(f"Told the WebSub hub about {len(project.ping_hub())} feeds.")
@@ -391,15 +532,25 @@ def subscribers_remove(state: State, emails: tuple[str, ...]) -> None:
 
 @subscribers.command("list", context_settings=CONTEXT)
 @click.option("--status", type=click.Choice(STATUSES), help="Only this status.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: one JSON array.")
 @pass_state
-def subscribers_list(state: State, status: str | None) -> None:
+def subscribers_list(state: State, status: str | None, as_json: bool) -> None:
     """List subscribers: address, status, source, date added.
 
     \b
-    Example:
+    Examples:
       newsletter subscribers list --status bounced
+      newsletter subscribers list --json | jq -r '.[].email'
     """
-    for row in state.project().subscribers.list(status):
+    rows = state.project().subscribers.list(status)
+    if as_json:  # streamed row by row: a million subscribers never sit in memory at once
+        click.echo("[", nl=False)
+        for number, row in enumerate(rows):
+            shown = {k: row.get(k) for k in ("email", "status", "source", "created_at")}
+            click.echo(("," if number else "") + "\n  " + json.dumps(shown, ensure_ascii=False), nl=False)
+        click.echo("\n]")
+        return
+    for row in rows:
         click.echo(f"{row['email']}\t{row['status']}\t{row['source']}\t{row['created_at'][:10]}")
 
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the heavy modules load when a method needs them, so `--help
     from .subscribers import SubscriberBook
 
 Clock = Callable[[], datetime]
+Progress = Callable[[int, int], None]  # (done, total)
 
 
 def utc_now() -> datetime:
@@ -310,25 +311,32 @@ class Newsletter:
         self._resources.push(stack)
         return PlannedSend(plan, provider, keys, dry_run, took_over_from, stack)
 
-    def dry_run(self, planned: PlannedSend) -> int:
-        """Render every recipient's message of ``planned``; sends and records nothing. Returns how many."""
+    def dry_run(self, planned: PlannedSend, progress: Progress | None = None) -> int:
+        """Render every recipient's message of ``planned``; sends and records nothing. Returns how many.
+
+        ``progress(done, total)`` hears how far it got.
+        """
         from .send import render_all
 
         try:
-            return render_all(self.config, self.ledger, planned.plan, planned.keys, self.clock)
+            return render_all(self.config, self.ledger, planned.plan, planned.keys, self.clock, progress)
         finally:
             planned._resources.close()
 
-    def send(self, planned: PlannedSend) -> SendReport:
-        """Send (or resume) ``planned`` chunk by chunk, exactly once, then release its lock."""
+    def send(self, planned: PlannedSend, progress: Progress | None = None) -> SendReport:
+        """Send (or resume) ``planned`` chunk by chunk, exactly once, then release its lock.
+
+        ``progress(done, total)`` is called after each chunk.
+        """
         from .send import deliver_issue
 
         if planned.dry_run:
             raise UsageError("a dry-run plan cannot be sent", hint="plan again without dry_run")
         try:
             return deliver_issue(
-                self.config, self.ledger, planned.plan, planned.provider, planned.keys, self.clock, self.config.retry
-            )
+                self.config, self.ledger, planned.plan, planned.provider, planned.keys, self.clock, self.config.retry,
+                progress,
+            )  # fmt: skip
         finally:
             planned._resources.close()
 
@@ -343,6 +351,30 @@ class Newsletter:
         from .outgoing import flush_outgoing
 
         return flush_outgoing(self.config, environ=os.environ, clock=self.clock, ignore_backoff=ignore_backoff)
+
+    def send_due(
+        self, planned: PlannedSend, progress: Progress | None = None
+    ) -> Iterator[tuple[PlannedSend, SendReport]]:
+        """Send ``planned``, then every other post its plan listed as due, oldest first, each once.
+
+        Yields each plan with its report as it finishes.  Only posts the editor saw in the
+        first plan are sent; it stops at the first unfinished send (run ``send`` again).
+        """
+        announced = [post.id for post in planned.plan.due]
+        while True:
+            report = self.send(planned, progress)
+            yield planned, report
+            sent = planned.plan.post.id
+            rest = announced[announced.index(sent) + 1 :] if sent in announced else []
+            if not report.finished or not rest:
+                return
+            try:
+                planned = self.plan()
+            except NothingToSend:
+                return
+            if planned.plan.post.id not in rest:  # the ledger moved under us: stop, never guess
+                planned._resources.close()
+                return
 
     @property
     def lock_path(self) -> Path:

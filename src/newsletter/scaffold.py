@@ -157,9 +157,13 @@ def first_post_text(title: str, now: datetime, *, body: str) -> str:
     )
 
 
+# Letters NFKD does not split into a base letter and an accent.
+_LIGATURES = str.maketrans({"ß": "ss", "œ": "oe", "æ": "ae", "ø": "o", "đ": "d", "ł": "l", "þ": "th"})
+
+
 def slugify(title: str) -> str:
     """A slug from a title: accents folded (é → e), lowercase words joined by hyphens."""
-    folded = unicodedata.normalize("NFKD", title.replace("ß", "ss").replace("œ", "oe").replace("æ", "ae"))
+    folded = unicodedata.normalize("NFKD", title.lower().translate(_LIGATURES))
     ascii_text = folded.encode("ascii", "ignore").decode("ascii").lower()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")
     return slug[:80].rstrip("-") or "post"

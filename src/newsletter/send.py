@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Iterator, TypeVar
 
 import jinja2
 
@@ -37,6 +38,8 @@ from .store import ACCEPTED, IN_FLIGHT, MARKED, PLANNED, REJECTED, SENT, UNKNOWN
 from .templates import labels
 
 Clock = Callable[[], datetime]
+Progress = Callable[[int, int], None]
+T = TypeVar("T")
 DONE_STATES = (SENT, MARKED)
 ISSUE, CORRECTION = "issue", "correction"
 
@@ -53,6 +56,7 @@ class Plan:
     audience_local: bool = True  # False when the provider keeps the list (audience family)
     kind: str = ISSUE
     corrects: IssueRecord | None = None
+    due: tuple[Post, ...] = ()  # every post this run of `send` will mail, oldest first (this one first)
 
     def describe(self) -> list[str]:
         audience = str(self.recipients) if self.audience_local else f"the {self.provider} audience"
@@ -67,6 +71,11 @@ class Plan:
             lines.append(f"Correcting: the issue sent {self.corrects.sent_at}, to those who received it")
         if self.resuming:
             lines.append(f"Resuming:   the unfinished send started {self.resuming.created_at}")
+        if len(self.due) > 1:
+            names = ", ".join(p.slug for p in self.due[:5]) + (", …" if len(self.due) > 5 else "")
+            lines.append(
+                f"Due:        {len(self.due)} posts not yet sent, oldest first, each once: {names}"
+            )
         return lines + [f"Warning:    {w}" for w in self.issue.warnings]
 
 
@@ -112,6 +121,27 @@ class Choice:
     kind: str = ISSUE
     resuming: IssueRecord | None = None
     corrects: IssueRecord | None = None
+    due: tuple[Post, ...] = ()
+
+
+def due_posts(posts: Sequence[Post], ledger: Ledger, now: datetime) -> list[Post]:
+    """Every published post not yet sent that is newer than the newest one sent or marked, oldest first.
+
+    Two posts that became due between two timer runs are both mailed, the older first.
+    Before the first send nothing is "newer than the last issue", so only the newest
+    post is due: the back catalogue is never mailed implicitly (``mark-sent --all``
+    records it once and for all).  One pass over the ledger's issues, whatever the
+    number of posts.
+    """
+    done = {(r.post_id, r.slug) for r in ledger.issues.all_issues() if r.status in DONE_STATES}
+    candidates = published(posts, now)  # newest first
+    sent_dates = [p.date for p in candidates if (p.id, p.slug) in done]
+    if not sent_dates:
+        return candidates[:1]
+    watermark = max(sent_dates)
+    due = [p for p in candidates if p.date > watermark and (p.id, p.slug) not in done]
+    # A post whose id went out under another slug stays in the list: choose() explains the conflict.
+    return sorted(due, key=lambda p: (p.date, p.slug))
 
 
 def choose(
@@ -126,8 +156,9 @@ def choose(
     """The send to do now.
 
     An unfinished send is always finished first.  Otherwise ``slug``, or the
-    newest published post: older unsent posts are never picked implicitly
-    (that would mail the back catalogue), and a post already sent is refused,
+    oldest of :func:`due_posts` (each post newer than the last one sent, so none
+    is dropped; the back catalogue before the first send is never picked
+    implicitly), and a post already sent is refused,
     never sent twice; an edited one can be sent again only as an explicit
     correction.  A post is recognised by its id, its slug and its content: a
     sent id under a new slug, or a sent slug or content under a new id, stops
@@ -166,7 +197,15 @@ def choose(
     elif not candidates:
         raise NothingToSend("no published post to send", hint="add a post without draft: true and a past date")
     else:
-        post = candidates[0]
+        due = due_posts(posts, ledger, now)
+        post = due[0] if due else candidates[0]
+        if len(due) > 1:
+            done = _done_under_id(ledger, post)
+            if not done and not new_issue:
+                _refuse_sent_slug_or_content(ledger, post)
+            elif done:
+                raise _sent_id_under_new_slug(post, done[0])
+            return Choice(post, due=tuple(due))
     done = _done_under_id(ledger, post)
     if correction:
         return _correction_of(post, ledger, done[0] if done else None)
@@ -275,7 +314,7 @@ def plan_send(
         recipients = subscribers
     return Plan(
         post=post, issue=issue, provider=provider.name, recipients=(recipients or 0) if local else 0,
-        resuming=resuming, audience_local=local, kind=choice.kind, corrects=choice.corrects,
+        resuming=resuming, audience_local=local, kind=choice.kind, corrects=choice.corrects, due=choice.due,
     )  # fmt: skip
 
 
@@ -305,8 +344,12 @@ def deliver_issue(
     keys: Sequence[Secret],
     clock: Clock,
     policy: RetryPolicy | None = None,
+    progress: Progress | None = None,
 ) -> SendReport:
-    """Send (or resume) the planned issue, one chunk at a time, recording each step."""
+    """Send (or resume) the planned issue, one chunk at a time, recording each step.
+
+    ``progress(done, total)`` is called after each chunk (chunks left to send this run).
+    """
     policy = policy or RetryPolicy()
     post, issue = plan.post, plan.issue
     provider.preflight()  # before the ledger records anything
@@ -334,7 +377,7 @@ def deliver_issue(
     caller = PausedProvider(provider, SharedPause(policy)) if workers > 1 else provider
     failure: BaseException | None = None
     with DeliveryPool[tuple[int, dict, list]](workers) as pool:
-        for number, idempotency_key in ledger.sends.open_chunks(record.id):
+        for number, idempotency_key in counted(ledger.sends.open_chunks(record.id), progress):
             started = _start_chunk(config, ledger, record, provider, keys, clock, policy, planned_at, number,
                                    idempotency_key, issue)  # fmt: skip
             if started is None:
@@ -409,6 +452,14 @@ def _record_outcome(ledger: Ledger, record: IssueRecord, outcome: Outcome, clock
     else:  # it may have been delivered (or nobody knows what a bug left): reconciled before any resend
         ledger.sends.mark_chunk_unknown(record.id, number, now=clock())
     return error
+
+
+def counted(items: Sequence[T], progress: Progress | None) -> Iterator[T]:
+    """``items`` one by one, calling ``progress(done, total)`` once each item's work is over."""
+    for done, item in enumerate(items, 1):
+        yield item
+        if progress is not None:
+            progress(done, len(items))
 
 
 def _publish_to_audience(
@@ -586,14 +637,24 @@ def send_test(
         raise ProviderRejected(f"the test copy was refused: {refused[0].error}", where=f"provider {provider.name}")
 
 
-def render_all(config: Config, ledger: Ledger, plan: Plan, keys: Sequence[Secret], clock: Clock) -> int:
-    """Build every recipient's message without sending or recording anything; returns how many."""
+def render_all(
+    config: Config, ledger: Ledger, plan: Plan, keys: Sequence[Secret], clock: Clock, progress: Progress | None = None
+) -> int:
+    """Build every recipient's message without sending or recording anything; returns how many.
+
+    ``progress(done, total)`` is called every 500 messages and at the end.
+    """
     now = clock()
     count = 0
+    total = ledger.subscribers.count_subscribers("active") if progress is not None else 0
     for row in ledger.subscribers.stream("active"):
         recipient = recipient_for(config, keys, row["id"], row["email"], now)
         plan.issue.message_bytes(recipient, date=now)
         count += 1
+        if progress is not None and count % 500 == 0:
+            progress(count, total)
+    if progress is not None:
+        progress(count, max(total, count))
     return count
 
 

@@ -15,6 +15,8 @@ from datetime import datetime
 
 from .store import (
     ACCEPTED,
+    BOUNCED,
+    COMPLAINED,
     ACTIVE,
     IN_FLIGHT,
     MARKED,
@@ -381,6 +383,19 @@ class SendLedger(LedgerPart):
             "SELECT state, count(*) FROM deliveries WHERE issue_id = ? GROUP BY state", [issue_id]
         ).fetchall()
         return dict(rows)
+
+    def feedback_counts(self, issue_id: int) -> dict[str, int]:
+        """Of the issue's accepted deliveries, how many addresses bounced or complained since (webhooks).
+
+        A subscriber counts when their status changed after the delivery was settled.
+        """
+        rows = self.db.execute(
+            "SELECT s.status, count(*) FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+            " WHERE d.issue_id = ? AND d.state = ? AND s.status IN (?, ?) AND s.updated_at >= d.updated_at"
+            " GROUP BY s.status",
+            [issue_id, ACCEPTED, BOUNCED, COMPLAINED],
+        ).fetchall()
+        return {BOUNCED.value: 0, COMPLAINED.value: 0, **dict(rows)}
 
     def deliveries(self, issue_id: int) -> list[dict]:
         return list(self.db["deliveries"].rows_where("issue_id = ?", [issue_id], order_by="id"))

@@ -30,6 +30,7 @@ def post_statuses(posts: Sequence[Post], ledger: Ledger, now: datetime, *, deliv
                 "sent_at": record.sent_at,
                 "changed_since_sent": record.content_hash != post.content_hash,
                 "counts": ledger.sends.delivery_counts(record.id),
+                "feedback": ledger.sends.feedback_counts(record.id),  # bounced / complained since, from webhooks
             }
             if deliveries:
                 entry["deliveries"] = [{k: d[k] for k in DELIVERY_FIELDS} for d in ledger.sends.deliveries(record.id)]
@@ -68,6 +69,12 @@ def status_line(row: dict[str, Any]) -> str:
         what = "correction sent" if done["kind"] == "correction" else "sent"
         audience = done["recipients"] if done["recipients"] is not None else f"the {done['provider']} audience"
         line += f"  {what} {done['sent_at'][:16]} to {audience} via {done['provider']}"
+        counts, feedback = done.get("counts", {}), done.get("feedback", {})
+        if counts or any(feedback.values()):
+            line += (
+                f" — delivered {counts.get('accepted', 0)}, rejected {counts.get('rejected', 0)},"
+                f" bounced {feedback.get('bounced', 0)}, complained {feedback.get('complained', 0)}"
+            )
         if done["changed_since_sent"]:
             line += " (changed since sent)"
     elif done:

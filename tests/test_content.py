@@ -214,13 +214,16 @@ def test_missing_id_hint_offers_a_fresh_uuid(project, run, built, posts_dir):
     assert minted[0].version == 4 and minted[0] != minted[1]
 
 
-def test_date_without_time_zone_proposes_the_configured_offset(project, run, built, posts_dir, config):
+def test_date_without_time_zone_takes_the_site_zone_with_a_warning(project, run, posts_dir, config, caplog):
     path = post(posts_dir, "billet", date='"2024-05-01T10:00:00"')
-    assert_fails_cleanly(project, run, built, "'date'", "ATOM-21", '"2024-05-01T10:00:00+02:00"')  # Europe/Paris, summer
+    outcome = run("build")
+    assert outcome.exit_code == 0
+    assert outcome.stderr.startswith("Warning: ") and "billet.md: field 'date'" in outcome.stderr
+    assert "2024-05-01T10:00:00+02:00" in outcome.stderr  # Europe/Paris, summer
     path.write_text(path.read_text(encoding="utf-8").replace("2024-05-01T10:00:00", "2024-01-15"), encoding="utf-8")
-    with pytest.raises(PostError, match=r"no time zone.*") as caught:
-        read_post(path, config)
-    assert "2024-01-15T00:00:00+01:00" in caught.value.hint  # winter offset
+    with caplog.at_level("WARNING", logger="newsletter"):
+        assert read_post(path, config).date.isoformat() == "2024-01-15T00:00:00+01:00"  # winter offset
+    assert "no time zone offset" in caplog.text
 
 
 def test_valid_fields_are_parsed(config, posts_dir):

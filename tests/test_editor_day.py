@@ -13,7 +13,8 @@ from pathlib import Path
 from checks import subscribe
 from conftest import FIXED_NOW, write_post
 
-from newsletter.config import find_config, load_env_file, read_env_file
+from newsletter.config import find_config
+from newsletter.envfile import load_env_file, read_env_file
 from newsletter.errors import EXIT_NOTHING_TO_SEND, ConfigError
 
 NEWEST = "social-business-parcours-singulier"
@@ -165,3 +166,49 @@ def test_subscribers_list_json(run):
     assert [r["email"] for r in rows] == ["alice@example.org", "bruno@example.org"]
     assert {r["status"] for r in rows} == {"active"}
     assert json.loads(run("subscribers", "list", "--json", "--status", "bounced").stdout) == []
+
+
+# -- digest -------------------------------------------------------------------------------------
+
+
+def test_digest_gathers_the_due_posts_into_one_issue_and_marks_them_sent(run, project):
+    subscribe(run, "alice@example.org", "bruno@example.org")
+    assert run("send", "--yes").exit_code == 0
+    posts = project / "content" / "posts"
+    write_post(posts, "premier", date='"2026-11-26T08:00:00+01:00"', summary='"Le résumé du premier."')
+    write_post(posts, "second", date='"2026-11-26T09:00:00+01:00"')
+    planned = run("send", "--digest", "--dry-run")
+    assert "Digest:     2 posts in one issue, oldest first: premier, second" in planned.stdout
+    outcome = run("send", "--digest", "--yes")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "Done: 1 issue, 2 accepted" in outcome.stdout
+    new = [p for p in (project / "outbox" / "new").glob("*.eml")]
+    digests = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in new]
+    digests = [m for m in digests if str(m["Subject"]) == "Titre premier · Titre second"]
+    assert len(digests) == 2
+    html = digests[0].get_body(("html",)).get_content()
+    text = digests[0].get_body(("plain",)).get_content()
+    for part in (html, text):
+        assert "Le résumé du premier." in part
+        assert "https://claudesuper.example.org/premier/" in part and "https://claudesuper.example.org/second/" in part
+    assert text.index("Titre premier") < text.index("Titre second")
+    # Its posts are never mailed again on their own, and nothing is due now.
+    states = {p["slug"]: p["state"] for p in json.loads(run("status", "--json").stdout)["posts"]}
+    assert states["premier"] == states["second"] == "marked"
+    assert run("send", "--yes").exit_code == EXIT_NOTHING_TO_SEND
+    assert run("send", "--digest", "--yes").exit_code == EXIT_NOTHING_TO_SEND
+
+
+def test_a_project_template_overrides_the_digest(run, project):
+    subscribe(run, "alice@example.org")
+    run("send", "--yes")
+    write_post(project / "content" / "posts", "unique", date='"2026-11-26T08:00:00+01:00"')
+    folder = project / "templates" / "email"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "digest.html").write_text("{% for post in posts %}<p>MON RÉCAP {{ post.title }}</p>{% endfor %}\n", encoding="utf-8")
+    (folder / "digest.txt").write_text("{% for post in posts %}MON RÉCAP TEXTE {{ post.title }}{% endfor %}\n", encoding="utf-8")
+    assert run("send", "--digest", "--yes").exit_code == 0
+    message = max((project / "outbox" / "new").glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
+    parsed = email.message_from_bytes(message.read_bytes(), policy=email.policy.default)
+    assert "MON RÉCAP Titre unique" in parsed.get_body(("html",)).get_content()
+    assert "MON RÉCAP TEXTE Titre unique" in parsed.get_body(("plain",)).get_content()

@@ -139,7 +139,8 @@ def test_the_real_environment_wins_over_dotenv(installed, tmp_path):
     env["NEWSLETTER_TOKEN_KEY"] = "x" * 43 + "-from-the-environment"
     ok(run([str(installed), "send", "--yes"], project, env))
     # The unsubscribe link is signed with the key of the environment, not with that of .env.
-    from newsletter.config import Secret, load_config, read_env_file
+    from newsletter.config import Secret, load_config
+    from newsletter.envfile import read_env_file
     from newsletter.tokens import UNSUBSCRIBE, InvalidToken, verify_token
 
     config = load_config(project / "newsletter.toml")

@@ -15,11 +15,10 @@ import dataclasses
 import json
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable
 
 import click
 
@@ -166,53 +165,6 @@ def _show_warnings(*, quiet: bool) -> None:
 pass_state = click.make_pass_decorator(State, ensure=True)
 
 
-class ProgressLine:
-    """``progress(done, total)`` drawn as one line with an ETA on a terminal's stderr; silent otherwise."""
-
-    def __init__(self, label: str, enabled: bool) -> None:
-        self.label = label
-        self.enabled = enabled
-        self.started = time.monotonic()
-        self.drawn = False
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled or total <= 0:
-            return
-        elapsed = time.monotonic() - self.started
-        left = elapsed / done * (total - done) if done else 0.0
-        width = 24
-        filled = width * done // total
-        line = f"{self.label} [{'#' * filled}{'-' * (width - filled)}] {done}/{total}  ETA {_clock(left)}"
-        click.echo(f"\r{line}", err=True, nl=False)
-        self.drawn = True
-
-    def clear(self) -> None:
-        """Wipe the line before a result is printed."""
-        if self.drawn:
-            click.echo("\r\033[K", err=True, nl=False)
-            self.drawn = False
-
-
-@contextmanager
-def progress_bar(state: State, label: str) -> Iterator[ProgressLine]:
-    """A progress line for long work: only on a terminal (never in cron or CI) and never with --quiet."""
-    line = ProgressLine(label, enabled=not state.quiet and sys.stderr.isatty())
-    try:
-        yield line
-    finally:
-        line.clear()
-
-
-def _clock(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds + 0.5), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else f"{minutes}:{seconds:02d}"
-
-
-def _elapsed(started: float) -> str:
-    seconds = time.monotonic() - started
-    return f"{seconds:.1f} s" if seconds < 60 else _clock(seconds)
-
-
 @cli.command("init", context_settings=CONTEXT)
 @click.argument("directory", required=False, default=".", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--title", help="The newsletter's name.")
@@ -340,10 +292,12 @@ def preview(state: State, slug: str | None, open_browser: bool) -> None:
 @click.option("--test-to", metavar="ADDRESS", help="Send one copy, subject prefixed [TEST], to ADDRESS; record nothing.")
 @click.option("--correction", is_flag=True, help="Send SLUG again, marked as a correction, to those who received it.")
 @click.option("--new-issue", is_flag=True, help="Send a post whose slug or content was already sent under another id.")
+@click.option("--digest", is_flag=True, help="Gather every due post into one issue (templates/email/digest.html, .txt).")
 @pass_state
 def send(
-    state: State, slug: str | None, yes: bool, dry_run: bool, test_to: str | None, correction: bool, new_issue: bool
-) -> None:
+    state: State, slug: str | None, yes: bool, dry_run: bool, test_to: str | None, correction: bool, new_issue: bool,
+    digest: bool,
+) -> None:  # fmt: skip
     """Send each due post as an email issue, exactly once.
 
     Without SLUG, every published post not yet sent that is newer than the last
@@ -360,13 +314,15 @@ def send(
     configured provider and nothing is marked sent.  A post whose id was sent
     under another slug, or whose slug or content was sent under another id,
     is refused (an edited id must not mail everyone again); --new-issue says
-    it really is a new issue.
+    it really is a new issue.  --digest gathers the due posts into one issue
+    and records each of them as sent once it went out.
 
     \b
     Examples:
       newsletter send --test-to me@example.org   # a [TEST] copy to yourself
       newsletter send --dry-run                  # the plan, nothing sent
       newsletter send --yes                      # from cron or CI
+      newsletter send --digest --yes             # every due post in one issue
       newsletter send --correction SLUG --yes    # an edited post, again
       newsletter send --new-issue SLUG --yes     # a new issue reusing a sent slug
     """
@@ -379,16 +335,18 @@ def send(
         flushed = project.flush_outgoing()
         if flushed.sent or flushed.deferred or flushed.failed:
             click.echo(f"Outgoing messages: {flushed.describe()}.")
-    planned = project.plan(slug, correction=correction, new_issue=new_issue, dry_run=dry_run)
+    planned = project.plan(slug, correction=correction, new_issue=new_issue, dry_run=dry_run, digest=digest)
     if planned.took_over_from is not None:
         click.echo(f"Note: took over the lock left by pid {planned.took_over_from}, which is gone.", err=True)
     for line in planned.lines:
         click.echo(line)
+    from .progress import elapsed, progress_bar
+
     started = time.monotonic()
     if dry_run:
-        with progress_bar(state, "Rendering") as progress:
+        with progress_bar("Rendering", quiet=state.quiet) as progress:
             built = project.dry_run(planned, progress)
-        click.echo(f"Dry run: {built} messages rendered in {_elapsed(started)}; nothing sent, nothing recorded.")
+        click.echo(f"Dry run: {built} messages rendered in {elapsed(started)}; nothing sent, nothing recorded.")
         return
     if not yes:
         if not sys.stdin.isatty():
@@ -397,7 +355,7 @@ def send(
         click.confirm(question, abort=True)
     totals: dict[str, int] = {}
     issues = 0
-    with progress_bar(state, "Sending") as progress:
+    with progress_bar("Sending", quiet=state.quiet) as progress:
         for sent, report in project.send_due(planned, progress):
             counts = ", ".join(f"{n} {name}" for name, n in sorted(report.counts.items())) or "delivered by the provider"
             progress.clear()
@@ -409,7 +367,7 @@ def send(
                 totals[name] = totals.get(name, 0) + n
             click.echo(f"Sent «{sent.plan.post.title}» through {sent.plan.provider}: {counts}.")
     summary = ", ".join(f"{n} {name}" for name, n in sorted(totals.items())) or "handed to the provider"
-    click.echo(f"Done: {issues} issue{'s' if issues != 1 else ''}, {summary}, in {_elapsed(started)}.")
+    click.echo(f"Done: {issues} issue{'s' if issues != 1 else ''}, {summary}, in {elapsed(started)}.")
     if project.config.feed.websub_hub:
         try:
             click.echo(f"Told the WebSub hub about {len(project.ping_hub())} feeds.")

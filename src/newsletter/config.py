@@ -7,7 +7,6 @@ message (SEC-08).
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -22,11 +21,11 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .config_keys import CONFIG_FILE, unknown_keys
 from .errors import ConfigError, ConfigErrors, SecretMissing
 from .retry import RetryPolicy
 from .textutil import has_xml_forbidden, header_break, is_dot_atom, is_email_address
 
-CONFIG_FILE = "newsletter.toml"
 ID_PREFIXES = ("tag:", "urn:uuid:", "https:", "http:")
 _HOST = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]+", re.IGNORECASE)
 # Bounds on what the TOML parser is given and may return: a config is a few KB, a few levels deep.
@@ -42,41 +41,6 @@ PROVIDER_TEXT_SETTINGS = frozenset(
         "api_version", "message_stream", "transactional_stream", "webhook_user",
     }
 )  # fmt: skip
-
-# Every key the code reads, by table: anything else is a typo, refused with a did-you-mean.
-KNOWN_KEYS: dict[str, frozenset[str]] = {
-    "site": frozenset({"title", "id", "base_url", "language", "timezone", "author", "description"}),
-    "email": frozenset(
-        {"from_name", "from_address", "postal_address", "list_id", "unsubscribe_url", "reply_to", "unsubscribe_mailto"}
-    ),
-    "paths": frozenset({"content", "public", "templates", "preview", "static"}),
-    "send": frozenset(
-        {"provider", "database", "token_key_env", "retry_attempts", "retry_base_delay", "retry_max_delay", "retry_deadline"}
-    ),
-    "feed": frozenset({"entries", "complete", "websub_hub", "per_page"}),
-    "service": frozenset({"url"}),
-    "providers": frozenset(),  # a table of [providers.NAME] tables, checked below
-}
-# The settings each built-in provider reads (a plug-in's own table is its business).
-_HTTP_SETTINGS = {"base_url", "timeout", "tracking", "batch_size"}
-PROVIDER_KEYS: dict[str, frozenset[str]] = {
-    "outbox": frozenset({"path", "batch_size"}),
-    "smtp": frozenset(
-        {"host", "port", "security", "username", "password_env", "timeout", "envelope_from", "ca_file", "batch_size"}
-    ),
-    "mailgun": frozenset(_HTTP_SETTINGS | {"domain", "region", "api_key_env", "webhook_key_env"}),
-    "postmark": frozenset(
-        _HTTP_SETTINGS
-        | {"server_token_env", "message_stream", "transactional_stream", "webhook_user", "webhook_password_env"}
-    ),
-    "resend": frozenset(_HTTP_SETTINGS | {"api_key_env", "webhook_secret_env"}),
-    "buttondown": frozenset(_HTTP_SETTINGS | {"api_key_env", "api_version"}),
-    "ses": frozenset(
-        _HTTP_SETTINGS
-        | {"region", "access_key_id_env", "secret_access_key_env", "session_token_env", "from_address", "configuration_set"}
-    ),
-}
-
 
 @dataclass(frozen=True)
 class NumberRange:
@@ -284,58 +248,6 @@ def find_config(start: Path | None = None) -> Path:
     )
 
 
-ENV_FILE = ".env"
-_ENV_LINE = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*")
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """The ``NAME=value`` lines of a ``.env`` file (``#`` comments, optional quotes, ``export``).
-
-    A line that is not an assignment is an error naming it: a half-read file of secrets
-    would fail later, further from the cause.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError("not valid UTF-8", where=str(path), hint="save the file as UTF-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read ({exc.strerror})", where=str(path), hint="check the file's permissions")
-    values: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = _ENV_LINE.fullmatch(line)
-        if match is None:
-            raise ConfigError(
-                "is not a NAME=value line", where=f"{path}:{number}", hint="write e.g. NEWSLETTER_TOKEN_KEY=… or # a comment"
-            )
-        name, value = match.groups()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        values[name] = value
-    return values
-
-
-def load_env_file(root: Path, environ: dict[str, str] | None = None) -> list[str]:
-    """Load ``root/.env`` into the environment, never overriding a variable already set.
-
-    Returns the names it set.  Kept beside ``newsletter.toml`` and out of git, it holds
-    the secrets the config file names (SEC-07).
-    """
-    path = Path(root) / ENV_FILE
-    if not path.is_file():
-        return []
-    env = os.environ if environ is None else environ
-    added = []
-    for name, value in read_env_file(path).items():
-        if name not in env:
-            env[name] = value
-            added.append(name)
-    return added
-
-
 def load_config(path: Path) -> Config:
     """Read and validate ``newsletter.toml``; every mistake names its field.
 
@@ -476,42 +388,6 @@ def _check_provider_setting(where: str, key: str, value: Any) -> None:
             "must be a single value (text, number or true/false)", where=f"{where}.{key}",
             hint="no provider setting is a table or an array",
         )  # fmt: skip
-
-
-def unknown_keys(raw: Mapping[str, Any], source: str = CONFIG_FILE) -> list[ConfigError]:
-    """A :class:`ConfigError` for every table or key the code never reads, with a did-you-mean.
-
-    A typo (``form_address``) would otherwise be ignored and its default used in silence.
-    """
-    found = []
-    for table, section in raw.items():
-        if table not in KNOWN_KEYS:
-            found.append(_unknown(f"[{table}]", table, KNOWN_KEYS, source, f"{source}: {table}", "table"))
-            continue
-        if not isinstance(section, dict):
-            continue  # reported by the reader as "must be a table"
-        if table == "providers":
-            for name, settings in section.items():
-                allowed = PROVIDER_KEYS.get(name)
-                if allowed is None or not isinstance(settings, dict):
-                    continue  # a plug-in provider: its settings are its own
-                for key in settings:
-                    if key not in allowed:
-                        found.append(_unknown(key, key, allowed, source, f"{source}: providers.{name}.{key}", "setting"))
-            continue
-        for key in section:
-            if key not in KNOWN_KEYS[table]:
-                found.append(_unknown(key, key, KNOWN_KEYS[table], source, f"{source}: {table}.{key}", "key"))
-    return found
-
-
-def _unknown(shown: str, name: str, known: Any, source: str, where: str, kind: str) -> ConfigError:
-    close = difflib.get_close_matches(str(name), sorted(known), n=1, cutoff=0.6)
-    if close:
-        hint = f"did you mean {close[0]!r}?"
-    else:
-        hint = f"known: {', '.join(sorted(known))}" if known else "remove it"
-    return ConfigError(f"unknown {kind} {str(shown)[:60]!r}", where=where, hint=hint)
 
 
 def _shown(value: Any) -> str:

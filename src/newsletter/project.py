@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
-from .config import CONFIG_FILE, Config, Secret, find_config, load_config, load_env_file
+from .config import CONFIG_FILE, Config, Secret, find_config, load_config
+from .envfile import load_env_file
 from .errors import NewsletterError, NothingToSend, NotFound, UsageError
 from .lock import SendLock
 
@@ -279,15 +280,27 @@ class Newsletter:
             return TestSendReport(post, address, provider.name)
 
     def plan(
-        self, slug: str | None = None, *, correction: bool = False, new_issue: bool = False, dry_run: bool = False
+        self,
+        slug: str | None = None,
+        *,
+        correction: bool = False,
+        new_issue: bool = False,
+        dry_run: bool = False,
+        digest: bool = False,
     ) -> PlannedSend:
         """Choose and render the next send (or resume an unfinished one); records nothing.
 
         Unless ``dry_run``, the send lock is taken here and held by the plan, so no
-        other sender can start between the plan the editor reads and the send.
+        other sender can start between the plan the editor reads and the send.  With
+        ``digest``, every due post goes into one issue (``templates/email/digest.*``).
         """
         from .send import choose, plan_send
         from .store import ACTIVE
+
+        if digest:
+            if slug is not None or correction:
+                raise UsageError("--digest gathers the due posts: it takes no SLUG or --correction", hint="newsletter send --digest")
+            return self._plan_digest(dry_run=dry_run)
 
         keys = self.signing_keys()
         stack = ExitStack()
@@ -301,6 +314,55 @@ class Newsletter:
             provider = self._provider(stack)
             subscribers = self.ledger.subscribers.count_subscribers(ACTIVE)
             plan = plan_send(self.config, self.ledger, choice, self.environment(), provider, subscribers=subscribers)
+            if not plan.recipients and plan.audience_local:
+                raise NothingToSend(
+                    "no active subscribers", hint="add some with 'newsletter subscribers add' or 'subscribers import'"
+                )
+        except BaseException:
+            stack.close()
+            raise
+        self._resources.push(stack)
+        return PlannedSend(plan, provider, keys, dry_run, took_over_from, stack)
+
+    def _plan_digest(self, *, dry_run: bool) -> PlannedSend:
+        """The digest of every due post (or the unfinished digest, resumed), planned like an issue."""
+        from .schedule import digest_post, due_posts, is_digest
+        from .send import choose, mark_posts_sent, plan_send, sent_record
+        from .store import ACTIVE
+
+        keys = self.signing_keys()
+        stack = ExitStack()
+        took_over_from = None
+        try:
+            if not dry_run:
+                lock = stack.enter_context(SendLock(self.lock_path))
+                if lock.took_over:
+                    took_over_from = (lock.previous or {}).get("pid")
+            unfinished = self.ledger.unfinished_issues()
+            # Resuming: the digest gathers the posts that were due when it was planned, not later ones.
+            as_of = self.clock()
+            if unfinished and is_digest(unfinished[0].slug):
+                as_of = datetime.fromisoformat(unfinished[0].created_at)
+            due = tuple(due_posts(self.posts(), self.ledger, as_of))
+            if not due and not unfinished:
+                raise NothingToSend("no post is due", hint="publish a new post first")
+            posts = list(self.posts())
+            digest = None
+            if due:
+                post, text = digest_post(self.config, due, self._environment())
+                if sent_record(self.ledger, post) is not None:  # sent, but its posts not yet marked (a crash)
+                    mark_posts_sent(self.config, self.ledger, due, self._environment(), self.clock())
+                    raise NothingToSend("the digest of these posts was already sent; its posts are now marked sent")
+                posts.append(post)
+                digest = (due, text)
+            choice = choose(posts, self.ledger, self.clock(), posts[-1].slug if digest else None)
+            if choice.post.id != posts[-1].id:
+                digest = None  # an unfinished ordinary issue is finished first
+            provider = self._provider(stack)
+            subscribers = self.ledger.count_subscribers(ACTIVE)
+            plan = plan_send(
+                self.config, self.ledger, choice, self._environment(), provider, subscribers=subscribers, digest=digest
+            )
             if not plan.recipients and plan.audience_local:
                 raise NothingToSend(
                     "no active subscribers", hint="add some with 'newsletter subscribers add' or 'subscribers import'"
@@ -333,10 +395,15 @@ class Newsletter:
         if planned.dry_run:
             raise UsageError("a dry-run plan cannot be sent", hint="plan again without dry_run")
         try:
-            return deliver_issue(
+            report = deliver_issue(
                 self.config, self.ledger, planned.plan, planned.provider, planned.keys, self.clock, self.config.retry,
                 progress,
             )  # fmt: skip
+            if report.finished and planned.plan.digest_of:  # its posts went out in it: never again alone
+                from .send import mark_posts_sent
+
+                mark_posts_sent(self.config, self.ledger, planned.plan.digest_of, self._environment(), self.clock())
+            return report
         finally:
             planned._resources.close()
 

@@ -294,9 +294,12 @@ def render_issue(
     inliner: Premailer | None = None,
     subject_prefix: str = "",
     variant: str = "",
+    text_body: str | None = None,
 ) -> Issue:
     """Render and inline ``post`` once; refuse it when Gmail would clip it or when a part lacks
-    the unsubscribe link or the postal address its template puts there."""
+    the unsubscribe link or the postal address its template puts there.
+
+    ``text_body`` replaces the plain text derived from the HTML (a digest has its own template)."""
     where = str(post.source)
     subject = check_header_value(f"{subject_prefix}{post.title}", field="title (the Subject)", where=where)
     site, mail = config.site, config.email
@@ -315,7 +318,8 @@ def render_issue(
     # MIME text ends with a line end; ending with one here keeps the part equal to what we rendered.
     inlined = inlined if inlined.endswith("\n") else inlined + "\n"
     text = html_to_text(post.html)
-    text_part = render(env, ISSUE_TEXT, body=text.body, links=text.links, **common)
+    body, links = (text.body, text.links) if text_body is None else (text_body, [])
+    text_part = render(env, ISSUE_TEXT, body=body, links=links, **common)
     # The templates alone, with an empty post: what each part must hold whatever the post says.
     skeleton_html = render(env, ISSUE_HTML, content=trusted_html(""), preheader="", **common)
     skeleton_text = render(env, ISSUE_TEXT, body="", links=[], **common)

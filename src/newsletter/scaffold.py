@@ -18,7 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .config import CONFIG_FILE, ENV_FILE, Config, parse_config
+from .config import CONFIG_FILE, Config, parse_config
+from .envfile import ENV_FILE
 from .errors import ConfigError, UsageError
 from .textutil import is_email_address
 

@@ -35,6 +35,7 @@ from .providers.base import AudienceProvider, BatchProvider, ChunkRequest, Deliv
 from .render import Issue, Recipient, render_issue
 from .retry import Attempts, RetryPolicy
 from .store import ACCEPTED, IN_FLIGHT, MARKED, PLANNED, REJECTED, SENT, UNKNOWN, IssueRecord, Ledger
+from .schedule import due_posts
 from .templates import labels
 
 Clock = Callable[[], datetime]
@@ -57,6 +58,7 @@ class Plan:
     kind: str = ISSUE
     corrects: IssueRecord | None = None
     due: tuple[Post, ...] = ()  # every post this run of `send` will mail, oldest first (this one first)
+    digest_of: tuple[Post, ...] = ()  # a digest: the posts it gathers, marked sent once it went out
 
     def describe(self) -> list[str]:
         audience = str(self.recipients) if self.audience_local else f"the {self.provider} audience"
@@ -71,6 +73,9 @@ class Plan:
             lines.append(f"Correcting: the issue sent {self.corrects.sent_at}, to those who received it")
         if self.resuming:
             lines.append(f"Resuming:   the unfinished send started {self.resuming.created_at}")
+        if self.digest_of:
+            names = ", ".join(p.slug for p in self.digest_of[:5]) + (", …" if len(self.digest_of) > 5 else "")
+            lines.append(f"Digest:     {len(self.digest_of)} posts in one issue, oldest first: {names}")
         if len(self.due) > 1:
             names = ", ".join(p.slug for p in self.due[:5]) + (", …" if len(self.due) > 5 else "")
             lines.append(
@@ -124,26 +129,6 @@ class Choice:
     due: tuple[Post, ...] = ()
 
 
-def due_posts(posts: Sequence[Post], ledger: Ledger, now: datetime) -> list[Post]:
-    """Every published post not yet sent that is newer than the newest one sent or marked, oldest first.
-
-    Two posts that became due between two timer runs are both mailed, the older first.
-    Before the first send nothing is "newer than the last issue", so only the newest
-    post is due: the back catalogue is never mailed implicitly (``mark-sent --all``
-    records it once and for all).  One pass over the ledger's issues, whatever the
-    number of posts.
-    """
-    done = {(r.post_id, r.slug) for r in ledger.issues.all_issues() if r.status in DONE_STATES}
-    candidates = published(posts, now)  # newest first
-    sent_dates = [p.date for p in candidates if (p.id, p.slug) in done]
-    if not sent_dates:
-        return candidates[:1]
-    watermark = max(sent_dates)
-    due = [p for p in candidates if p.date > watermark and (p.id, p.slug) not in done]
-    # A post whose id went out under another slug stays in the list: choose() explains the conflict.
-    return sorted(due, key=lambda p: (p.date, p.slug))
-
-
 def choose(
     posts: Sequence[Post],
     ledger: Ledger,
@@ -174,7 +159,9 @@ def choose(
         if post is None:
             renamed = next((p for p in posts if p.slug == record.slug), None)
             hint = "restore its post, or settle it with 'newsletter resolve'"
-            if renamed is not None:
+            if record.slug.startswith("digest-"):
+                hint = "it is a digest: run 'newsletter send --digest' to finish it"
+            elif renamed is not None:
                 hint = f"put back id: {record.post_id} in {renamed.source.name}, or settle it with 'newsletter resolve'"
             raise SendConflict(
                 f"the unfinished issue «{record.subject}» has no post any more (id {record.post_id})", hint=hint
@@ -285,8 +272,12 @@ def plan_send(
     provider: Provider,
     *,
     subscribers: int,
+    digest: tuple[tuple[Post, ...], str] | None = None,
 ) -> Plan:
-    """Render the issue once and describe the send; writes nothing."""
+    """Render the issue once and describe the send; writes nothing.
+
+    ``digest`` is ``(posts, text body)`` when ``choice.post`` is a digest of those posts.
+    """
     post, resuming = choice.post, choice.resuming
     if resuming is not None and resuming.content_hash != post.content_hash:
         raise SendConflict(
@@ -303,6 +294,8 @@ def plan_send(
     if choice.kind == CORRECTION:
         prefix = labels(config.site.language)["correction"]
         issue = render_issue(config, post, env, subject_prefix=prefix, variant=f"correction:{post.content_hash}")
+    elif digest is not None:
+        issue = render_issue(config, post, env, text_body=digest[1])
     else:
         issue = render_issue(config, post, env)
     local = isinstance(provider, BatchProvider)
@@ -315,6 +308,7 @@ def plan_send(
     return Plan(
         post=post, issue=issue, provider=provider.name, recipients=(recipients or 0) if local else 0,
         resuming=resuming, audience_local=local, kind=choice.kind, corrects=choice.corrects, due=choice.due,
+        digest_of=digest[0] if digest else (),
     )  # fmt: skip
 
 

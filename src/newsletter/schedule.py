@@ -1,4 +1,7 @@
-"""``newsletter send --digest``: the posts due, gathered into one issue with its own template.
+"""What ``newsletter send`` mails without a SLUG: the posts due, one by one or as a digest.
+
+Due: every published post not yet sent that is newer than the last one sent.  A digest
+(``newsletter send --digest``) gathers them into one issue with its own template.
 
 The digest is a post of its own (not a file): its id is derived from the ids of the posts it
 gathers, so planning it again over the same posts (to resume a crashed send) gives the same
@@ -10,18 +13,40 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from datetime import datetime
 from typing import Sequence
 
 import jinja2
 
 from .config import Config
-from .content import Post
+from .content import Post, published
+from .store import MARKED, SENT, Ledger
 from .templates import render, trusted_html
 
 DIGEST_HTML = "email/digest.html"
 DIGEST_TEXT = "email/digest.txt"
 SLUG_PREFIX = "digest-"
 MAX_SUBJECT = 150
+
+
+def due_posts(posts: Sequence[Post], ledger: Ledger, now: datetime) -> list[Post]:
+    """Every published post not yet sent that is newer than the newest one sent or marked, oldest first.
+
+    Two posts that became due between two timer runs are both mailed, the older first.
+    Before the first send nothing is "newer than the last issue", so only the newest
+    post is due: the back catalogue is never mailed implicitly (``mark-sent --all``
+    records it once and for all).  One pass over the ledger's issues, whatever the
+    number of posts.
+    """
+    done = {(r.post_id, r.slug) for r in ledger.all_issues() if r.status in (SENT, MARKED)}
+    candidates = published(posts, now)  # newest first
+    sent_dates = [p.date for p in candidates if (p.id, p.slug) in done]
+    if not sent_dates:
+        return candidates[:1]
+    watermark = max(sent_dates)
+    due = [p for p in candidates if p.date > watermark and (p.id, p.slug) not in done]
+    # A post whose id went out under another slug stays in the list: choose() explains the conflict.
+    return sorted(due, key=lambda p: (p.date, p.slug))
 
 
 def is_digest(slug: str) -> bool:

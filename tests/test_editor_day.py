@@ -212,3 +212,43 @@ def test_a_project_template_overrides_the_digest(run, project):
     parsed = email.message_from_bytes(message.read_bytes(), policy=email.policy.default)
     assert "MON RÉCAP Titre unique" in parsed.get_body(("html",)).get_content()
     assert "MON RÉCAP TEXTE Titre unique" in parsed.get_body(("plain",)).get_content()
+
+
+def _send_on_a_terminal(project: Path, *extra: str) -> str:
+    """``newsletter send --yes`` with stderr on a pseudo-terminal; returns what the terminal showed."""
+    import os
+    import pty
+
+    script = Path(sys.executable).with_name("newsletter")
+    master, slave = pty.openpty()
+    env = {**os.environ, "NEWSLETTER_TOKEN_KEY": "k" * 43}
+    process = subprocess.Popen(
+        [str(script), *extra, "send", "--yes"], cwd=project, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=slave, env=env,
+    )  # fmt: skip
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal (EIO on Linux)
+            break
+        if not chunk:
+            break
+        shown += chunk
+    process.communicate(timeout=120)
+    os.close(master)
+    assert process.returncode == 0, shown
+    return shown.decode("utf-8", "replace")
+
+
+def test_progress_with_an_eta_on_a_terminal_and_none_with_quiet(run, project):
+    subscribe(run, "alice@example.org", "bruno@example.org")
+    path = project / "newsletter.toml"  # one recipient per chunk: two steps to show
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace('[providers.outbox]\npath = "outbox"', '[providers.outbox]\npath = "outbox"\nbatch_size = 1'), encoding="utf-8")
+    shown = _send_on_a_terminal(project)
+    assert "Sending [" in shown and "2/2" in shown and "ETA" in shown
+    write_post(project / "content" / "posts", "encore", date='"2026-11-26T08:00:00+01:00"')
+    quiet = _send_on_a_terminal(project, "--quiet")
+    assert "ETA" not in quiet and "Sending [" not in quiet

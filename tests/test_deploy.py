@@ -15,8 +15,8 @@ from pathlib import Path
 import click
 import pytest
 import yaml
-from conftest import REPO
 
+from conftest import REPO
 from newsletter.cli import cli
 
 DEPLOY = REPO / "deploy"

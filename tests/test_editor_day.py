@@ -12,7 +12,6 @@ from pathlib import Path
 
 from checks import subscribe
 from conftest import FIXED_NOW, write_post
-
 from newsletter.config import find_config
 from newsletter.envfile import load_env_file, read_env_file
 from newsletter.errors import EXIT_NOTHING_TO_SEND, ConfigError
@@ -72,7 +71,9 @@ def test_a_post_backdated_before_the_last_issue_is_not_picked_implicitly(run, pr
 def test_every_config_error_is_reported_in_one_run(run, project):
     path = project / "newsletter.toml"
     text = path.read_text(encoding="utf-8")
-    text = text.replace('from_address = "lettre@claudesuper.example.org"', 'form_address = "lettre@claudesuper.example.org"')
+    text = text.replace(
+        'from_address = "lettre@claudesuper.example.org"', 'form_address = "lettre@claudesuper.example.org"'
+    )
     text = text.replace('timezone = "Europe/Paris"', 'timezone = "Europe/Pariss"')
     text = text.replace("[paths]", "[path]")
     path.write_text(text, encoding="utf-8")
@@ -93,7 +94,10 @@ def test_unknown_provider_setting_gets_a_did_you_mean_and_plugin_tables_are_left
     base = path.read_text(encoding="utf-8")
     path.write_text(base.replace('path = "outbox"', 'paht = "outbox"'), encoding="utf-8")
     outcome = run("build")
-    assert outcome.exit_code == 1 and "providers.outbox.paht: unknown setting 'paht' — did you mean 'path'?" in outcome.stderr
+    assert (
+        outcome.exit_code == 1
+        and "providers.outbox.paht: unknown setting 'paht' — did you mean 'path'?" in outcome.stderr
+    )
     path.write_text(base + '\n[providers.postcard]\nstamp = "rare"\n', encoding="utf-8")
     assert run("build").exit_code == 0
 
@@ -205,8 +209,12 @@ def test_a_project_template_overrides_the_digest(run, project):
     write_post(project / "content" / "posts", "unique", date='"2026-11-26T08:00:00+01:00"')
     folder = project / "templates" / "email"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "digest.html").write_text("{% for post in posts %}<p>MON RÉCAP {{ post.title }}</p>{% endfor %}\n", encoding="utf-8")
-    (folder / "digest.txt").write_text("{% for post in posts %}MON RÉCAP TEXTE {{ post.title }}{% endfor %}\n", encoding="utf-8")
+    (folder / "digest.html").write_text(
+        "{% for post in posts %}<p>MON RÉCAP {{ post.title }}</p>{% endfor %}\n", encoding="utf-8"
+    )
+    (folder / "digest.txt").write_text(
+        "{% for post in posts %}MON RÉCAP TEXTE {{ post.title }}{% endfor %}\n", encoding="utf-8"
+    )
     assert run("send", "--digest", "--yes").exit_code == 0
     message = max((project / "outbox" / "new").glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
     parsed = email.message_from_bytes(message.read_bytes(), policy=email.policy.default)
@@ -246,7 +254,10 @@ def test_progress_with_an_eta_on_a_terminal_and_none_with_quiet(run, project):
     subscribe(run, "alice@example.org", "bruno@example.org")
     path = project / "newsletter.toml"  # one recipient per chunk: two steps to show
     text = path.read_text(encoding="utf-8")
-    path.write_text(text.replace('[providers.outbox]\npath = "outbox"', '[providers.outbox]\npath = "outbox"\nbatch_size = 1'), encoding="utf-8")
+    path.write_text(
+        text.replace('[providers.outbox]\npath = "outbox"', '[providers.outbox]\npath = "outbox"\nbatch_size = 1'),
+        encoding="utf-8",
+    )
     shown = _send_on_a_terminal(project)
     assert "Sending [" in shown and "2/2" in shown and "ETA" in shown
     write_post(project / "content" / "posts", "encore", date='"2026-11-26T08:00:00+01:00"')

@@ -22,8 +22,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
+from conftest import REPO
 from newsletter.scaffold import slugify
 
 FIVE_MINUTES = 300
@@ -51,9 +51,13 @@ def installed(tmp_path_factory) -> Path:
     # The dependencies come from the test venv (a plain path: its editable newsletter is not loaded).
     (purelib / "zz-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
     source = tmp_path_factory.mktemp("source") / "newsletter"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "public", "outbox", "preview", "*.db*", "build"))
+    shutil.copytree(
+        REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "public", "outbox", "preview", "*.db*", "build")
+    )
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--ignore-installed", "--disable-pip-version-check", "--prefix", str(venv), str(source)],
+        # --ignore-installed: never uninstall this test venv's own (editable) newsletter.
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--ignore-installed",
+         "--disable-pip-version-check", "--prefix", str(venv), str(source)],
         capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
     assert install.returncode == 0, install.stderr[-2000:]
@@ -125,7 +129,12 @@ def test_init_refuses_to_overwrite_and_new_never_reuses_a_file(installed, tmp_pa
     first = ok(run([str(installed), "-C", "letter", "-q", "new", "Même titre"], tmp_path, env)).stdout.strip()
     second = ok(run([str(installed), "-C", "letter", "-q", "new", "Même titre"], tmp_path, env)).stdout.strip()
     assert Path(first).name == "meme-titre.md" and Path(second).name == "meme-titre-2.md"
-    ids = {line for path in (first, second) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.startswith("id:")}
+    ids = {
+        line
+        for path in (first, second)
+        for line in Path(path).read_text(encoding="utf-8").splitlines()
+        if line.startswith("id:")
+    }
     assert len(ids) == 2  # each post its own permanent id
     bad = run([str(installed), "init", "other", "--from", "not-an-address"], tmp_path, env)
     assert bad.returncode == 2 and "not an email address" in bad.stderr and not (tmp_path / "other").exists()
@@ -144,7 +153,9 @@ def test_the_real_environment_wins_over_dotenv(installed, tmp_path):
     from newsletter.tokens import UNSUBSCRIBE, InvalidToken, verify_token
 
     config = load_config(project / "newsletter.toml")
-    message = email.message_from_bytes(next((project / "outbox").rglob("*.eml")).read_bytes(), policy=email.policy.default)
+    message = email.message_from_bytes(
+        next((project / "outbox").rglob("*.eml")).read_bytes(), policy=email.policy.default
+    )
     link = str(message["List-Unsubscribe"]).split("<", 1)[1].split(">", 1)[0]
     token = link.rstrip("/").rsplit("/", 1)[-1]
     real = Secret("k", env["NEWSLETTER_TOKEN_KEY"])
@@ -156,7 +167,12 @@ def test_the_real_environment_wins_over_dotenv(installed, tmp_path):
 
 @pytest.mark.parametrize(
     "title, slug",
-    [("Été à Paris", "ete-a-paris"), ("Œuvres & Straße", "oeuvres-strasse"), ("  !!!  ", "post"), ("Ça va ? Ça va.", "ca-va-ca-va")],
+    [
+        ("Été à Paris", "ete-a-paris"),
+        ("Œuvres & Straße", "oeuvres-strasse"),
+        ("  !!!  ", "post"),
+        ("Ça va ? Ça va.", "ca-va-ca-va"),
+    ],
 )
 def test_slugs_fold_accents(title, slug):
     assert slugify(title) == slug

@@ -206,7 +206,8 @@ def init_command(
     answers = {}
     for name, value in given.items():
         if value is None:
-            value = click.prompt(prompts[name], default=getattr(defaults, name)) if interactive else getattr(defaults, name)
+            default = getattr(defaults, name)
+            value = click.prompt(prompts[name], default=default) if interactive else default
         answers[name] = value
     report = init_project(directory, Answers(**answers), state.clock())
     click.echo(f"Started a newsletter in {report.root.resolve()}: {', '.join(report.written)}.")
@@ -292,7 +293,7 @@ def preview(state: State, slug: str | None, open_browser: bool) -> None:
 @click.option("--test-to", metavar="ADDRESS", help="Send one copy, subject prefixed [TEST], to ADDRESS; record nothing.")
 @click.option("--correction", is_flag=True, help="Send SLUG again, marked as a correction, to those who received it.")
 @click.option("--new-issue", is_flag=True, help="Send a post whose slug or content was already sent under another id.")
-@click.option("--digest", is_flag=True, help="Gather every due post into one issue (templates/email/digest.html, .txt).")
+@click.option("--digest", is_flag=True, help="Gather every due post into one issue (templates/email/digest.*).")
 @pass_state
 def send(
     state: State, slug: str | None, yes: bool, dry_run: bool, test_to: str | None, correction: bool, new_issue: bool,
@@ -351,13 +352,15 @@ def send(
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("not sent: no terminal to confirm on", hint="add --yes to send without a prompt")
-        question = "Send this issue now?" if len(planned.plan.due) < 2 else f"Send these {len(planned.plan.due)} issues now?"
+        due = len(planned.plan.due)
+        question = "Send this issue now?" if due < 2 else f"Send these {due} issues now?"
         click.confirm(question, abort=True)
     totals: dict[str, int] = {}
     issues = 0
     with progress_bar("Sending", quiet=state.quiet) as progress:
         for sent, report in project.send_due(planned, progress):
-            counts = ", ".join(f"{n} {name}" for name, n in sorted(report.counts.items())) or "delivered by the provider"
+            counts = ", ".join(f"{n} {name}" for name, n in sorted(report.counts.items()))
+            counts = counts or "delivered by the provider"
             progress.clear()
             if not report.finished:
                 click.echo(f"Not finished: {counts}. Run 'newsletter send' again to resume.", err=True)

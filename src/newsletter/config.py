@@ -394,6 +394,7 @@ def _shown(value: Any) -> str:
     return str(value)[:40] if isinstance(value, (int, float)) else repr(value)[:40]
 
 
+TOKEN_KEY_ENV = "NEWSLETTER_TOKEN_KEY"
 MAX_REPORTED_ERRORS = 20  # a file of garbage gets a readable report, not ten thousand lines
 
 
@@ -452,7 +453,7 @@ def parse_config(raw: Mapping[str, Any], *, root: Path, source: str = CONFIG_FIL
         static_dir=path("paths", "static", "content/static"),
         database_path=path("send", "database", "newsletter.db"),
         provider=r.get(lambda: r.text("send", "provider", default="outbox"), "outbox"),
-        token_key_env=r.get(lambda: r.text("send", "token_key_env", default="NEWSLETTER_TOKEN_KEY"), "NEWSLETTER_TOKEN_KEY"),
+        token_key_env=r.get(lambda: r.text("send", "token_key_env", default=TOKEN_KEY_ENV), TOKEN_KEY_ENV),
         providers=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in providers.items() if isinstance(v, dict)}),
         retry=RetryPolicy(
             max_attempts=int(r.get(lambda: r.number("send", "retry_attempts", default=8), 8)),

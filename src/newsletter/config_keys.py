@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import ConfigError
 
@@ -17,7 +18,15 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
     ),
     "paths": frozenset({"content", "public", "templates", "preview", "static"}),
     "send": frozenset(
-        {"provider", "database", "token_key_env", "retry_attempts", "retry_base_delay", "retry_max_delay", "retry_deadline"}
+        {
+            "provider",
+            "database",
+            "token_key_env",
+            "retry_attempts",
+            "retry_base_delay",
+            "retry_max_delay",
+            "retry_deadline",
+        }
     ),
     "feed": frozenset({"entries", "complete", "websub_hub", "per_page"}),
     "service": frozenset({"url"}),
@@ -39,7 +48,14 @@ PROVIDER_KEYS: dict[str, frozenset[str]] = {
     "buttondown": frozenset(_HTTP_SETTINGS | {"api_key_env", "api_version"}),
     "ses": frozenset(
         _HTTP_SETTINGS
-        | {"region", "access_key_id_env", "secret_access_key_env", "session_token_env", "from_address", "configuration_set"}
+        | {
+            "region",
+            "access_key_id_env",
+            "secret_access_key_env",
+            "session_token_env",
+            "from_address",
+            "configuration_set",
+        }
     ),
 }
 
@@ -63,7 +79,9 @@ def unknown_keys(raw: Mapping[str, Any], source: str = CONFIG_FILE) -> list[Conf
                     continue  # a plug-in provider: its settings are its own
                 for key in settings:
                     if key not in allowed:
-                        found.append(_unknown(key, key, allowed, source, f"{source}: providers.{name}.{key}", "setting"))
+                        found.append(
+                            _unknown(key, key, allowed, source, f"{source}: providers.{name}.{key}", "setting")
+                        )
             continue
         for key in section:
             if key not in KNOWN_KEYS[table]:

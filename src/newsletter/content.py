@@ -567,7 +567,8 @@ class _FieldReader:
             # The editor's zone is the one meant; feeds still get an offset (ATOM-21).
             when = when.replace(tzinfo=config.site.timezone)
             logging.getLogger("newsletter").warning(
-                "%s: field %r %r has no time zone offset; read in site.timezone as %s — write the offset to silence this",
+                "%s: field %r %r has no time zone offset; read in site.timezone as %s"
+                " — write the offset to silence this",
                 self.where, name, value, when.isoformat(),
             )  # fmt: skip
         if when.utcoffset() % timedelta(minutes=1):

@@ -21,9 +21,10 @@ def read_env_file(path: Path) -> dict[str, str]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ConfigError("not valid UTF-8", where=str(path), hint="save the file as UTF-8")
+        raise ConfigError("not valid UTF-8", where=str(path), hint="save the file as UTF-8") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read ({exc.strerror})", where=str(path), hint="check the file's permissions")
+        hint = "check the file's permissions"
+        raise ConfigError(f"cannot read ({exc.strerror})", where=str(path), hint=hint) from None
     values: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -31,7 +32,9 @@ def read_env_file(path: Path) -> dict[str, str]:
         match = _ENV_LINE.fullmatch(line)
         if match is None:
             raise ConfigError(
-                "is not a NAME=value line", where=f"{path}:{number}", hint="write e.g. NEWSLETTER_TOKEN_KEY=… or # a comment"
+                "is not a NAME=value line",
+                where=f"{path}:{number}",
+                hint="write e.g. NEWSLETTER_TOKEN_KEY=… or # a comment",
             )
         name, value = match.groups()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":

@@ -299,7 +299,9 @@ class Newsletter:
 
         if digest:
             if slug is not None or correction:
-                raise UsageError("--digest gathers the due posts: it takes no SLUG or --correction", hint="newsletter send --digest")
+                raise UsageError(
+                    "--digest gathers the due posts: it takes no SLUG or --correction", hint="newsletter send --digest"
+                )
             return self._plan_digest(dry_run=dry_run)
 
         keys = self.signing_keys()
@@ -349,9 +351,9 @@ class Newsletter:
             posts = list(self.posts())
             digest = None
             if due:
-                post, text = digest_post(self.config, due, self._environment())
+                post, text = digest_post(self.config, due, self.environment())
                 if sent_record(self.ledger, post) is not None:  # sent, but its posts not yet marked (a crash)
-                    mark_posts_sent(self.config, self.ledger, due, self._environment(), self.clock())
+                    mark_posts_sent(self.config, self.ledger, due, self.environment(), self.clock())
                     raise NothingToSend("the digest of these posts was already sent; its posts are now marked sent")
                 posts.append(post)
                 digest = (due, text)
@@ -361,7 +363,7 @@ class Newsletter:
             provider = self._provider(stack)
             subscribers = self.ledger.count_subscribers(ACTIVE)
             plan = plan_send(
-                self.config, self.ledger, choice, self._environment(), provider, subscribers=subscribers, digest=digest
+                self.config, self.ledger, choice, self.environment(), provider, subscribers=subscribers, digest=digest
             )
             if not plan.recipients and plan.audience_local:
                 raise NothingToSend(
@@ -402,7 +404,7 @@ class Newsletter:
             if report.finished and planned.plan.digest_of:  # its posts went out in it: never again alone
                 from .send import mark_posts_sent
 
-                mark_posts_sent(self.config, self.ledger, planned.plan.digest_of, self._environment(), self.clock())
+                mark_posts_sent(self.config, self.ledger, planned.plan.digest_of, self.environment(), self.clock())
             return report
         finally:
             planned._resources.close()

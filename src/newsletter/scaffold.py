@@ -32,7 +32,7 @@ _PROVIDER_STUBS = {
     "mailgun": ('domain = "mg.example.org"\n# region = "eu"', "NEWSLETTER_MAILGUN_API_KEY"),
     "postmark": ('# message_stream = "broadcast"', "NEWSLETTER_POSTMARK_SERVER_TOKEN"),
     "resend": ("# batch_size = 100", "NEWSLETTER_RESEND_API_KEY"),
-    "buttondown": ("# api_version = \"2024-08-15\"", "NEWSLETTER_BUTTONDOWN_API_KEY"),
+    "buttondown": ('# api_version = "2024-08-15"', "NEWSLETTER_BUTTONDOWN_API_KEY"),
     "ses": ('region = "eu-west-1"', "AWS_SECRET_ACCESS_KEY"),
 }
 GITIGNORE = """\
@@ -153,8 +153,8 @@ preview = "preview"
 def first_post_text(title: str, now: datetime, *, body: str) -> str:
     """A post with a fresh permanent id, dated ``now`` (with its offset)."""
     return (
-        f"---\ntitle: {_toml(title)}\nid: \"urn:uuid:{uuid.uuid4()}\"\n"
-        f"date: \"{now.replace(microsecond=0).isoformat()}\"\n---\n{body}"
+        f'---\ntitle: {_toml(title)}\nid: "urn:uuid:{uuid.uuid4()}"\n'
+        f'date: "{now.replace(microsecond=0).isoformat()}"\n---\n{body}'
     )
 
 
@@ -195,7 +195,9 @@ def init_project(root: Path, answers: Answers, now: datetime) -> InitReport:
     """Write a new project into ``root`` (created if needed); refuses a folder that has one."""
     root = Path(root)
     if (root / CONFIG_FILE).exists():
-        raise UsageError(f"{root / CONFIG_FILE} already exists", hint="init never overwrites a project; choose an empty folder")
+        raise UsageError(
+            f"{root / CONFIG_FILE} already exists", hint="init never overwrites a project; choose an empty folder"
+        )
     taken = [name for name in (ENV_FILE, ".gitignore") if (root / name).exists()]
     if taken:
         raise UsageError(f"{root / taken[0]} already exists", hint="move it aside, or run init in an empty folder")
@@ -217,7 +219,7 @@ def init_project(root: Path, answers: Answers, now: datetime) -> InitReport:
     write("templates/README.md", TEMPLATES_NOTE)
     body = (
         f"Welcome to {answers.title}.\n\nEdit this post, then `newsletter build` for the site and"
-        " `newsletter preview` for the email. Add posts with `newsletter new \"Title\"`.\n"
+        ' `newsletter preview` for the email. Add posts with `newsletter new "Title"`.\n'
     )
     write("content/posts/welcome.md", first_post_text(f"Welcome to {answers.title}", local_now, body=body))
     return InitReport(root, tuple(written))
@@ -238,5 +240,6 @@ def new_post(config: Config, title: str, now: datetime) -> Path:
     try:
         _write_new(path, text.replace("\n---\n", f"\nslug: {slug}\n---\n", 1))
     except OSError as exc:
-        raise ConfigError(f"cannot write the post ({exc.strerror})", where=str(path), hint="check paths.content")
+        hint = "check paths.content in newsletter.toml"
+        raise ConfigError(f"cannot write the post ({exc.strerror})", where=str(path), hint=hint) from None
     return path

@@ -12,9 +12,9 @@ mailed again on its own.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Sequence
 
 import jinja2
 

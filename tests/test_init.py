@@ -176,3 +176,37 @@ def test_the_real_environment_wins_over_dotenv(installed, tmp_path):
 )
 def test_slugs_fold_accents(title, slug):
     assert slugify(title) == slug
+
+
+def test_init_asks_at_a_terminal_for_what_the_options_do_not_give(installed, tmp_path):
+    import pty
+
+    env = clean_env(tmp_path)
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [str(installed), "init", "letter", "--provider", "outbox", "--timezone", "Europe/Paris"],
+        cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave, env=env,
+    )  # fmt: skip
+    os.close(slave)
+    # Title, URL, language, sender, postal address: typed ahead, read line by line by the prompts.
+    answers = "Notes du lundi\nhttps://lundi.example.org/\nfr\nlundi@example.org\n1 rue du Test, Paris\n"
+    os.write(master, answers.encode("utf-8"))
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert process.wait(timeout=120) == 0, shown
+    os.close(master)
+    assert b"Title" in shown and b"Postal address" in shown and b"Provider" not in shown
+    config = tomllib.loads((tmp_path / "letter" / "newsletter.toml").read_text(encoding="utf-8"))
+    assert config["site"]["title"] == "Notes du lundi" and config["site"]["timezone"] == "Europe/Paris"
+    assert config["email"] == {
+        "from_name": "Notes du lundi",
+        "from_address": "lundi@example.org",
+        "postal_address": "1 rue du Test, Paris",
+    }

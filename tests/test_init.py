@@ -64,13 +64,14 @@ def installed(tmp_path_factory) -> Path:
     script = venv / "bin" / "newsletter"
     assert script.is_file()
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import newsletter; print(newsletter.__file__)"],
-                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+                           capture_output=True, text=True, timeout=60, check=False, env=clean_env(venv))  # fmt: skip
     assert where.stdout.startswith(str(venv)), where.stdout + where.stderr  # the installed copy, not this checkout
     return script
 
 
 def clean_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    # A clean machine: no newsletter variables, and no PYTHONPATH that would shadow the installed copy.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_") and k != "PYTHONPATH"}
     env.update(HOME=str(home), GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org", TZ="UTC")
     return env
 

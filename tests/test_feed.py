@@ -314,10 +314,17 @@ def test_offset_with_seconds_is_refused_or_written_as_rfc3339_ATOM_19(project, r
 
 
 @pytest.mark.parametrize("field", ["date", "updated"])
-def test_naive_date_is_a_one_line_error_naming_file_and_field_ATOM_21_FG_05(project, build_error, field):
-    write_post(posts_dir(project), "naif", **{field: '"2024-05-01T10:00:00"'})
-    message = build_error()
-    assert "naif.md" in message and f"'{field}'" in message and "time zone" in message
+def test_naive_date_takes_the_site_zone_with_a_warning_ATOM_21_FG_05(project, run, field):
+    write_post(posts_dir(project), "naif", **{field: '"2024-05-02T10:00:00"'})
+    outcome = run("build")
+    assert outcome.exit_code == 0, outcome.stderr
+    warning = outcome.stderr.strip()
+    assert warning.startswith("Warning: ") and "\n" not in warning
+    assert "naif.md" in warning and f"'{field}'" in warning and "site.timezone" in warning
+    # Europe/Paris in May: +02:00, in the feed as in the warning (never read as UTC).
+    entry = next(e for e in feedparser.parse((project / "public" / "feed.xml").read_bytes()).entries if "naif" in e.link)
+    stamp = entry.published if field == "date" else entry.updated
+    assert stamp == "2024-05-02T10:00:00+02:00" and stamp in warning
 
 
 def test_build_feed_refuses_a_naive_datetime_FG_05(config):

@@ -74,7 +74,8 @@ def assert_contract(result, before: tuple, after: tuple, *, allowed: tuple[int, 
     assert result.exit_code in allowed, (result.exit_code, output[-800:])
     if result.exit_code == 1:
         lines = result.stderr.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("Error: ") and " — " in lines[0], result.stderr[-800:]
+        # One line per mistake: a config with several is reported whole, each on its own line.
+        assert lines and all(line.startswith("Error: ") and " — " in line for line in lines), result.stderr[-800:]
         assert after == before, "a failed command changed the project or the ledger"
 
 

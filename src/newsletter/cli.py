@@ -156,10 +156,8 @@ def _show_warnings(*, quiet: bool) -> None:
             click.echo(f"Warning: {record.getMessage()}", err=True)  # whatever stderr is now (tests swap it)
 
     logger.handlers = [handler for handler in logger.handlers if not getattr(handler, "newsletter_cli", False)]
-    handler = EchoHandler()
+    handler = EchoHandler(logging.ERROR if quiet else logging.WARNING)  # the logger's own level is left alone
     logger.addHandler(handler)
-    logger.setLevel(logging.ERROR if quiet else logging.WARNING)
-    logger.propagate = False
 
 
 pass_state = click.make_pass_decorator(State, ensure=True)

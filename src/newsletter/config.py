@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .config_keys import CONFIG_FILE, unknown_keys
+from .config_keys import CONFIG_FILE, PROVIDER_KEYS, unknown_keys
 from .errors import ConfigError, ConfigErrors, SecretMissing
 from .retry import RetryPolicy
 from .textutil import has_xml_forbidden, header_break, is_dot_atom, is_email_address
@@ -368,7 +368,10 @@ def _provider_tables(raw: Mapping[str, Any], source: str) -> dict[str, dict[str,
 def _check_provider_settings(name: str, settings: Mapping[str, Any], source: str, errors: list[ConfigError]) -> None:
     """One ``[providers.NAME]`` table: its numbers in range, its text settings text, no tables."""
     where = f"{source}: providers.{name}"
+    known = PROVIDER_KEYS.get(name)
     for key, value in settings.items():
+        if known is not None and key not in known:
+            continue  # refused as unknown (with a did-you-mean); its value says nothing more
         try:
             _check_provider_setting(where, key, value)
         except ConfigError as error:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from checks import subscribe
-from conftest import FIXED_NOW, write_post
+from conftest import FIXED_NOW, TOKEN_KEY, write_post
 from newsletter.config import find_config
 from newsletter.envfile import load_env_file, read_env_file
 from newsletter.errors import EXIT_NOTHING_TO_SEND, ConfigError
@@ -229,7 +229,7 @@ def _send_on_a_terminal(project: Path, *extra: str) -> str:
 
     script = Path(sys.executable).with_name("newsletter")
     master, slave = pty.openpty()
-    env = {**os.environ, "NEWSLETTER_TOKEN_KEY": "k" * 43}
+    env = {**os.environ, "NEWSLETTER_TOKEN_KEY": TOKEN_KEY}
     process = subprocess.Popen(
         [str(script), *extra, "send", "--yes"], cwd=project, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=slave, env=env,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import secrets
 import shutil
 import stat
 import subprocess
@@ -146,7 +147,7 @@ def test_the_real_environment_wins_over_dotenv(installed, tmp_path):
     ok(run([str(installed), "init", "letter"], tmp_path, env))
     project = tmp_path / "letter"
     ok(run([str(installed), "subscribers", "add", "a@example.org"], project, env))
-    env["NEWSLETTER_TOKEN_KEY"] = "x" * 43 + "-from-the-environment"
+    env["NEWSLETTER_TOKEN_KEY"] = secrets.token_urlsafe(32)  # not the key of .env
     ok(run([str(installed), "send", "--yes"], project, env))
     # The unsubscribe link is signed with the key of the environment, not with that of .env.
     from newsletter.config import Secret, load_config

@@ -49,6 +49,7 @@ outbox/
 preview/
 public/
 # Caches and virtualenvs.
+.newsletter-cache/
 __pycache__/
 .cache/
 .venv/

@@ -340,7 +340,7 @@ class Newsletter:
                 lock = stack.enter_context(SendLock(self.lock_path))
                 if lock.took_over:
                     took_over_from = (lock.previous or {}).get("pid")
-            unfinished = self.ledger.unfinished_issues()
+            unfinished = self.ledger.issues.unfinished_issues()
             # Resuming: the digest gathers the posts that were due when it was planned, not later ones.
             as_of = self.clock()
             if unfinished and is_digest(unfinished[0].slug):
@@ -361,7 +361,7 @@ class Newsletter:
             if choice.post.id != posts[-1].id:
                 digest = None  # an unfinished ordinary issue is finished first
             provider = self._provider(stack)
-            subscribers = self.ledger.count_subscribers(ACTIVE)
+            subscribers = self.ledger.subscribers.count_subscribers(ACTIVE)
             plan = plan_send(
                 self.config, self.ledger, choice, self.environment(), provider, subscribers=subscribers, digest=digest
             )

@@ -38,7 +38,7 @@ def due_posts(posts: Sequence[Post], ledger: Ledger, now: datetime) -> list[Post
     records it once and for all).  One pass over the ledger's issues, whatever the
     number of posts.
     """
-    done = {(r.post_id, r.slug) for r in ledger.all_issues() if r.status in (SENT, MARKED)}
+    done = {(r.post_id, r.slug) for r in ledger.issues.all_issues() if r.status in (SENT, MARKED)}
     candidates = published(posts, now)  # newest first
     sent_dates = [p.date for p in candidates if (p.id, p.slug) in done]
     if not sent_dates:

@@ -269,13 +269,15 @@ class Newsletter:
         from .audience import normalize_address
         from .render import render_issue
         from .send import pick_post, send_test
+        from .templates import labels
 
         address = normalize_address(address)
         keys = self.signing_keys()
         post = pick_post(self.posts(), self.clock(), slug)
         with ExitStack() as stack:
             provider = self._provider(stack)
-            issue = render_issue(self.config, post, self.environment(), subject_prefix="[TEST] ", variant="test")
+            prefix = labels(self.config.site.language)["test_prefix"]
+            issue = render_issue(self.config, post, self.environment(), subject_prefix=prefix, variant="test")
             send_test(self.config, issue, provider, keys, address, self.clock, self.config.retry)
             return TestSendReport(post, address, provider.name)
 

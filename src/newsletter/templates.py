@@ -14,90 +14,12 @@ import jinja2
 from markupsafe import Markup
 
 from .errors import TemplateFailure
+from .i18n import Catalogue, catalogue
 
 PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-# Labels of the default templates, by site language; a project template may ignore them.
-LABELS = {
-    "en": {
-        "view_in_browser": "View this issue in your browser",
-        "unsubscribe": "Unsubscribe",
-        "unsubscribe_note": "You receive this email because you subscribed to",
-        "links": "Links:",
-        "archive": "All issues",
-        "feed": "Atom feed",
-        "published": "Published",
-        "correction": "[Correction] ",
-        "confirm_subject": "Confirm your subscription to {site}",
-        "confirm_intro": "Someone, hopefully you, asked to receive {site} by email.",
-        "confirm_action": "Confirm my subscription",
-        "confirm_ignore": "If it was not you, ignore this email: you will receive nothing.",
-        "subscribe_title": "Subscribe",
-        "subscribe_action": "Subscribe",
-        "subscribe_consent": "I want to receive each new post by email. I can unsubscribe at any time, in one click.",
-        "subscribe_done": "Almost there: check your inbox and confirm your subscription.",
-        "confirm_done": "Thank you! Your subscription is confirmed.",
-        "invalid_link": "This link is not valid any more.",
-        "unsubscribe_question": "Stop receiving {site} by email?",
-        "unsubscribe_done": "You are unsubscribed. You will receive nothing more.",
-        "invalid_address": "This email address does not look valid.",
-        "slow_down": "Too many attempts: please try again later.",
-        "email_label": "Email address",
-        "subscribe_by_email": "Receive each new post by email:",
-        "page": "Page",
-        "pages": "Pages",
-        "newer": "Newer posts",
-        "older": "Older posts",
-        "tag": "Tag",
-        "tags": "Tags",
-        "tag_heading": "Posts tagged “{tag}”",
-        "tag_feed": "The feed of this tag",
-        "not_found_title": "Page not found",
-        "not_found_text": "This page does not exist, or not any more.",
-        "feed_what": "This is a feed: the newest posts of this site, for a feed reader.",
-        "feed_how": "To follow it, copy this address into your feed reader (NetNewsWire, Feedly, Thunderbird…):",
-        "feed_by_email": "Or receive each new post by email",
-    },
-    "fr": {
-        "view_in_browser": "Voir ce numéro dans votre navigateur",
-        "unsubscribe": "Se désabonner",
-        "unsubscribe_note": "Vous recevez ce courriel car vous êtes abonné·e à",
-        "links": "Liens :",
-        "archive": "Tous les numéros",
-        "feed": "Flux Atom",
-        "published": "Publié le",
-        "correction": "[Correctif] ",
-        "confirm_subject": "Confirmez votre abonnement à {site}",
-        "confirm_intro": "Quelqu’un, vous sans doute, a demandé à recevoir {site} par courriel.",
-        "confirm_action": "Confirmer mon abonnement",
-        "confirm_ignore": "Si ce n’était pas vous, ignorez ce courriel : vous ne recevrez rien.",
-        "subscribe_title": "S’abonner",
-        "subscribe_action": "S’abonner",
-        "subscribe_consent": "Je veux recevoir chaque nouveau billet par courriel. Je peux me désabonner à tout moment, en un clic.",
-        "subscribe_done": "Presque fini : vérifiez votre boîte de réception et confirmez votre abonnement.",
-        "confirm_done": "Merci ! Votre abonnement est confirmé.",
-        "invalid_link": "Ce lien n’est plus valable.",
-        "unsubscribe_question": "Ne plus recevoir {site} par courriel\u00a0?",
-        "unsubscribe_done": "Vous êtes désabonné·e. Vous ne recevrez plus rien.",
-        "invalid_address": "Cette adresse ne semble pas valide.",
-        "slow_down": "Trop de tentatives : réessayez plus tard.",
-        "email_label": "Adresse électronique",
-        "subscribe_by_email": "Recevoir chaque nouveau billet par courriel :",
-        "page": "Page",
-        "pages": "Pages",
-        "newer": "Billets plus récents",
-        "older": "Billets plus anciens",
-        "tag": "Mot-clé",
-        "tags": "Mots-clés",
-        "tag_heading": "Billets classés « {tag} »",
-        "tag_feed": "Le flux de ce mot-clé",
-        "not_found_title": "Page introuvable",
-        "not_found_text": "Cette page n’existe pas, ou plus.",
-        "feed_what": "Ceci est un flux : les derniers billets de ce site, pour un lecteur de flux.",
-        "feed_how": "Pour le suivre, copiez cette adresse dans votre lecteur de flux (NetNewsWire, Feedly, Thunderbird…) :",
-        "feed_by_email": "Ou recevez chaque nouveau billet par courriel",
-    },
-}
+# The labels the default templates print come from newsletter/locales/LANG.toml (newsletter.i18n);
+# a project template may ignore them.
 
 
 def make_environment(project_templates: Path | None) -> jinja2.Environment:
@@ -165,9 +87,9 @@ def _template_frame(env: jinja2.Environment, exc: BaseException, name: str) -> t
     return found
 
 
-def labels(language: str) -> dict[str, str]:
-    """Labels for ``language`` (its primary subtag), English when unknown."""
-    return LABELS.get(language.split("-")[0].lower(), LABELS["en"])
+def labels(language: str) -> Catalogue:
+    """The message catalogue for ``language`` (its primary subtag), English when unknown."""
+    return catalogue(language)
 
 
 def trusted_html(sanitized: str) -> Markup:

@@ -292,10 +292,11 @@ def preview(state: State, slug: str | None, open_browser: bool) -> None:
 @click.option("--correction", is_flag=True, help="Send SLUG again, marked as a correction, to those who received it.")
 @click.option("--new-issue", is_flag=True, help="Send a post whose slug or content was already sent under another id.")
 @click.option("--digest", is_flag=True, help="Gather every due post into one issue (templates/email/digest.*).")
+@click.option("--force", is_flag=True, help="Send even when the preflight ('newsletter check') finds errors.")
 @pass_state
 def send(
     state: State, slug: str | None, yes: bool, dry_run: bool, test_to: str | None, correction: bool, new_issue: bool,
-    digest: bool,
+    digest: bool, force: bool,
 ) -> None:  # fmt: skip
     """Send each due post as an email issue, exactly once.
 
@@ -314,7 +315,9 @@ def send(
     under another slug, or whose slug or content was sent under another id,
     is refused (an edited id must not mail everyone again); --new-issue says
     it really is a new issue.  --digest gathers the due posts into one issue
-    and records each of them as sent once it went out.
+    and records each of them as sent once it went out.  The preflight of
+    'newsletter check' runs first: a new issue with errors is refused unless
+    --force (a resumed send only shows them: part of the list already has it).
 
     \b
     Examples:
@@ -342,6 +345,9 @@ def send(
     from .progress import elapsed, progress_bar
 
     started = time.monotonic()
+    _echo_findings(project.check_planned(planned))
+    if not dry_run:
+        project.refuse_failing(planned, force=force)  # before the prompt: no "yes" to a refused issue
     if dry_run:
         with progress_bar("Rendering", quiet=state.quiet) as progress:
             built = project.dry_run(planned, progress)
@@ -356,7 +362,7 @@ def send(
     totals: dict[str, int] = {}
     issues = 0
     with progress_bar("Sending", quiet=state.quiet) as progress:
-        for sent, report in project.send_due(planned, progress):
+        for sent, report in project.send_due(planned, progress, force=force):
             counts = ", ".join(f"{n} {name}" for name, n in sorted(report.counts.items()))
             counts = counts or "delivered by the provider"
             progress.clear()
@@ -374,6 +380,49 @@ def send(
             click.echo(f"Told the WebSub hub about {len(project.ping_hub())} feeds.")
         except NewsletterError as error:  # the issue went out; a missed ping only delays feed readers
             click.echo(f"Warning: {error.one_line()}", err=True)
+
+
+def _echo_findings(report) -> None:
+    for finding in report.findings:
+        label = "Error:  " if finding.severity == "error" else "Warning:"
+        click.echo(f"  {label} [{finding.code}] {finding.message}", err=finding.severity == "error")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("slug", required=False)
+@click.option("--all", "all_posts", is_flag=True, help="Check every published post, not only the newest.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def check(state: State, slug: str | None, all_posts: bool, as_json: bool) -> None:
+    """The preflight of an issue, before sending it: exit 1 when it finds errors.
+
+    Without SLUG, checks the newest published post (what 'send' would send).
+    Errors: HTML over Gmail's 102 KB clip, no unsubscribe link or postal
+    address in a part, a relative link or image, a link to the site with no
+    built file behind it, an image without alt text, text below WCAG AA
+    contrast (light or dark), an empty subject.  Warnings: CSS that Gmail,
+    Apple Mail, Outlook.com or Outlook for Windows do not render (after
+    caniemail.com), a long or all-caps subject, no preheader, a plain-text
+    part much shorter than the HTML, oversized images.  'send' runs the
+    same checks and refuses errors unless --force.
+
+    \b
+    Examples:
+      newsletter build && newsletter check
+      newsletter check e20-petite-entreprise --json | jq '.issues[0].findings'
+      newsletter check --all               # in CI, every published post
+    """
+    from .check import summary
+
+    reports = state.project().check(slug, all_posts=all_posts)
+    if as_json:
+        click.echo(json.dumps({"issues": [r.as_dict() for r in reports]}, ensure_ascii=False, indent=2))
+    else:
+        for report in reports:
+            click.echo(summary(report))
+            _echo_findings(report)
+    if any(not r.passed for r in reports):
+        click.get_current_context().exit(EXIT_ERROR)
 
 
 @cli.command(context_settings=CONTEXT)

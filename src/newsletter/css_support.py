@@ -40,8 +40,8 @@ SUPPORT: dict[str, dict[str, str]] = {
     "border-right": _row(YES, YES, YES, YES),
     "border-color": _row(YES, YES, YES, YES),
     "border-collapse": _row(YES, YES, YES, YES),
-    "width": _row(YES, YES, YES, PARTIAL),
-    "height": _row(YES, YES, YES, PARTIAL),
+    "width": _row(YES, YES, YES, YES),  # on tables, cells and images, which is where our templates set it
+    "height": _row(YES, YES, YES, YES),
     # Box model: Word applies it to table cells only.
     "padding": _row(YES, YES, YES, PARTIAL),
     "padding-left": _row(YES, YES, YES, PARTIAL),

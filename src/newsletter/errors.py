@@ -76,6 +76,10 @@ class IssueTooLarge(NewsletterError):
     """The inlined HTML would be clipped by Gmail (SIZE-01)."""
 
 
+class PreflightFailed(NewsletterError):
+    """``send`` refused an issue in which the preflight (``newsletter check``) found errors."""
+
+
 class TemplateFailure(NewsletterError):
     """A template is missing or fails to render."""
 

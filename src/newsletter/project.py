@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from .config import CONFIG_FILE, Config, Secret, find_config, load_config
 from .envfile import load_env_file
-from .errors import NewsletterError, NothingToSend, NotFound, UsageError
+from .errors import NewsletterError, NothingToSend, NotFound, PreflightFailed, UsageError
 from .lock import SendLock
 
 if TYPE_CHECKING:  # the heavy modules load when a method needs them, so `--help` stays fast
+    from .check import IssueCheck
     from .content import Post
     from .send import Plan, SendReport
     from .store import Ledger
@@ -90,6 +91,7 @@ class PlannedSend:
     dry_run: bool = False
     took_over_from: int | None = None
     _resources: ExitStack = field(default_factory=ExitStack, repr=False)
+    preflight: IssueCheck | None = None  # filled by Newsletter.check_planned
 
     @property
     def lines(self) -> list[str]:
@@ -264,6 +266,35 @@ class Newsletter:
         )
         return PreviewReport(post, self.config.preview_dir / post.slug, issue.html_bytes, issue.warnings)
 
+    def check(self, slug: str | None = None, *, all_posts: bool = False) -> list[IssueCheck]:
+        """The preflight of ``slug`` (default: the newest published post), or of every published post."""
+        from .check import check_posts
+        from .send import pick_post
+
+        if all_posts and slug:
+            raise UsageError("SLUG and --all contradict each other", hint="pass one of them")
+        posts = self.published() if all_posts else [pick_post(self.posts(), self.clock(), slug)]
+        return check_posts(self.config, posts, self._environment())
+
+    def check_planned(self, planned: PlannedSend) -> IssueCheck:
+        """The preflight of the issue ``planned`` is about to send, exactly as rendered for it."""
+        from .check import check_issue
+
+        if planned.preflight is None:
+            planned.preflight = check_issue(self.config, planned.plan.issue)
+        return planned.preflight
+
+    def refuse_failing(self, planned: PlannedSend, *, force: bool = False) -> None:
+        """Raise :class:`PreflightFailed` when the preflight of ``planned`` finds errors, unless
+        ``force``.  A resumed send is never refused: part of the list already has that issue."""
+        report = self.check_planned(planned)
+        if report.errors and not force and planned.plan.resuming is None:
+            raise PreflightFailed(
+                f"not sent: the preflight found {len(report.errors)} errors in «{planned.plan.post.title}»"
+                f" (first: [{report.errors[0].code}] {report.errors[0].message})",
+                hint=f"fix them (newsletter check {planned.plan.post.slug}) or send anyway with --force",
+            )
+
     def send_test(self, address: str, slug: str | None = None) -> TestSendReport:
         """One copy, subject prefixed ``[TEST]``, to ``address`` through the provider; records nothing."""
         from .audience import normalize_address
@@ -389,16 +420,18 @@ class Newsletter:
         finally:
             planned._resources.close()
 
-    def send(self, planned: PlannedSend, progress: Progress | None = None) -> SendReport:
+    def send(self, planned: PlannedSend, progress: Progress | None = None, *, force: bool = False) -> SendReport:
         """Send (or resume) ``planned`` chunk by chunk, exactly once, then release its lock.
 
-        ``progress(done, total)`` is called after each chunk.
+        ``progress(done, total)`` is called after each chunk.  A new issue the preflight
+        finds errors in is refused (:class:`PreflightFailed`) unless ``force``.
         """
         from .send import deliver_issue
 
         if planned.dry_run:
             raise UsageError("a dry-run plan cannot be sent", hint="plan again without dry_run")
         try:
+            self.refuse_failing(planned, force=force)
             report = deliver_issue(
                 self.config, self.ledger, planned.plan, planned.provider, planned.keys, self.clock, self.config.retry,
                 progress,
@@ -424,7 +457,7 @@ class Newsletter:
         return flush_outgoing(self.config, environ=os.environ, clock=self.clock, ignore_backoff=ignore_backoff)
 
     def send_due(
-        self, planned: PlannedSend, progress: Progress | None = None
+        self, planned: PlannedSend, progress: Progress | None = None, *, force: bool = False
     ) -> Iterator[tuple[PlannedSend, SendReport]]:
         """Send ``planned``, then every other post its plan listed as due, oldest first, each once.
 
@@ -433,7 +466,7 @@ class Newsletter:
         """
         announced = [post.id for post in planned.plan.due]
         while True:
-            report = self.send(planned, progress)
+            report = self.send(planned, progress, force=force)
             yield planned, report
             sent = planned.plan.post.id
             rest = announced[announced.index(sent) + 1 :] if sent in announced else []

@@ -262,26 +262,68 @@ def build(state: State, ping: bool) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("slug", required=False)
-@click.option("--open", "open_browser", is_flag=True, help="Open the HTML preview in a web browser.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the preview in a web browser (or say where it is).")
+@click.option("--serve", is_flag=True, help="Serve the site and every email locally; reload on changes.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port for --serve (127.0.0.1).")
+@click.option("--screenshots", is_flag=True, help="PNGs of the email (800/375 px, light/dark) and its site page.")
+@click.option("--chromium", metavar="PATH", help="The Chromium for --screenshots (default: the one on PATH).")
 @pass_state
-def preview(state: State, slug: str | None, open_browser: bool) -> None:
+def preview(
+    state: State, slug: str | None, open_browser: bool, serve: bool, port: int, screenshots: bool, chromium: str | None
+) -> None:
     """Write an issue's email (HTML, text and .eml) to preview/SLUG/ for reading.
 
-    Without SLUG, previews the newest published post.  Nothing is sent or recorded.
+    Without SLUG, previews the newest published post.  Nothing is sent or
+    recorded.  --serve runs a local server with the site and every issue's
+    email, HTML and text, and reloads the browser when a post or template
+    changes (Ctrl-C stops it).  --screenshots renders the email with headless
+    Chromium at 800 and 375 px, light and dark, and the post's site page at
+    both widths, into preview/SLUG/screenshots/.
 
     \b
     Examples:
       newsletter preview
       newsletter preview e20-petite-entreprise --open
+      newsletter preview --serve --open
+      newsletter preview --screenshots
     """
-    report = state.project().preview(slug)
+    project = state.project()
+    if serve:
+        live = project.live_preview()
+        server, url = live.start("127.0.0.1", port)
+        click.echo(f"Previewing on {url} (site and every issue's email); reloads on changes. Ctrl-C stops.")
+        if open_browser:
+            _open_in_browser(url, url)
+        import threading
+
+        try:
+            threading.Event().wait()  # nobody sets it: the server runs until Ctrl-C
+        except KeyboardInterrupt:
+            click.echo("Stopped.")
+        finally:
+            live.stop()
+            server.shutdown()
+        return
+    report = project.preview(slug)
     click.echo(f"Preview of «{report.post.title}» in {report.folder} (HTML {report.html_bytes / 1000:.1f} KB).")
     for warning in report.warnings:
         click.echo(f"Warning: {warning}", err=True)
+    if screenshots:
+        shots = project.screenshots(slug, chromium=chromium)
+        click.echo(f"Screenshots in {shots.folder}: {', '.join(path.name for path in shots.files.values())}")
     if open_browser:
-        import webbrowser
+        page = (report.folder / "email.html").resolve()
+        _open_in_browser(page.as_uri(), f"{page} (text: {report.folder / 'email.txt'})")
 
-        webbrowser.open((report.folder / "email.html").resolve().as_uri())
+
+def _open_in_browser(url: str, where: str) -> None:
+    """Open ``url``; without a display (or a browser), say where the preview is instead."""
+    import webbrowser
+
+    from .preview import has_display
+
+    if not has_display() or not webbrowser.open(url):
+        click.echo(f"No display to open a browser on: the preview is at {where}")
 
 
 @cli.command(context_settings=CONTEXT)

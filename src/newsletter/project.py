@@ -295,6 +295,20 @@ class Newsletter:
                 hint=f"fix them (newsletter check {planned.plan.post.slug}) or send anyway with --force",
             )
 
+    def live_preview(self, *, interval: float = 0.5):
+        """A :class:`~newsletter.preview.LivePreview` of this project (site and every email,
+        rebuilt when a post or template changes); ``start()`` or ``make_server()`` it."""
+        from .preview import LivePreview
+
+        return LivePreview(lambda: Newsletter(self.config, clock=self.clock), interval=interval)
+
+    def screenshots(self, slug: str | None = None, *, chromium: str | None = None):
+        """PNGs of the email of ``slug`` (800 and 375 px, light and dark) and of its site page,
+        into ``preview/SLUG/screenshots/`` (headless Chromium)."""
+        from .preview import take_screenshots
+
+        return take_screenshots(self, slug, chromium=chromium)
+
     def send_test(self, address: str, slug: str | None = None) -> TestSendReport:
         """One copy, subject prefixed ``[TEST]``, to ``address`` through the provider; records nothing."""
         from .audience import normalize_address

@@ -137,7 +137,6 @@ def test_a_missing_preheader_and_a_short_text_part_are_warnings(project, built):
 
     from newsletter import Newsletter
     from newsletter.check import check_issue
-
     from newsletter.render import render_issue
     from newsletter.templates import make_environment
 

@@ -17,8 +17,8 @@ import pytest
 from conftest import write_post
 
 from newsletter.config import load_config
-from newsletter.contrast import contrast, offending_pairs
 from newsletter.content import read_post, read_posts
+from newsletter.contrast import contrast, offending_pairs
 from newsletter.site import site_files
 from newsletter.templates import PACKAGED_TEMPLATES, labels, make_environment, render, trusted_html
 

@@ -175,8 +175,8 @@ def _built_file(config: Config, url: str) -> Path | None:
 
 
 def _is_own(config: Config, url: str, unsubscribe: str) -> bool:
-    service = config.service_url
-    if url.startswith(unsubscribe) or url.startswith(config.email.unsubscribe_url) or (service and url.startswith(service)):
+    answered_by_service = (unsubscribe, config.email.unsubscribe_url, *([config.service_url] if config.service_url else []))
+    if url.startswith(answered_by_service):
         return False  # answered by 'newsletter serve', not a file of the build
     return url.startswith(config.site.base_url)
 

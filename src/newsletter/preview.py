@@ -174,10 +174,10 @@ class LivePreview:
 class _PreviewHandler(BaseHTTPRequestHandler):
     live: LivePreview
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 -- the stdlib's name
+    def log_message(self, format: str, *args) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 -- the stdlib's name
+    def do_GET(self) -> None:
         path = unquote(urlsplit(self.path).path)
         live = self.live
         if path == "/__version":

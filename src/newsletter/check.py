@@ -2,9 +2,9 @@
 
 ``newsletter check`` and ``newsletter send`` run :func:`check_issue` on the issue as it will be
 sent (rendered and inlined, with a stand-in recipient's unsubscribe URL).  Findings are
-``error`` (the issue should not go out: clipped by Gmail, no unsubscribe link, a link that leads
-nowhere, an image without alt text, unreadable text) or ``warning`` (worth a look: CSS some
-clients ignore, a long subject, no preheader).  Each finding has a stable ``code`` for CI.
+``error`` (the issue should not go out: clipped by Gmail, no unsubscribe link, a relative link,
+an image without alt text, unreadable text) or ``warning`` (worth a look: CSS some clients
+ignore, a link to the site that the last build did not produce, a long subject, no preheader).  Each finding has a stable ``code`` for CI.
 """
 
 from __future__ import annotations
@@ -195,7 +195,8 @@ def _urls(config: Config, urls: list[tuple[str, str]], unsubscribe: str) -> list
             if not built:
                 unbuilt = True
             elif _built_file(config, url) is None:
-                findings.append(Finding(ERROR, "not-built", f"{kind} {url} points at no file of {config.public_dir}"
+                # A warning: it is most often a build not run yet since the post was written.
+                findings.append(Finding(WARNING, "not-built", f"{kind} {url} points at no file of {config.public_dir}"
                                         " (run 'newsletter build', or fix the link)"))  # fmt: skip
     if unbuilt:
         findings.append(Finding(WARNING, "not-built", f"{config.public_dir} does not exist: run 'newsletter build'"

@@ -425,9 +425,10 @@ def send(
 
 
 def _echo_findings(report) -> None:
+    """The findings, indented under the report they belong to (stdout: a refusal is the one stderr line)."""
     for finding in report.findings:
-        label = "Error:  " if finding.severity == "error" else "Warning:"
-        click.echo(f"  {label} [{finding.code}] {finding.message}", err=finding.severity == "error")
+        label = "error:  " if finding.severity == "error" else "warning:"
+        click.echo(f"  {label} [{finding.code}] {finding.message}")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -440,12 +441,12 @@ def check(state: State, slug: str | None, all_posts: bool, as_json: bool) -> Non
 
     Without SLUG, checks the newest published post (what 'send' would send).
     Errors: HTML over Gmail's 102 KB clip, no unsubscribe link or postal
-    address in a part, a relative link or image, a link to the site with no
-    built file behind it, an image without alt text, text below WCAG AA
-    contrast (light or dark), an empty subject.  Warnings: CSS that Gmail,
-    Apple Mail, Outlook.com or Outlook for Windows do not render (after
-    caniemail.com), a long or all-caps subject, no preheader, a plain-text
-    part much shorter than the HTML, oversized images.  'send' runs the
+    address in a part, a relative link or image, an image without alt text,
+    text below WCAG AA contrast (light or dark), an empty subject.  Warnings:
+    CSS that Gmail, Apple Mail, Outlook.com or Outlook for Windows do not
+    render (after caniemail.com), a link to the site with no built file
+    behind it, a long or all-caps subject, no preheader, a plain-text part
+    much shorter than the HTML, oversized images.  'send' runs the
     same checks and refuses errors unless --force.
 
     \b

@@ -274,7 +274,7 @@ class Newsletter:
         if all_posts and slug:
             raise UsageError("SLUG and --all contradict each other", hint="pass one of them")
         posts = self.published() if all_posts else [pick_post(self.posts(), self.clock(), slug)]
-        return check_posts(self.config, posts, self._environment())
+        return check_posts(self.config, posts, self.environment())
 
     def check_planned(self, planned: PlannedSend) -> IssueCheck:
         """The preflight of the issue ``planned`` is about to send, exactly as rendered for it."""

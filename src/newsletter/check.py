@@ -215,7 +215,7 @@ def _images(config: Config, page: _Page) -> list[Finding]:
         src = image.get("src") or ""
         if image.get("alt") is None:
             findings.append(Finding(ERROR, "missing-alt", f"image {src} has no alt text: readers who block images"
-                                    " and screen readers get nothing; add ![description](…)"))  # fmt: skip
+                                    " and screen readers get nothing; give it alt=\"…\" (alt=\"\" if decorative)"))  # fmt: skip
         width = image.get("width") or ""
         if width.isdigit() and int(width) > IMAGE_COLUMN_PX:
             findings.append(Finding(WARNING, "image-size", f"image {src} is {width} px wide, wider than the"

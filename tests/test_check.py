@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import write_post
 
+from conftest import write_post
 from newsletter.check import Finding, _subject
 from newsletter.css_support import CLIENTS, SUPPORT
 from newsletter.templates import PACKAGED_TEMPLATES

@@ -4,7 +4,8 @@
 sent (rendered and inlined, with a stand-in recipient's unsubscribe URL).  Findings are
 ``error`` (the issue should not go out: clipped by Gmail, no unsubscribe link, a relative link,
 an image without alt text, unreadable text) or ``warning`` (worth a look: CSS some clients
-ignore, a link to the site that the last build did not produce, a long subject, no preheader).  Each finding has a stable ``code`` for CI.
+ignore, a link to the site that the last build did not produce, a long subject, no preheader).
+Each finding has a stable ``code`` for CI.
 """
 
 from __future__ import annotations
@@ -141,10 +142,11 @@ class _Page(HTMLParser):
 
 def _size(issue: Issue, html: str) -> list[Finding]:
     size = len(html.encode("utf-8"))
+    clip = f"{MAX_HTML_BYTES // 1000} KB"
     if size > MAX_HTML_BYTES:
-        return [Finding(ERROR, "clip-size", f"the HTML is {size / 1000:.1f} KB; Gmail clips above {MAX_HTML_BYTES // 1000} KB")]
+        return [Finding(ERROR, "clip-size", f"the HTML is {size / 1000:.1f} KB; Gmail clips above {clip}")]
     if size > WARN_HTML_BYTES:
-        return [Finding(WARNING, "clip-size", f"the HTML is {size / 1000:.1f} KB, close to Gmail's {MAX_HTML_BYTES // 1000} KB clip")]
+        return [Finding(WARNING, "clip-size", f"the HTML is {size / 1000:.1f} KB, close to Gmail's {clip} clip")]
     return []
 
 
@@ -175,7 +177,8 @@ def _built_file(config: Config, url: str) -> Path | None:
 
 
 def _is_own(config: Config, url: str, unsubscribe: str) -> bool:
-    answered_by_service = (unsubscribe, config.email.unsubscribe_url, *([config.service_url] if config.service_url else []))
+    service = [config.service_url] if config.service_url else []
+    answered_by_service = (unsubscribe, config.email.unsubscribe_url, *service)
     if url.startswith(answered_by_service):
         return False  # answered by 'newsletter serve', not a file of the build
     return url.startswith(config.site.base_url)
@@ -214,8 +217,8 @@ def _images(config: Config, page: _Page) -> list[Finding]:
     for image in page.images:
         src = image.get("src") or ""
         if image.get("alt") is None:
-            findings.append(Finding(ERROR, "missing-alt", f"image {src} has no alt text: readers who block images"
-                                    " and screen readers get nothing; give it alt=\"…\" (alt=\"\" if decorative)"))  # fmt: skip
+            message = f"image {src} has no alt text: readers who block images and screen readers get nothing"
+            findings.append(Finding(ERROR, "missing-alt", message + '; give it alt="…" (alt="" if decorative)'))
         width = image.get("width") or ""
         if width.isdigit() and int(width) > IMAGE_COLUMN_PX:
             findings.append(Finding(WARNING, "image-size", f"image {src} is {width} px wide, wider than the"

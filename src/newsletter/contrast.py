@@ -60,7 +60,7 @@ def _rules(css: str, mode: str) -> list[Rule]:
                     for inner in rule.cssRules:
                         if inner.type == inner.STYLE_RULE:
                             add(inner)
-            # other media blocks (narrow screens) are layout; their colours are not cascaded  # other media blocks (narrow screens) are layout; their colours are not cascaded
+            # other media blocks (narrow screens) are layout; their colours are not cascaded
     return rules
 
 

@@ -21,10 +21,10 @@ import os
 import shutil
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
 from .config import Config
@@ -198,7 +198,8 @@ class _PreviewHandler(BaseHTTPRequestHandler):
             for slug, title in live.slugs
         )
         error = f"<p role='alert'><strong>{html_escaping.escape(live.error)}</strong></p>" if live.error else ""
-        return f"<!DOCTYPE html><title>Preview</title><h1>Preview</h1>{error}<p><a href='/site/'>The site</a></p><ul>{rows}</ul>"
+        head = "<!DOCTYPE html><title>Preview</title><h1>Preview</h1>"
+        return f"{head}{error}<p><a href='/site/'>The site</a></p><ul>{rows}</ul>"
 
     def _email(self, name: str) -> None:
         slug, _, extension = name.rpartition(".")
@@ -209,7 +210,8 @@ class _PreviewHandler(BaseHTTPRequestHandler):
         except NewsletterError as error:
             return self._page(500, f"<p role='alert'>{html_escaping.escape(error.one_line())}</p>")
         if extension == "txt":
-            body = f"<!DOCTYPE html><meta charset='utf-8'><pre style='white-space: pre-wrap'>{html_escaping.escape(body)}</pre>"
+            text = html_escaping.escape(body)
+            body = f"<!DOCTYPE html><meta charset='utf-8'><pre style='white-space: pre-wrap'>{text}</pre>"
         self._page(200, body)
 
     def _site(self, relative: str) -> None:

@@ -21,7 +21,7 @@ import jinja2
 from .config import Config
 from .content import Post, published
 from .store import MARKED, SENT, Ledger
-from .templates import render, trusted_html
+from .templates import labels, render, trusted_html
 
 DIGEST_HTML = "email/digest.html"
 DIGEST_TEXT = "email/digest.txt"
@@ -61,8 +61,9 @@ def digest_post(config: Config, posts: Sequence[Post], env: jinja2.Environment) 
     digest_id = f"urn:uuid:{uuid.uuid5(namespace, 'digest:' + ' '.join(p.id for p in ordered))}"
     titles = " · ".join(p.title for p in ordered)
     title = titles if len(titles) <= MAX_SUBJECT else titles[: MAX_SUBJECT - 1].rstrip() + "…"
-    html = render(env, DIGEST_HTML, posts=ordered, site=config.site)
-    text = render(env, DIGEST_TEXT, posts=ordered, site=config.site)
+    words = labels(config.site.language)  # dates as the readers write them
+    html = render(env, DIGEST_HTML, posts=ordered, site=config.site, labels=words)
+    text = render(env, DIGEST_TEXT, posts=ordered, site=config.site, labels=words)
     slug = f"{SLUG_PREFIX}{newest.date:%Y%m%d-%H%M}-{len(ordered)}"
     post = replace(
         newest,

@@ -106,7 +106,7 @@ def test_drop_closes_without_processing(cls):
 
 
 def test_accept_then_drop_records_then_a_retry_without_key_sends_twice():
-    """Mailgun has no idempotency (providers.md §3): a blind retry after a lost answer delivers twice."""
+    """Mailgun has no idempotency (Mailgun API docs): a blind retry after a lost answer delivers twice."""
     with FakeMailgun() as fake:
         fake.inject(Fault.accept_then_drop())
         with pytest.raises(requests.ConnectionError):

@@ -1,4 +1,4 @@
-"""The Atom feed against the checklist (standards.md §1 ATOM-xx, §2 FG-xx).
+"""The Atom feed against the checklist (ATOM-xx and FG-xx in docs/requirements.md).
 
 Most tests build the demo project through the real CLI (``run("build")``) and read
 ``public/feed.xml`` back with a strict lxml parser and with feedparser.

@@ -1,7 +1,7 @@
 """The Buttondown provider (audience family) end to end: real CLI, real HTTP, a local fake.
 
 Buttondown keeps the list, so an issue is one create-as-draft then one send.  The tests
-check the two facts of providers.md §2 that make that safe: the create says
+check the two facts of Buttondown's API docs that make that safe: the create says
 ``"status": "draft"`` explicitly (the API's default, ``about_to_send``, sends at once),
 and both calls carry an ``X-Idempotency-Key`` derived from the issue, so a replay after a
 timeout or a crash reuses the same draft and sends it once.

@@ -327,7 +327,7 @@ def test_429_without_retry_after_then_success_sends_once(run, project, fake):
 
 
 def test_429_without_retry_after_honours_the_date_in_the_body(run, project, api_key):
-    """providers.md §3: no Retry-After is documented, so the body's "try again after" date is the wait."""
+    """Mailgun documents no Retry-After, so the body's "try again after" date is the wait."""
     subscribe(run)
     with TimedMailgun() as fake:
         use_mailgun(project, fake.url)

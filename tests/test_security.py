@@ -1,4 +1,4 @@
-"""One named test per security item of standards.md: SEC-01…SEC-14 (section 10) and INJ-01…INJ-03 (5.3).
+"""One named test per security item of docs/requirements.md: SEC-01…SEC-14 and INJ-01…INJ-03.
 
 Each test is short and fails if its protection is removed.  Where another file covers the item
 more thoroughly, the docstring says where (the hostile-input corpus is
@@ -421,7 +421,7 @@ def test_INJ_02_refusal_does_not_depend_on_the_python_version(config):
     any Python; when the policy has verify_generated_headers it must stay True.  GAP: this
     machine runs Python 3.11.7, which predates the CVE-2024-6923 fix (3.11.10 adds
     email.policy verify_generated_headers) and the CVE-2026-1299 fix; nothing in the project
-    checks the interpreter version at runtime (standards.md asks for a check in ``doctor``)."""
+    checks the interpreter version at runtime (the requirement asks for a check in ``doctor``)."""
     assert sys.version_info >= (3, 11)
     post = _post(config)
     for title in ("Hi\r\nBcc: x@evil.example", "Hi\n", "A\x00B", "A\u2028B", "A\x85B"):

@@ -1,6 +1,6 @@
 """Fake Buttondown API (``/v1``): emails created, drafted, published and sent to an audience.
 
-Contract (providers.md §2, buttondown/docs): ``Authorization: Token <key>``;
+Contract (Buttondown API docs): ``Authorization: Token <key>``;
 ``POST /v1/emails`` with ``EmailInput`` (unknown fields → 422 ``extra_forbidden``);
 ``status`` defaults to ``about_to_send``, so a bare create SENDS; on API version
 2026-04-01+ such a create needs ``X-Buttondown-Live-Dangerously: true`` (first use
@@ -14,7 +14,7 @@ still running → 409; a key longer than 200 chars → 400 ``idempotency_key_inv
 only 2xx answers are kept for replay; ``about_to_send`` again on an email already
 sending or sent changes nothing and sends nothing; the ``subject`` list filter is exact.
 
-Subscribers (providers.md §2): ``POST /v1/subscribers`` with ``{email_address, tags, metadata,
+Subscribers (Buttondown API docs): ``POST /v1/subscribers`` with ``{email_address, tags, metadata,
 type, notes, referrer_url, utm_*, ip_address, referring_subscriber_id}`` (unknown fields → 422);
 ``X-Buttondown-Collision-Behavior: no_op|overwrite|add``, ``no_op`` → 400 when the address
 exists; at most 100 creations a day, then **400** (not 429).  [U]: the error codes

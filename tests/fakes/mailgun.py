@@ -1,6 +1,6 @@
 """Fake Mailgun API: ``POST /v3/<domain>/messages`` and ``GET /v3/<domain>/events``.
 
-Contract (providers.md §3, mailgun/documentation api-sending.rst, user_manual.rst,
+Contract (Mailgun docs: api-sending.rst, user_manual.rst,
 api-events.rst): HTTP Basic ``api:<key>`` (else 401 ``Forbidden``); fields ``from``,
 ``to`` (repeatable or comma-separated), ``cc``, ``bcc``, ``subject``, ``text``,
 ``html``, ``o:tag`` (≤3), ``o:testmode``, ``h:<Header>``, ``v:<var>``,

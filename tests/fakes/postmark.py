@@ -1,6 +1,6 @@
 """Fake Postmark API: ``POST /email``, ``POST /email/batch``, ``GET /messages/outbound``.
 
-Contract (providers.md §4, postmarkapp.com developer docs, postmark-python SDK,
+Contract (Postmark docs: postmarkapp.com developer docs, postmark-python SDK,
 postmarker cassettes): ``X-Postmark-Server-Token`` (else 401 ErrorCode 10);
 ``Accept`` and ``Content-Type`` ``application/json`` (else ErrorCode 409 "JSON
 required"); a batch is a JSON array of ≤500 messages (else 422 ErrorCode 410) and is

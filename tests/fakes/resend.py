@@ -1,6 +1,6 @@
 """Fake Resend API: ``POST /emails``, ``POST /emails/batch``, ``GET /emails/{id}``.
 
-Contract (providers.md §5, resend-openapi, resend docs mirror): a ``User-Agent``
+Contract (Resend docs: resend-openapi, resend docs mirror): a ``User-Agent``
 header is mandatory (missing → 403 "error code: 1010", a non-JSON body from the
 edge); ``Authorization: Bearer re_…`` (missing → 401 ``missing_api_key``, wrong →
 403 ``invalid_api_key``); errors ``{"statusCode", "name", "message"}``; a batch is a

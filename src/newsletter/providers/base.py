@@ -1,4 +1,4 @@
-"""The provider interface: one abstract base, two families (see DESIGN.md).
+"""The provider interface: one abstract base, two families (docs/plugins.md walks through it).
 
 A provider is a class registered under the ``newsletter.providers`` entry-point
 group, a subclass of :class:`BatchProvider` (we keep the list and hand over

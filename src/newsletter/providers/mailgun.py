@@ -28,7 +28,7 @@ from .http import HTTP_CONCURRENCY, HttpClient, api_base_url, timeout_setting, t
 
 BASE_URLS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
 PER_RECIPIENT_URL = "%recipient.unsubscribe_url%"
-# A 429 says when to come back in its body, not in a Retry-After header (providers.md §3).
+# A 429 says when to come back in its body, not in a Retry-After header (Mailgun API docs).
 TRY_AGAIN_AFTER = re.compile(r"try again after (.+?)\s*$", re.IGNORECASE)
 
 

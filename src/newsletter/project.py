@@ -341,42 +341,26 @@ class Newsletter:
         other sender can start between the plan the editor reads and the send.  With
         ``digest``, every due post goes into one issue (``templates/email/digest.*``).
         """
-        from .send import choose, plan_send
-        from .store import ACTIVE
+        from .send import choose
 
         if digest:
             if slug is not None or correction:
                 raise UsageError(
                     "--digest gathers the due posts: it takes no SLUG or --correction", hint="newsletter send --digest"
                 )
-            return self._plan_digest(dry_run=dry_run)
+            return self._planned(dry_run=dry_run, pick=self._pick_digest)
+        return self._planned(
+            dry_run=dry_run,
+            pick=lambda: (
+                choose(self.posts(), self.ledger, self.clock(), slug, correction=correction, new_issue=new_issue),
+                None,
+            ),
+        )
 
-        keys = self.signing_keys()
-        stack = ExitStack()
-        took_over_from = None
-        try:
-            if not dry_run:
-                lock = stack.enter_context(SendLock(self.lock_path))
-                if lock.took_over:
-                    took_over_from = (lock.previous or {}).get("pid")
-            choice = choose(self.posts(), self.ledger, self.clock(), slug, correction=correction, new_issue=new_issue)
-            provider = self._provider(stack)
-            subscribers = self.ledger.subscribers.count_subscribers(ACTIVE)
-            plan = plan_send(self.config, self.ledger, choice, self.environment(), provider, subscribers=subscribers)
-            if not plan.recipients and plan.audience_local:
-                raise NothingToSend(
-                    "no active subscribers", hint="add some with 'newsletter subscribers add' or 'subscribers import'"
-                )
-        except BaseException:
-            stack.close()
-            raise
-        self._resources.push(stack)
-        return PlannedSend(plan, provider, keys, dry_run, took_over_from, stack)
-
-    def _plan_digest(self, *, dry_run: bool) -> PlannedSend:
-        """The digest of every due post (or the unfinished digest, resumed), planned like an issue."""
-        from .schedule import digest_post, due_posts, is_digest
-        from .send import choose, mark_posts_sent, plan_send, sent_record
+    def _planned(self, *, dry_run: bool, pick: Callable[[], tuple[Any, Any]]) -> PlannedSend:
+        """The frame every plan shares: the lock (unless ``dry_run``), ``pick()`` choosing what to
+        send (a :class:`~newsletter.send.Choice` and the digest, if any), the provider, the render."""
+        from .send import plan_send
         from .store import ACTIVE
 
         keys = self.signing_keys()
@@ -387,26 +371,7 @@ class Newsletter:
                 lock = stack.enter_context(SendLock(self.lock_path))
                 if lock.took_over:
                     took_over_from = (lock.previous or {}).get("pid")
-            unfinished = self.ledger.issues.unfinished_issues()
-            # Resuming: the digest gathers the posts that were due when it was planned, not later ones.
-            as_of = self.clock()
-            if unfinished and is_digest(unfinished[0].slug):
-                as_of = datetime.fromisoformat(unfinished[0].created_at)
-            due = tuple(due_posts(self.posts(), self.ledger, as_of))
-            if not due and not unfinished:
-                raise NothingToSend("no post is due", hint="publish a new post first")
-            posts = list(self.posts())
-            digest = None
-            if due:
-                post, text = digest_post(self.config, due, self.environment())
-                if sent_record(self.ledger, post) is not None:  # sent, but its posts not yet marked (a crash)
-                    mark_posts_sent(self.config, self.ledger, due, self.environment(), self.clock())
-                    raise NothingToSend("the digest of these posts was already sent; its posts are now marked sent")
-                posts.append(post)
-                digest = (due, text)
-            choice = choose(posts, self.ledger, self.clock(), posts[-1].slug if digest else None)
-            if choice.post.id != posts[-1].id:
-                digest = None  # an unfinished ordinary issue is finished first
+            choice, digest = pick()
             provider = self._provider(stack)
             subscribers = self.ledger.subscribers.count_subscribers(ACTIVE)
             plan = plan_send(
@@ -421,6 +386,33 @@ class Newsletter:
             raise
         self._resources.push(stack)
         return PlannedSend(plan, provider, keys, dry_run, took_over_from, stack)
+
+    def _pick_digest(self) -> tuple[Any, Any]:
+        """The digest of every due post (or the unfinished digest, resumed), chosen like an issue."""
+        from .schedule import digest_post, due_posts, is_digest
+        from .send import choose, mark_posts_sent, sent_record
+
+        unfinished = self.ledger.issues.unfinished_issues()
+        # Resuming: the digest gathers the posts that were due when it was planned, not later ones.
+        as_of = self.clock()
+        if unfinished and is_digest(unfinished[0].slug):
+            as_of = datetime.fromisoformat(unfinished[0].created_at)
+        due = tuple(due_posts(self.posts(), self.ledger, as_of))
+        if not due and not unfinished:
+            raise NothingToSend("no post is due", hint="publish a new post first")
+        posts = list(self.posts())
+        digest = None
+        if due:
+            post, text = digest_post(self.config, due, self.environment())
+            if sent_record(self.ledger, post) is not None:  # sent, but its posts not yet marked (a crash)
+                mark_posts_sent(self.config, self.ledger, due, self.environment(), self.clock())
+                raise NothingToSend("the digest of these posts was already sent; its posts are now marked sent")
+            posts.append(post)
+            digest = (due, text)
+        choice = choose(posts, self.ledger, self.clock(), posts[-1].slug if digest else None)
+        if choice.post.id != posts[-1].id:
+            digest = None  # an unfinished ordinary issue is finished first
+        return choice, digest
 
     def dry_run(self, planned: PlannedSend, progress: Progress | None = None) -> int:
         """Render every recipient's message of ``planned``; sends and records nothing. Returns how many.

@@ -14,7 +14,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from .errors import OutputError
 
@@ -99,15 +99,7 @@ def write_tree(folder: Path, files: Mapping[str, bytes | Path]) -> list[Path]:
     their mtime (and a static host's validators) stable; only their mode is corrected.
     Files are ``0644`` less the umask, so any web server can read them.
     """
-    tree = StagedTree(folder, sync_each=True)
-    for relative in files:
-        tree.check(relative)  # every path checked before anything is written
-    try:
-        for relative, data in files.items():
-            tree.add(relative, data)
-    except BaseException:
-        tree.discard()
-        raise
+    tree = _staged(StagedTree(folder, sync_each=True), files)
     return tree.commit()
 
 
@@ -256,15 +248,7 @@ def publish_tree(folder: Path, files: Mapping[str, bytes | Path]) -> list[str]:
     """
     if MANIFEST in files:
         raise OutputError(f"refusing to write {MANIFEST}: the build keeps its own list there", where=str(folder))
-    tree = StagedTree(folder)
-    for relative in files:
-        tree.check(relative)  # every path checked before anything is written
-    try:
-        for relative, data in files.items():
-            tree.add(relative, data)
-    except BaseException:
-        tree.discard()
-        raise
+    tree = _staged(StagedTree(folder), files)
     return publish_staged(tree)
 
 
@@ -311,3 +295,16 @@ def _remove_generated(folder: Path, names: list[str]) -> tuple[list[str], OSErro
         except OSError as exc:
             return removed, exc
     return removed, None
+
+
+def _staged(tree: StagedTree, files: Mapping[str, Any]) -> StagedTree:
+    """Every path checked before anything is written, then every file staged; nothing left on failure."""
+    for relative in files:
+        tree.check(relative)
+    try:
+        for relative, data in files.items():
+            tree.add(relative, data)
+    except BaseException:
+        tree.discard()
+        raise
+    return tree

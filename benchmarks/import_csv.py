@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from newsletter.audience import import_csv
@@ -24,7 +24,7 @@ def main(lines: int) -> None:
     text = "email,status\n" + "".join(
         f"reader{n}@example.org,{'unsubscribed' if n % 50 == 0 else 'active'}\n" for n in range(lines)
     )
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as folder:
         ledger = Ledger(Path(folder) / "ledger.db")
         for label in ("fresh ledger", "all duplicates"):

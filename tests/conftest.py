@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from newsletter.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = REPO / "tests" / "data" / "seed.txt"
-FIXED_NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+FIXED_NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 # 43 base64url characters, as secrets.token_urlsafe(32) makes: 258 bits, the least accepted is 256.
 TOKEN_KEY = "fixture-signing-key_NOT-a-secret-0123456789"
 # File names of the photos of the original posts: the seed keeps the names, not the images.

@@ -106,7 +106,7 @@ class SmtpServer:
             options.update(tls_context=context, require_starttls=True)
         self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port, **options)
 
-    def __enter__(self) -> "SmtpServer":
+    def __enter__(self) -> SmtpServer:
         self.controller.start()
         return self
 

@@ -5,21 +5,20 @@ from __future__ import annotations
 import csv
 import hmac
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from checks import assert_one_line_error
-
 from newsletter import audience
-from newsletter.audience import InvalidToken, UNSUBSCRIBE, make_token, normalize_address, verify_token
+from newsletter.audience import UNSUBSCRIBE, InvalidToken, make_token, normalize_address, verify_token
 from newsletter.config import Secret
 from newsletter.errors import SubscriberError
 
 KEY = Secret("K", "current-key")
 OLD = Secret("K_OLD", "retired-key")
 LIST = "lettre.claudesuper.example.org"
-ISSUED = datetime(2013, 3, 26, 9, 47, tzinfo=timezone.utc)
+ISSUED = datetime(2013, 3, 26, 9, 47, tzinfo=UTC)
 
 
 def token(keys=(KEY,), subscriber_id=42, list_id=LIST, purpose=UNSUBSCRIBE):

@@ -18,6 +18,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+
 from checks import assert_one_line_error
 from conftest import TOKEN_KEY
 from smtp_server import PASSWORD, SmtpServer, make_certificate

@@ -68,15 +68,15 @@ import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import REPO
 from lxml import etree
 
+from conftest import REPO
 from fakes import FakeResend, Fault
 from newsletter.config import load_config
 from newsletter.content import published, read_posts
@@ -168,7 +168,7 @@ class Case:
     spec: dict
 
     @classmethod
-    def load(cls, name: str) -> "Case":
+    def load(cls, name: str) -> Case:
         folder = CASES_DIR / name
         return cls(name, folder, tomllib.loads((folder / "case.toml").read_text(encoding="utf-8")))
 
@@ -534,7 +534,7 @@ def check_success_outputs(result: Result, problems: list[str]) -> str:
         for change in tree_changes(result.tree_before, result.tree_after, ignore=("site/public",)):
             problems.append(f"outside public/: {change}")
         config = load_config(project / "newsletter.toml")
-        posts = published(read_posts(config), datetime.now(timezone.utc))
+        posts = published(read_posts(config), datetime.now(UTC))
         expected = set(site_files(config, posts, make_environment(config.templates_dir))) | {MANIFEST}
         files = {str(p.relative_to(project / "public")) for p in (project / "public").rglob("*") if p.is_file()}
         if files != expected:

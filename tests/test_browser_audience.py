@@ -13,7 +13,6 @@ import time
 
 from browser import chromium, screenshot_path
 from conftest import TOKEN_KEY
-
 from newsletter.config import load_config
 from newsletter.web import create_app, make_server
 

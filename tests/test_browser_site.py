@@ -9,10 +9,9 @@ import threading
 
 from browser import chromium, screenshot_path
 from conftest import TOKEN_KEY
-from test_browser_audience import free_port
-
 from newsletter.config import load_config
 from newsletter.web import create_app, make_server
+from test_browser_audience import free_port
 
 ADDRESS = "lou.lectrice@example.org"
 

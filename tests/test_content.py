@@ -9,10 +9,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from checks import assert_one_line_error
-from conftest import FIXED_NOW, write_post
 from lxml import etree
 
+from checks import assert_one_line_error
+from conftest import FIXED_NOW, write_post
 from newsletter.content import published, read_post, read_posts, render_markdown
 from newsletter.errors import HeaderInjection, PostError
 
@@ -239,7 +239,7 @@ def test_valid_fields_are_parsed(config, posts_dir):
 RAW = "---\ntitle: x\nslug: y\nid: urn:uuid:11111111-2222-4333-8444-555555555555\n"
 BROKEN_FILES = {
     "malformed-yaml": ((RAW + "date: [2024\nauthor: x\n---\nb\n").encode(), "line 6: invalid YAML"),
-    "bad-indentation": ("---\ntitle: x\n  bad: : x\n---\nb\n".encode(), "line 3: invalid YAML"),
+    "bad-indentation": (b"---\ntitle: x\n  bad: : x\n---\nb\n", "line 3: invalid YAML"),
     "no-front-matter": (b"# Bonjour\n\nTexte.\n", "has no front matter"),
     "unclosed-front-matter": (RAW.encode() + b"\nBonjour\n", "front matter is not closed"),
     "invalid-utf8": (b"---\ntitle: x\n---\nligne\n\xff\xfe mauvais\n", "line 5: not valid UTF-8"),

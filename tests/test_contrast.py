@@ -14,8 +14,8 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from conftest import write_post
 
+from conftest import write_post
 from newsletter.config import load_config
 from newsletter.content import read_post, read_posts
 from newsletter.contrast import contrast, offending_pairs

@@ -6,7 +6,6 @@ import html
 import re
 
 from conftest import FIXED_NOW, seed_posts
-
 from newsletter.content import SLUG_PATTERN, published, read_posts
 
 

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from lxml import etree
+
 from chaos import COMMAND, lock_holder, run_chaos, wait_until
 from checks import ledger_rows
 from conftest import TOKEN_KEY, write_post
 from fakes import FakeResend
-from lxml import etree
-
 from newsletter.errors import EXIT_LOCKED, EXIT_NOTHING_TO_SEND
 from newsletter.lock import SendLock
 

@@ -11,7 +11,7 @@ import re
 import uuid
 from collections import Counter
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -20,9 +20,9 @@ import feedparser
 import lxml.html
 import pytest
 import yaml
-from conftest import FIXED_NOW, REPO, seed_posts, write_post
 from lxml import etree
 
+from conftest import FIXED_NOW, REPO, seed_posts, write_post
 from newsletter.content import published, read_posts
 from newsletter.feed import build_feed
 
@@ -126,9 +126,9 @@ def test_every_seed_line_survives_feedparser_with_no_break_spaces(build):
 def test_two_builds_are_byte_identical_whatever_the_clock_ATOM_20_FG_06_HTTP_03(build):
     first = build()
     assert build() == first
-    assert build(now=datetime(2030, 1, 1, 3, 4, 5, tzinfo=timezone.utc)) == first
+    assert build(now=datetime(2030, 1, 1, 3, 4, 5, tzinfo=UTC)) == first
     text = first.decode("utf-8")
-    for day in (FIXED_NOW, datetime.now(timezone.utc)):  # no build time leaks into the feed
+    for day in (FIXED_NOW, datetime.now(UTC)):  # no build time leaks into the feed
         assert day.date().isoformat() not in text
     root = strict_parse(first)
     newest = max(datetime.fromisoformat(e.findtext(f"{A}updated")) for e in entries(root))

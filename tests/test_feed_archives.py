@@ -9,9 +9,9 @@ from pathlib import Path
 
 import feedparser
 import pytest
-from conftest import write_post
 from lxml import etree, html
 
+from conftest import write_post
 from newsletter.content import Post
 from newsletter.errors import PostError
 from newsletter.feed import HISTORY_NS, archive_slices, collect_tags, feed_documents, tag_slug

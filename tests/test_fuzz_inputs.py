@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import FIXED_NOW, REPO
-from hypothesis import currently_in_test_context, HealthCheck, event, example, given, settings
+from hypothesis import HealthCheck, currently_in_test_context, event, example, given, settings
 from hypothesis import strategies as st
 
+from conftest import FIXED_NOW, REPO
 from newsletter.cli import State, cli
 from newsletter.errors import EXIT_NOTHING_TO_SEND
 

@@ -23,12 +23,12 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import TOKEN_KEY
 
+from conftest import TOKEN_KEY
 from newsletter.audience import UNSUBSCRIBE, make_token
 from newsletter.config import Secret, load_config
 from newsletter.store import Ledger
@@ -87,11 +87,11 @@ def test_send_import_and_unsubscribes_at_once_lose_nothing(project):
         db.executescript(AUDIT)
     # Spread over the whole audience: most leave before their chunk, some after it went out.
     leaving = list(range(AUDIENCE, 0, -(AUDIENCE // UNSUBSCRIBES)))[:UNSUBSCRIBES]
-    issued = datetime.now(timezone.utc)
+    issued = datetime.now(UTC)
     tokens = {i: make_token(KEY, purpose=UNSUBSCRIBE, list_id=config.email.list_id, subscriber_id=i, issued_at=issued)
               for i in leaving}  # fmt: skip
 
-    app = create_app(config, clock=lambda: datetime.now(timezone.utc), environ={"NEWSLETTER_TOKEN_KEY": TOKEN_KEY})
+    app = create_app(config, clock=lambda: datetime.now(UTC), environ={"NEWSLETTER_TOKEN_KEY": TOKEN_KEY})
     server = make_server(app, host="127.0.0.1", port=0, threads=8)
     serving = threading.Thread(target=server.run, daemon=True)
     serving.start()

@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 
 import pytest
+
 from conftest import TOKEN_KEY, write_post
 from mailreader import read_back
-
 from newsletter.config import Secret, load_config
 from newsletter.content import read_posts
 from newsletter.render import Recipient, render_issue

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import email
 import email.policy
+import io
 import os
 import subprocess
 import tarfile
-import io
 from pathlib import Path
 
 import feedparser
 import pytest
+
 from conftest import REPO, seed_posts
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 from checks import assert_one_line_error, ledger_rows, subscribe
-
 from newsletter.errors import EXIT_NOTHING_TO_SEND, EXIT_USAGE
 
 NEWEST = "social-business-parcours-singulier"
@@ -158,7 +157,6 @@ def test_an_unfinished_send_whose_post_lost_its_id_says_which_id_to_put_back(run
     from contextlib import closing as closed
 
     from conftest import FIXED_NOW
-
     from newsletter.store import Ledger
 
     subscribe(run)

@@ -9,7 +9,6 @@ from pathlib import Path
 from urllib.request import urlopen
 
 from browser import CHROMIUM, chromium
-
 from newsletter import Newsletter
 from newsletter.preview import WIDTHS
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import yaml
@@ -44,7 +44,7 @@ EXPECTED_HEADERS = [
     "MIME-Version", "Content-Type",
 ]  # fmt: skip
 RECIPIENT = Recipient(7, "lectrice@example.org", "https://claudesuper.example.org/unsubscribe/jeton")
-DATE = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+DATE = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 # Fragments an attacker (or a careless paste) would try; mixed with arbitrary text.
 HOSTILE = [
@@ -127,7 +127,7 @@ def test_titles_authors_and_bodies_round_trip_or_fail_typed(setting, title, auth
     config, env, folder = setting
     path = folder / "propriete.md"
     header = front_matter(title, author)
-    path.write_bytes(f"---\n{header}---\n{body}\n".encode("utf-8"))
+    path.write_bytes(f"---\n{header}---\n{body}\n".encode())
     meta = yaml.load(header, Loader=_StringDatesLoader)  # what the post file really says
     title, author = meta["title"], meta["author"]
     error, want_title, want_author = expected_outcome(title, author, body, config.site.author)

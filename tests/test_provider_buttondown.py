@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+
 from checks import assert_one_line_error, ledger_rows, use_provider
 from fakes import FakeButtondown, Fault
-
 from newsletter.config import load_config
 from newsletter.providers import load_provider
 from newsletter.providers.buttondown import ButtondownProvider

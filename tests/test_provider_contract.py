@@ -13,9 +13,8 @@ import email.policy
 from pathlib import Path
 
 import pytest
-from fakes import FakeButtondown, FakeMailgun, FakePostmark, FakeResend, Fault
-from smtp_server import PASSWORD, USER, SmtpServer, make_certificate
 
+from fakes import FakeButtondown, FakeMailgun, FakePostmark, FakeResend, Fault
 from newsletter.providers.buttondown import ButtondownProvider
 from newsletter.providers.mailgun import MailgunProvider
 from newsletter.providers.outbox import OutboxProvider
@@ -23,8 +22,14 @@ from newsletter.providers.postmark import PostmarkProvider
 from newsletter.providers.resend import ResendProvider
 from newsletter.providers.smtp import SmtpProvider
 from newsletter.testing import (
-    AudienceProviderContract, BatchProviderContract, FakeAudienceProvider, FakeBatchProvider, Harness, Received,
+    AudienceProviderContract,
+    BatchProviderContract,
+    FakeAudienceProvider,
+    FakeBatchProvider,
+    Harness,
+    Received,
 )  # fmt: skip
+from smtp_server import PASSWORD, USER, SmtpServer, make_certificate
 
 HTTP_FAULTS = {
     "rate_limited": lambda: Fault.http(429, retry_after=0),

@@ -9,7 +9,13 @@ import pytest
 import newsletter.providers as providers
 from newsletter.errors import ConfigError
 from newsletter.providers.base import (
-    AUDIENCE, BATCH, AudienceProvider, BatchProvider, Capabilities, Provider, check_provider_class,
+    AUDIENCE,
+    BATCH,
+    AudienceProvider,
+    BatchProvider,
+    Capabilities,
+    Provider,
+    check_provider_class,
 )  # fmt: skip
 
 BATCH_CAPS = Capabilities(family=BATCH, max_batch=10, idempotency=False, lookup=False, custom_headers=True,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from checks import (
     SUBSCRIBERS,
     assert_each_once,
@@ -34,7 +35,6 @@ from checks import (
 from conftest import FIXED_NOW, TOKEN_KEY, seed_posts
 from fakes import TRANSIENT_KINDS, FakeMailgun, Fault
 from fakes.base import Response
-
 from newsletter.audience import UNSUBSCRIBE, verify_token
 from newsletter.config import Secret, load_config
 from newsletter.content import read_posts

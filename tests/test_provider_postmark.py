@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
 from checks import (
     SUBSCRIBERS,
     assert_each_once,
@@ -31,7 +32,6 @@ from checks import (
 from conftest import FIXED_NOW, TOKEN_KEY, seed_posts
 from fakes import TRANSIENT_KINDS, FakePostmark, Fault
 from fakes.base import Response
-
 from newsletter.audience import UNSUBSCRIBE, verify_token
 from newsletter.config import Secret, load_config
 from newsletter.content import read_posts

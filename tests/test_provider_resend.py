@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from checks import (
     SUBSCRIBERS,
     assert_one_line_error,
@@ -25,7 +26,6 @@ from checks import (
 )
 from conftest import TOKEN_KEY
 from fakes import FakeResend, Fault
-
 from newsletter.audience import UNSUBSCRIBE, verify_token
 from newsletter.config import Secret, load_config
 from newsletter.providers import load_provider

@@ -12,15 +12,15 @@ import email.policy
 import boto3
 import botocore.exceptions
 import pytest
+from moto.server import ThreadedMotoServer
+
 from fakes.base import Fault
 from fakes.ses import FakeSes
-from moto.server import ThreadedMotoServer
-from test_provider_contract import FakeServerHarness
-
 from newsletter.errors import ConfigError, ProviderAuthError, ProviderRateLimited, ProviderRejected, ProviderTransient
 from newsletter.providers.ses import SesProvider, error_for
 from newsletter.testing import BatchProviderContract
 from newsletter.testing.contract import chunk, recipients
+from test_provider_contract import FakeServerHarness
 
 REGION = "eu-west-1"
 KEY_ID, KEY = "AKIDNEWSLETTERTEST", "ses-secret-key-0123456789"

@@ -10,8 +10,8 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 import pytest
-from fakes import FakeMailgun, FakePostmark, FakeResend
 
+from fakes import FakeMailgun, FakePostmark, FakeResend
 from newsletter.errors import ConfigError
 from newsletter.providers.mailgun import MailgunProvider
 from newsletter.providers.postmark import PostmarkProvider

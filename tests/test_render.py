@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 import lxml.html
 import pytest
-from conftest import FIXED_NOW, seed_posts, write_post
 
+from conftest import FIXED_NOW, seed_posts, write_post
 from newsletter.config import load_config
 from newsletter.content import read_post, read_posts
 from newsletter.errors import ConfigError, HeaderInjection, IssueTooLarge, PostError, TemplateFailure

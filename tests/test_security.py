@@ -19,20 +19,25 @@ import socket
 import ssl
 import sys
 import tomllib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 
 import pytest
-from conftest import FIXED_NOW, REPO, write_post
 from lxml import etree
 
+from conftest import FIXED_NOW, REPO, write_post
 from fakes import FakeResend
 from newsletter import audience
 from newsletter.audience import UNSUBSCRIBE, InvalidToken, make_token, verify_token
 from newsletter.config import Secret, load_config, parse_config
 from newsletter.content import check_unique, read_post, read_posts
 from newsletter.errors import (
-    ConfigError, HeaderInjection, OutputError, PostError, ProviderAuthError, SecretMissing,
+    ConfigError,
+    HeaderInjection,
+    OutputError,
+    PostError,
+    ProviderAuthError,
+    SecretMissing,
 )  # fmt: skip
 from newsletter.feed import build_feed
 from newsletter.files import inside, write_tree
@@ -227,7 +232,7 @@ def test_SEC_09_unsubscribe_tokens_are_signed_scoped_and_rotatable(monkeypatch):
     address; other lists and tampering refused; retired keys verify; compare_digest used.
     Fuller: test_tokens.py (layout, length, legacy tokens) and test_audience.py."""
     current, retired = Secret("K", "clef-actuelle"), Secret("K_OLD", "clef-retiree")
-    issued = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    issued = datetime(2024, 5, 1, tzinfo=UTC)
     old_token = make_token([retired], purpose=UNSUBSCRIBE, list_id=LIST, subscriber_id=42, issued_at=issued)
     token = make_token([current, retired], purpose=UNSUBSCRIBE, list_id=LIST, subscriber_id=42, issued_at=issued)
     assert "@" not in token and "example" not in token

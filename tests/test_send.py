@@ -10,7 +10,6 @@ from pathlib import Path
 
 from checks import SUBSCRIBERS, ledger_rows, subscribe
 from conftest import FIXED_NOW, TOKEN_KEY, seed_posts, write_post
-
 from newsletter.audience import UNSUBSCRIBE, verify_token
 from newsletter.config import Secret, load_config
 from newsletter.errors import EXIT_NOTHING_TO_SEND
@@ -277,8 +276,8 @@ def test_missing_signing_key_is_one_line_naming_the_variable(run, project, monke
 
 
 def test_chunks_follow_the_providers_batch_size(run, project, monkeypatch):
-    from newsletter.providers.outbox import OutboxProvider
     from newsletter.providers.base import Capabilities
+    from newsletter.providers.outbox import OutboxProvider
 
     monkeypatch.setattr(
         OutboxProvider, "capabilities",

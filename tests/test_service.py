@@ -14,9 +14,9 @@ import time
 from contextlib import ExitStack, contextmanager
 
 import pytest
+
 from checks import assert_one_line_error
 from conftest import FIXED_NOW, TOKEN_KEY
-
 from newsletter.web import MAX_BODY_BYTES, create_app, make_server
 
 ENV = {"NEWSLETTER_TOKEN_KEY": TOKEN_KEY}

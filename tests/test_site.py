@@ -12,6 +12,7 @@ import stat
 from html.parser import HTMLParser
 
 import pytest
+
 from conftest import seed_posts, write_post
 
 SLUGS = [

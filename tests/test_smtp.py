@@ -9,9 +9,9 @@ import sqlite3
 import ssl
 
 import pytest
-from smtp_server import PASSWORD, USER, SmtpServer, make_certificate
 
 from newsletter.providers.smtp import SmtpProvider, tls_context
+from smtp_server import PASSWORD, USER, SmtpServer, make_certificate
 
 SUBSCRIBERS = ["alice@example.org", "bruno@example.org", "camille@example.org"]
 

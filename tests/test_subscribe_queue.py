@@ -13,10 +13,10 @@ import email.policy
 import sqlite3
 
 import pytest
+
 from checks import use_provider
 from conftest import FIXED_NOW, TOKEN_KEY
 from fakes import FakeButtondown, FakePostmark, Fault
-
 from newsletter.audience import request_subscription
 from newsletter.config import Secret, load_config
 from newsletter.outgoing import flush_outgoing

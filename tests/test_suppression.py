@@ -12,18 +12,24 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from conftest import FIXED_NOW, TOKEN_KEY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from checks import assert_one_line_error
+from conftest import FIXED_NOW, TOKEN_KEY
 from newsletter.audience import (
-    InvalidToken, UNSUBSCRIBE, confirm_subscription, import_csv, make_token, request_subscription, suppress,
+    UNSUBSCRIBE,
+    InvalidToken,
+    confirm_subscription,
+    import_csv,
+    make_token,
+    request_subscription,
+    suppress,
     unsubscribe_with_token,
 )  # fmt: skip
 from newsletter.config import Secret
 from newsletter.errors import SubscriberError
 from newsletter.store import ACTIVE, BOUNCED, COMPLAINED, SUPPRESSED_STATUSES, UNSUBSCRIBED, Ledger
-from checks import assert_one_line_error
 
 KEYS = [Secret("NEWSLETTER_TOKEN_KEY", TOKEN_KEY)]
 LIST = "lettre.claudesuper.example.org"

@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from newsletter import audience, tokens
 from newsletter.config import Secret
 from newsletter.tokens import (
-    CONFIRM, MAC_BYTES, UNSUBSCRIBE, InvalidToken, make_token, unsubscribe_url, verify_token,
+    CONFIRM,
+    MAC_BYTES,
+    UNSUBSCRIBE,
+    InvalidToken,
+    make_token,
+    unsubscribe_url,
+    verify_token,
 )  # fmt: skip
 
 KEY = Secret("K", "clef-de-2024")
 LIST = "lettre.claudesuper.example.org"
-ISSUED = datetime(2024, 5, 1, 8, 0, tzinfo=timezone.utc)
+ISSUED = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 # Made by the version-1 code (base64url JSON) before the compact layout, with KEY above; links
 # like these sit in subscribers' mailboxes and must keep working (LAW-02).
 LEGACY_UNSUBSCRIBE = (
@@ -54,7 +60,7 @@ def test_round_trip_for_small_and_large_subscriber_ids(subscriber_id):
 def test_token_is_well_under_half_the_110_characters_of_version_1():
     """A million subscribers, issued in 2100: still under 45 base64url characters (no "." or "=")."""
     assert len(LEGACY_UNSUBSCRIBE) > 110  # the same claims in version 1
-    longest = _token(1_000_000, issued=datetime(2100, 1, 1, tzinfo=timezone.utc))
+    longest = _token(1_000_000, issued=datetime(2100, 1, 1, tzinfo=UTC))
     assert len(longest) <= 45 < 110 / 2
     assert set(longest) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 

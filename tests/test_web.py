@@ -14,8 +14,8 @@ import sqlite3
 from datetime import timedelta
 
 import pytest
-from conftest import FIXED_NOW, TOKEN_KEY
 
+from conftest import FIXED_NOW, TOKEN_KEY
 from newsletter.audience import CONFIRM, UNSUBSCRIBE, make_token
 from newsletter.config import Secret
 from newsletter.outgoing import flush_outgoing

@@ -18,8 +18,8 @@ from datetime import timedelta
 import pytest
 import requests
 from waitress import wasyncore
-from conftest import FIXED_NOW, TOKEN_KEY
 
+from conftest import FIXED_NOW, TOKEN_KEY
 from newsletter.store import Ledger
 from newsletter.web import create_app, make_server
 from newsletter.webhooks import MAX_WEBHOOK_BYTES, BadPayload, nesting_depth, read_json

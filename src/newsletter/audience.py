@@ -10,9 +10,10 @@ import csv
 import hashlib
 import hmac
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import IO, Iterable, Sequence
+from typing import IO
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -20,6 +21,7 @@ from .config import Secret
 from .errors import SubscriberError
 from .store import ACTIVE, BOUNCED, COMPLAINED, PENDING, UNSUBSCRIBED, Ledger
 from .textutil import header_break, is_email_address
+
 # Re-exported: callers written before tokens.py import these from here.
 from .tokens import (  # noqa: F401
     CONFIRM,

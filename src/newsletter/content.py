@@ -14,10 +14,11 @@ import re
 import stat
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import nh3

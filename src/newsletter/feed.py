@@ -20,11 +20,11 @@ full archive page: between ``entries`` and ``2 × entries − 1`` of them.
 from __future__ import annotations
 
 import json
-import unicodedata
 import re
+import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Sequence
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from feedgen.feed import FeedGenerator
@@ -32,8 +32,8 @@ from lxml import etree
 
 from . import __version__
 from .config import Config
-from .post import Post
 from .errors import PostError
+from .post import Post
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 HISTORY_NS = "http://purl.org/syndication/history/1.0"
@@ -41,7 +41,7 @@ FEED_FILE = "feed.xml"
 JSON_FEED_FILE = "feed.json"
 STYLESHEET_FILE = "feed.xsl"
 ARCHIVE_DIR = "feed/archive"
-EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=UTC)
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 
 

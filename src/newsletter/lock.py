@@ -12,7 +12,7 @@ import fcntl
 import json
 import os
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import LedgerError, SendLocked
@@ -26,7 +26,7 @@ class SendLock:
         self.fd: int | None = None
         self.previous: dict | None = None  # what a dead holder left behind, if anything
 
-    def __enter__(self) -> "SendLock":
+    def __enter__(self) -> SendLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -51,7 +51,7 @@ class SendLock:
         os.pwrite(
             fd,
             json.dumps(
-                {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(timezone.utc).isoformat()}
+                {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(UTC).isoformat()}
             ).encode(),
             0,
         )

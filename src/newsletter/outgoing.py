@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
 from .audience import normalize_address, request_subscription
 from .config import Config, Secret
@@ -149,7 +149,7 @@ def _handle(config: Config, ledger: Ledger, provider, keys, env, row: Mapping, c
 
 def _parse(stamp: str) -> datetime:
     moment = datetime.fromisoformat(stamp)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def flush_outgoing(

@@ -15,15 +15,16 @@ method returns plain data (dataclasses, dicts) and raises the typed errors of
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .config import CONFIG_FILE, Config, Secret, find_config, load_config
 from .envfile import load_env_file
-from .errors import NewsletterError, NothingToSend, NotFound, PreflightFailed, UsageError
+from .errors import NewsletterError, NotFound, NothingToSend, PreflightFailed, UsageError
 from .lock import SendLock
 
 if TYPE_CHECKING:  # the heavy modules load when a method needs them, so `--help` stays fast
@@ -38,7 +39,7 @@ Progress = Callable[[int, int], None]  # (done, total)
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,7 @@ def _address(address: str) -> Address:
 
 def issue_key(post: Post, variant: str = "") -> str:
     """A short stable id for one rendering of a post: same post and content, same key."""
-    digest = hashlib.sha256(f"{post.id}\n{post.content_hash}\n{variant}".encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(f"{post.id}\n{post.content_hash}\n{variant}".encode()).hexdigest()
     return digest[:20]
 
 

@@ -9,10 +9,10 @@ again.  Nothing here retries blindly.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Iterator, TypeVar
+from typing import TypeVar
 
 import jinja2
 
@@ -34,8 +34,8 @@ from .errors import (
 from .providers.base import AudienceProvider, BatchProvider, ChunkRequest, DeliveryResult, Provider
 from .render import Issue, Recipient, render_issue
 from .retry import Attempts, RetryPolicy
-from .store import ACCEPTED, IN_FLIGHT, MARKED, PLANNED, REJECTED, SENT, UNKNOWN, IssueRecord, Ledger
 from .schedule import due_posts
+from .store import ACCEPTED, IN_FLIGHT, MARKED, PLANNED, REJECTED, SENT, UNKNOWN, IssueRecord, Ledger
 from .templates import labels
 
 Clock = Callable[[], datetime]

@@ -15,9 +15,9 @@ from datetime import datetime
 
 from .store import (
     ACCEPTED,
+    ACTIVE,
     BOUNCED,
     COMPLAINED,
-    ACTIVE,
     IN_FLIGHT,
     MARKED,
     PLANNED,

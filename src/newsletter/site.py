@@ -168,7 +168,7 @@ def _generate(config: Config, posts: Sequence[Post], env: jinja2.Environment, ou
     out.add("404.html", render(env, "site/404.html", canonical="", **common).encode("utf-8"))
     urls = _sitemap(config, posts, tags, len(pages))
     out.add("sitemap.xml", render(env, "site/sitemap.xml", urls=urls).encode("utf-8"))
-    out.add("robots.txt", f"User-agent: *\nAllow: /\nSitemap: {site.base_url}sitemap.xml\n".encode("utf-8"))
+    out.add("robots.txt", f"User-agent: *\nAllow: /\nSitemap: {site.base_url}sitemap.xml\n".encode())
     copies = [(f"{post.slug}/{name}", source) for post in posts for name, source in bundle_files(post)]
     if config.static_dir is not None:
         copies += list(_files_under(config.static_dir))

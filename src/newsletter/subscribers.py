@@ -6,13 +6,20 @@ complained are never re-activated from here (LAW-07).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import IO, TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING
 
 from .audience import (
-    ImportReport, confirm_subscription, export_csv, import_csv, normalize_address, suppress,
-    subscriber_for_token, unsubscribe_with_token,
+    ImportReport,
+    confirm_subscription,
+    export_csv,
+    import_csv,
+    normalize_address,
+    subscriber_for_token,
+    suppress,
+    unsubscribe_with_token,
 )  # fmt: skip
 from .errors import NewsletterError, NotFound
 

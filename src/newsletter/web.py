@@ -24,9 +24,9 @@ import logging
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Mapping
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
@@ -92,7 +92,7 @@ class RateLimiter:
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def create_app(
@@ -283,7 +283,7 @@ def create_app(
         response = Response(file.read_bytes(), content_type=media_type(file, request.headers.get("Accept", "")))
         response.vary.add("Accept")
         response.set_etag(etags[cache_key])  # strong: the hash of the bytes (HTTP-02)
-        response.last_modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc)
+        response.last_modified = datetime.fromtimestamp(stat.st_mtime, UTC)
         response.cache_control.max_age = 300
         response.cache_control.public = True
         # If-None-Match wins over If-Modified-Since (RFC 9110 §13.1.3); werkzeug applies both rules.

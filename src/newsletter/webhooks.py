@@ -15,9 +15,10 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .config import secret
 from .tokens import check_webhook_secret
@@ -146,7 +147,7 @@ def accept_call(
     *,
     settings: Mapping[str, Any],
     environ: Mapping[str, str],
-    ledger: "Ledger",
+    ledger: Ledger,
     now: datetime,
     apply: Callable[[list[SuppressionEvent]], None],
 ) -> bool:

@@ -13,8 +13,8 @@ import hashlib
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from . import __version__
 from .errors import NewsletterError

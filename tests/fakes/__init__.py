@@ -12,7 +12,7 @@ to fail on purpose (see :class:`tests.fakes.base.Fault`)::
         assert fake.count_by_recipient()["ann@example.org"] == 1
 """
 
-from .base import DEFAULT, TRANSIENT_KINDS, Delivery, Fault, FakeServer, Recorded
+from .base import DEFAULT, TRANSIENT_KINDS, Delivery, FakeServer, Fault, Recorded
 from .buttondown import FakeButtondown
 from .mailgun import FakeMailgun
 from .postmark import FakePostmark

@@ -21,11 +21,12 @@ import threading
 import time
 import traceback
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 DEFAULT = "provider-default"  # Fault.retry_after: whatever the provider documents for a 429
@@ -67,7 +68,7 @@ class Fault:
 
     @classmethod
     def http(cls, status: int, *, body: Any = None, headers: dict[str, str] | None = None,
-             retry_after: Any = DEFAULT, **match: Any) -> "Fault":
+             retry_after: Any = DEFAULT, **match: Any) -> Fault:
         """Answer ``status`` with the provider's error body (or ``body``) without processing.
 
         ``retry_after``: ``DEFAULT`` = as the provider documents it for 429 (Buttondown and
@@ -77,25 +78,25 @@ class Fault:
         return cls("http", status=status, body=body, headers=dict(headers or {}), retry_after=retry_after, **match)
 
     @classmethod
-    def slow(cls, seconds: float, *, process: bool = True, **match: Any) -> "Fault":
+    def slow(cls, seconds: float, *, process: bool = True, **match: Any) -> Fault:
         """Wait ``seconds`` before answering.  ``process=True``: the request is processed and
         recorded first (it lands even if the client times out); ``False``: nothing is processed
         and the connection is closed after the wait."""
         return cls("slow", seconds=seconds, process=process, **match)
 
     @classmethod
-    def accept_then_drop(cls, **match: Any) -> "Fault":
+    def accept_then_drop(cls, **match: Any) -> Fault:
         """Process and record the request as accepted, then close the socket without answering."""
         return cls("accept_then_drop", **match)
 
     @classmethod
-    def drop(cls, **match: Any) -> "Fault":
+    def drop(cls, **match: Any) -> Fault:
         """Close the socket without processing or answering."""
         return cls("drop", **match)
 
     @classmethod
     def partial(cls, *, indexes: tuple[int, ...] | list[int] = (), addresses: tuple[str, ...] | list[str] = (),
-                error_code: int | None = None, **match: Any) -> "Fault":
+                error_code: int | None = None, **match: Any) -> Fault:
         """Fail some messages of a batch while the rest succeed (provider-specific meaning).
 
         A message fails when its position is in ``indexes`` or one of its recipients is in
@@ -105,7 +106,7 @@ class Fault:
         return cls("partial", indexes=tuple(indexes), addresses=tuple(a.lower() for a in addresses),
                    error_code=error_code, **match)
 
-    def matches(self, req: "Request") -> bool:
+    def matches(self, req: Request) -> bool:
         if self.method and self.method.upper() != req.method:
             return False
         return not self.path or re.search(self.path, req.path) is not None
@@ -121,7 +122,7 @@ class Request:
     headers: Message
     body: bytes
     fault: Fault | None = None  # a ``partial`` fault to apply, if any
-    after: list[Callable[["Response"], None]] = field(default_factory=list)
+    after: list[Callable[[Response], None]] = field(default_factory=list)
 
     def q(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -138,12 +139,12 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, status: int, obj: Any, headers: dict[str, str] | None = None) -> "Response":
+    def json(cls, status: int, obj: Any, headers: dict[str, str] | None = None) -> Response:
         body = json.dumps(obj).encode("utf-8")
         return cls(status, body, {"Content-Type": "application/json", **(headers or {})})
 
     @classmethod
-    def text(cls, status: int, text: str, headers: dict[str, str] | None = None) -> "Response":
+    def text(cls, status: int, text: str, headers: dict[str, str] | None = None) -> Response:
         return cls(status, text.encode("utf-8"), {"Content-Type": "text/plain; charset=utf-8", **(headers or {})})
 
 
@@ -225,7 +226,7 @@ class FakeServer:
         self.crashes: list[str] = []  # tracebacks of bugs in the fake itself (answered 500)
 
     # -- life cycle ---------------------------------------------------------
-    def start(self) -> "FakeServer":
+    def start(self) -> FakeServer:
         self._stopping.clear()
         self._server = _QuietServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True

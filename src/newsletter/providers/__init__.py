@@ -10,9 +10,9 @@ not in the middle of a send.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Mapping
 
 from ..config import Config
 from ..errors import ConfigError, ProviderNotFound

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 from ..config import Config
 from ..render import Issue, Recipient
@@ -95,7 +96,7 @@ class Provider(ABC):
 
     @classmethod
     @abstractmethod
-    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> "Provider":
+    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> Provider:
         """Build the provider from its ``[providers.NAME]`` table and the environment (for secrets)."""
 
     def preflight(self) -> None:

@@ -8,8 +8,9 @@ The body is the post's sanitized HTML, without front matter.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from email.message import EmailMessage
-from typing import Any, Mapping
+from typing import Any
 
 from ..config import Config, secret
 from ..errors import ProviderError, ProviderRateLimited, ProviderRejected, ProviderTransient
@@ -42,7 +43,7 @@ class ButtondownProvider(AudienceProvider):
         return "ButtondownProvider(key=****)"
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> "ButtondownProvider":
+    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> ButtondownProvider:
         key = secret(settings.get("api_key_env", "NEWSLETTER_BUTTONDOWN_API_KEY"), environ)
         client = HttpClient(
             "buttondown",

@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping
+from typing import Any
 
 from ..config import Config, secret
 from ..errors import ConfigError, ProviderRateLimited
 from ..render import Recipient
 from ..store import BOUNCED, COMPLAINED
 from ..webhooks import (
-    BadSignature, SuppressionEvent, WebhookCall, WebhookProof, hmac_sha256, read_json, same, signed_time,
+    BadSignature,
+    SuppressionEvent,
+    WebhookCall,
+    WebhookProof,
+    hmac_sha256,
+    read_json,
+    same,
+    signed_time,
     webhook_secret,
 )  # fmt: skip
 from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, ascii_recipients, message_parts
@@ -55,7 +63,7 @@ class MailgunProvider(BatchProvider):
         return f"MailgunProvider({self.domain}, key=****)"
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> "MailgunProvider":
+    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> MailgunProvider:
         where = "newsletter.toml: providers.mailgun"
         domain = settings.get("domain")
         if not isinstance(domain, str) or not domain:
@@ -208,5 +216,5 @@ def _try_again_after(message: str) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -8,14 +8,22 @@ outbound-messages search says which ones Postmark has.  No idempotency key.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from email.message import EmailMessage
-from typing import Any, Mapping
+from typing import Any
 
 from ..config import Config, secret
 from ..errors import ProviderError, ProviderRejected
 from ..store import BOUNCED, COMPLAINED
 from ..webhooks import (
-    BadPayload, BadSignature, SuppressionEvent, WebhookCall, WebhookProof, basic_credentials, read_json, same,
+    BadPayload,
+    BadSignature,
+    SuppressionEvent,
+    WebhookCall,
+    WebhookProof,
+    basic_credentials,
+    read_json,
+    same,
     webhook_secret,
 )  # fmt: skip
 from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, ascii_recipients, message_parts
@@ -57,7 +65,7 @@ class PostmarkProvider(BatchProvider):
         return f"PostmarkProvider({self.stream}, token=****)"
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> "PostmarkProvider":
+    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> PostmarkProvider:
         token = secret(settings.get("server_token_env", "NEWSLETTER_POSTMARK_SERVER_TOKEN"), environ)
         client = HttpClient(
             "postmark",

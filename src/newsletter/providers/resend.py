@@ -10,14 +10,22 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from email.message import EmailMessage
-from typing import Any, Mapping
+from typing import Any
 
 from ..config import Config, secret
 from ..errors import ProviderError, ProviderRejected
 from ..store import BOUNCED, COMPLAINED
 from ..webhooks import (
-    BadSignature, SuppressionEvent, WebhookCall, WebhookProof, hmac_sha256, read_json, same, signed_time,
+    BadSignature,
+    SuppressionEvent,
+    WebhookCall,
+    WebhookProof,
+    hmac_sha256,
+    read_json,
+    same,
+    signed_time,
     webhook_secret,
 )  # fmt: skip
 from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, ascii_recipients, message_parts
@@ -46,7 +54,7 @@ class ResendProvider(BatchProvider):
         return "ResendProvider(key=****)"
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> "ResendProvider":
+    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> ResendProvider:
         key = secret(settings.get("api_key_env", "NEWSLETTER_RESEND_API_KEY"), environ)
         client = HttpClient(
             "resend",

@@ -16,15 +16,23 @@ options; none is named unless ``configuration_set`` is set.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from email.message import EmailMessage
-from typing import Any, Mapping
+from typing import Any
 
 import boto3
 import botocore.config
 import botocore.exceptions
 
 from ..config import Config, Secret, secret
-from ..errors import ConfigError, ProviderAuthError, ProviderError, ProviderRateLimited, ProviderRejected, ProviderTransient
+from ..errors import (
+    ConfigError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderTransient,
+)
 from ..textutil import is_email_address
 from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, ascii_recipients
 from .http import RETRY_LATER, api_base_url, timeout_setting
@@ -59,7 +67,7 @@ class SesProvider(BatchProvider):
         return f"SesProvider({self.region}, key=****)"
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> "SesProvider":
+    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> SesProvider:
         where = "newsletter.toml: providers.ses"
         region = settings.get("region")
         if not isinstance(region, str) or not REGION.match(region):

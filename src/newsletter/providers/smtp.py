@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Mapping
 from dataclasses import replace
 from email.message import EmailMessage
-from typing import Any, Mapping
+from typing import Any
 
 from ..config import Config, Secret, secret
-from ..textutil import is_email_address
 from ..errors import ConfigError, ProviderAuthError, ProviderRateLimited, ProviderRejected, ProviderTransient
+from ..textutil import is_email_address
 from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult
 
 SECURITY = ("starttls", "tls", "none")
@@ -66,7 +67,7 @@ class SmtpProvider(BatchProvider):
         return f"SmtpProvider({self.host}:{self.port}, {self.security}, user={self.username!r}, password=****)"
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> "SmtpProvider":
+    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> SmtpProvider:
         where = "newsletter.toml: providers.smtp"
         host = settings.get("host")
         if not isinstance(host, str) or not host:

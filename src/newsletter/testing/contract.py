@@ -22,11 +22,11 @@ is checked the way ``newsletter send`` relies on it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -37,7 +37,7 @@ from ..render import UNSUBSCRIBE_PLACEHOLDER, Issue, Recipient
 from ..retry import RetryPolicy
 from .fakes import FAULTS, Received
 
-SENT_AT = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+SENT_AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
 class Harness(ABC):

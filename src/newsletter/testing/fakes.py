@@ -16,16 +16,23 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..config import Config
 from ..errors import ProviderAuthError, ProviderError, ProviderRateLimited, ProviderRejected, ProviderTransient
-from ..render import Issue
 from ..providers.base import (
-    AUDIENCE, BATCH, AudienceProvider, BatchProvider, Capabilities, ChunkRequest, DeliveryResult,
+    AUDIENCE,
+    BATCH,
+    AudienceProvider,
+    BatchProvider,
+    Capabilities,
+    ChunkRequest,
+    DeliveryResult,
 )  # fmt: skip
+from ..render import Issue
 
 FAULTS = ("rate_limited", "unavailable", "auth", "rejected", "drop", "accept_then_drop")
 
@@ -120,7 +127,7 @@ class FakeBatchProvider(_Faults, BatchProvider):
     @classmethod
     def from_config(
         cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]
-    ) -> "FakeBatchProvider":
+    ) -> FakeBatchProvider:
         return cls(**{k: v for k, v in settings.items() if k in ("max_batch", "idempotency", "lookup", "latency")})
 
     def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
@@ -186,7 +193,7 @@ class FakeAudienceProvider(_Faults, AudienceProvider):
     @classmethod
     def from_config(
         cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]
-    ) -> "FakeAudienceProvider":
+    ) -> FakeAudienceProvider:
         return cls(tuple(settings.get("audience", ())))
 
     def _deliver_issue(self, issue: Issue, addresses: list[str], key: str) -> None:

@@ -7,9 +7,9 @@ the plug-in is installed; ``tests/test_plugin_example.py`` installs the plug-in 
 import json
 
 import pytest
+from newsletter_postcard import PostcardProvider
 
 from newsletter.testing import BatchProviderContract, Harness, Received
-from newsletter_postcard import PostcardProvider
 
 
 class PostcardHarness(Harness):

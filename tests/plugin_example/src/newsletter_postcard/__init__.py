@@ -8,9 +8,10 @@ the card already written (idempotent) and a lookup can tell what was delivered.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from newsletter.errors import ConfigError
 from newsletter.providers.base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult
@@ -28,7 +29,7 @@ class PostcardProvider(BatchProvider):
         self.folder = folder
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], *, config, environ: Mapping[str, str]) -> "PostcardProvider":
+    def from_config(cls, settings: Mapping[str, Any], *, config, environ: Mapping[str, str]) -> PostcardProvider:
         folder = settings.get("folder", "postcards")
         if not isinstance(folder, str) or not folder:
             raise ConfigError("must be a folder name", where="newsletter.toml: providers.postcard.folder",

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from newsletter.audience import import_csv
+from newsletter.subscribers import import_csv
 from newsletter.store import Ledger
 
 

@@ -11,7 +11,7 @@ from browser import chromium, screenshot_path
 from conftest import TOKEN_KEY
 from newsletter.config import load_config
 from newsletter.web import create_app, make_server
-from test_browser_audience import free_port
+from test_browser_subscribe import free_port
 
 ADDRESS = "lou.lectrice@example.org"
 

@@ -9,8 +9,8 @@ import sqlite3
 
 import pytest
 
-from newsletter.audience import ascii_address, normalize_address
 from newsletter.errors import SubscriberError
+from newsletter.subscribers import ascii_address, normalize_address
 from smtp_server import PASSWORD, SmtpServer, make_certificate
 from test_smtp import SUBSCRIBERS, use_smtp
 

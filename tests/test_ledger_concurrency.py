@@ -29,9 +29,9 @@ from pathlib import Path
 import pytest
 
 from conftest import TOKEN_KEY
-from newsletter.audience import UNSUBSCRIBE, make_token
 from newsletter.config import Secret, load_config
 from newsletter.store import Ledger
+from newsletter.tokens import UNSUBSCRIBE, make_token
 from newsletter.web import create_app, make_server
 
 COMMAND = str(Path(sys.executable).with_name("newsletter"))

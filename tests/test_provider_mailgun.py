@@ -35,7 +35,6 @@ from checks import (
 from conftest import FIXED_NOW, TOKEN_KEY, seed_posts
 from fakes import TRANSIENT_KINDS, FakeMailgun, Fault
 from fakes.base import Response
-from newsletter.audience import UNSUBSCRIBE, verify_token
 from newsletter.config import Secret, load_config
 from newsletter.content import read_posts
 from newsletter.errors import (
@@ -51,6 +50,7 @@ from newsletter.providers.base import ChunkRequest
 from newsletter.providers.mailgun import BASE_URLS, MailgunProvider, chunk_tag
 from newsletter.render import UNSUBSCRIBE_PLACEHOLDER, Recipient, render_issue
 from newsletter.templates import make_environment
+from newsletter.tokens import UNSUBSCRIBE, verify_token
 
 KEY_VAR = "NEWSLETTER_MAILGUN_API_KEY"
 KEY = "key-test"  # FakeMailgun's default key

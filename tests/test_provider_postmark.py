@@ -32,7 +32,6 @@ from checks import (
 from conftest import FIXED_NOW, TOKEN_KEY, seed_posts
 from fakes import TRANSIENT_KINDS, FakePostmark, Fault
 from fakes.base import Response
-from newsletter.audience import UNSUBSCRIBE, verify_token
 from newsletter.config import Secret, load_config
 from newsletter.content import read_posts
 from newsletter.errors import (
@@ -47,6 +46,7 @@ from newsletter.providers.base import ChunkRequest
 from newsletter.providers.postmark import PostmarkProvider
 from newsletter.render import UNSUBSCRIBE_PLACEHOLDER, Recipient, render_issue
 from newsletter.templates import make_environment
+from newsletter.tokens import UNSUBSCRIBE, verify_token
 
 TOKEN_VAR = "NEWSLETTER_POSTMARK_SERVER_TOKEN"
 TOKEN = "pm-test-token"  # FakePostmark's default token

@@ -26,10 +26,10 @@ from checks import (
 )
 from conftest import TOKEN_KEY
 from fakes import FakeResend, Fault
-from newsletter.audience import UNSUBSCRIBE, verify_token
 from newsletter.config import Secret, load_config
 from newsletter.providers import load_provider
 from newsletter.providers.resend import ResendProvider
+from newsletter.tokens import UNSUBSCRIBE, verify_token
 
 API_KEY = "re_test_key"
 TITLE = "Social Business : un parcours singulier à conjuguer au pluriel\u00a0!"  # newest post, French no-break space

@@ -27,8 +27,6 @@ from lxml import etree
 
 from conftest import FIXED_NOW, REPO, write_post
 from fakes import FakeResend
-from newsletter import audience
-from newsletter.audience import UNSUBSCRIBE, InvalidToken, make_token, verify_token
 from newsletter.config import Secret, load_config, parse_config
 from newsletter.content import check_unique, read_post, read_posts
 from newsletter.errors import (
@@ -49,6 +47,7 @@ from newsletter.render import Recipient, render_issue
 from newsletter.store import ACTIVE, UNSUBSCRIBED, Ledger
 from newsletter.templates import make_environment
 from newsletter.textutil import HEADER_FORBIDDEN
+from newsletter.tokens import UNSUBSCRIBE, InvalidToken, make_token, verify_token
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ANN = Recipient(7, "ann@example.org", "https://claudesuper.example.org/unsubscribe/TOKEN7")
@@ -230,7 +229,7 @@ def test_SEC_08_secrets_never_in_repr_messages_or_tracebacks(config):
 def test_SEC_09_unsubscribe_tokens_are_signed_scoped_and_rotatable(monkeypatch):
     """HMAC-SHA256 over (version, key id, purpose, subscriber, issued) bound to the list; no
     address; other lists and tampering refused; retired keys verify; compare_digest used.
-    Fuller: test_tokens.py (layout, length, legacy tokens) and test_audience.py."""
+    Fuller: test_tokens.py (layout, length, legacy tokens) and test_subscribers.py."""
     current, retired = Secret("K", "clef-actuelle"), Secret("K_OLD", "clef-retiree")
     issued = datetime(2024, 5, 1, tzinfo=UTC)
     old_token = make_token([retired], purpose=UNSUBSCRIBE, list_id=LIST, subscriber_id=42, issued_at=issued)
@@ -252,7 +251,7 @@ def test_SEC_09_unsubscribe_tokens_are_signed_scoped_and_rotatable(monkeypatch):
         verify_token(old_token, [current], purpose=UNSUBSCRIBE, list_id=LIST)  # key no longer listed
     calls = []
     original = hmac.compare_digest
-    monkeypatch.setattr(audience.hmac, "compare_digest", lambda a, b: calls.append(1) or original(a, b))
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: calls.append(1) or original(a, b))
     verify_token(token, [current], purpose=UNSUBSCRIBE, list_id=LIST)
     assert calls
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from checks import SUBSCRIBERS, ledger_rows, subscribe
 from conftest import FIXED_NOW, TOKEN_KEY, seed_posts, write_post
-from newsletter.audience import UNSUBSCRIBE, verify_token
 from newsletter.config import Secret, load_config
 from newsletter.errors import EXIT_NOTHING_TO_SEND
+from newsletter.tokens import UNSUBSCRIBE, verify_token
 
 NEWEST = "social-business-parcours-singulier"
 

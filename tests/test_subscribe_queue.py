@@ -17,10 +17,10 @@ import pytest
 from checks import use_provider
 from conftest import FIXED_NOW, TOKEN_KEY
 from fakes import FakeButtondown, FakePostmark, Fault
-from newsletter.audience import request_subscription
 from newsletter.config import Secret, load_config
 from newsletter.outgoing import flush_outgoing
 from newsletter.store import Ledger
+from newsletter.subscribers import request_subscription
 from newsletter.web import create_app
 
 KEYS = [Secret("NEWSLETTER_TOKEN_KEY", TOKEN_KEY)]

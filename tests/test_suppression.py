@@ -17,19 +17,17 @@ from hypothesis import strategies as st
 
 from checks import assert_one_line_error
 from conftest import FIXED_NOW, TOKEN_KEY
-from newsletter.audience import (
-    UNSUBSCRIBE,
-    InvalidToken,
-    confirm_subscription,
-    import_csv,
-    make_token,
-    request_subscription,
-    suppress,
-    unsubscribe_with_token,
-)  # fmt: skip
 from newsletter.config import Secret
 from newsletter.errors import SubscriberError
 from newsletter.store import ACTIVE, BOUNCED, COMPLAINED, SUPPRESSED_STATUSES, UNSUBSCRIBED, Ledger
+from newsletter.subscribers import (
+    confirm_subscription,
+    import_csv,
+    request_subscription,
+    suppress,
+    unsubscribe_with_token,
+)
+from newsletter.tokens import UNSUBSCRIBE, InvalidToken, make_token  # fmt: skip
 
 KEYS = [Secret("NEWSLETTER_TOKEN_KEY", TOKEN_KEY)]
 LIST = "lettre.claudesuper.example.org"

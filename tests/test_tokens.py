@@ -1,6 +1,6 @@
 """The compact token layout of ``newsletter.tokens`` (SEC-09, LIST-05), and version-1 tokens.
 
-Round trips, tampering, scoping and rotation are also covered in test_audience.py and
+Round trips, tampering, scoping and rotation are also covered in test_subscribers.py and
 test_security.py; this file covers what the binary layout adds.
 """
 
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from newsletter import audience, tokens
+from newsletter import tokens
 from newsletter.config import Secret
 from newsletter.tokens import (
     CONFIRM,
@@ -20,7 +20,6 @@ from newsletter.tokens import (
     UNSUBSCRIBE,
     InvalidToken,
     make_token,
-    unsubscribe_url,
     verify_token,
 )  # fmt: skip
 
@@ -136,8 +135,3 @@ def test_the_key_is_prepared_once_not_hashed_per_token(monkeypatch):
         token = make_token([key], purpose=UNSUBSCRIBE, list_id=LIST, subscriber_id=subscriber_id, issued_at=ISSUED)
         verify_token(token, [key], purpose=UNSUBSCRIBE, list_id=LIST)
     assert calls == []
-
-
-def test_audience_still_exports_the_token_names():
-    assert audience.make_token is make_token and audience.verify_token is verify_token
-    assert audience.InvalidToken is InvalidToken and audience.unsubscribe_url is unsubscribe_url

@@ -16,10 +16,10 @@ from datetime import timedelta
 import pytest
 
 from conftest import FIXED_NOW, TOKEN_KEY
-from newsletter.audience import CONFIRM, UNSUBSCRIBE, make_token
 from newsletter.config import Secret
 from newsletter.outgoing import flush_outgoing
 from newsletter.store import Ledger
+from newsletter.tokens import CONFIRM, UNSUBSCRIBE, make_token
 from newsletter.web import create_app
 
 KEY = [Secret("NEWSLETTER_TOKEN_KEY", TOKEN_KEY)]

@@ -52,11 +52,11 @@ def signing_key(config: Config, environ: Mapping[str, str]) -> Finding:
     from .tokens import MIN_KEY_BITS, key_bits
 
     try:
-        keys = config.token_keys(environ)
+        signing_keys = config.token_keys(environ)
     except NewsletterError as error:
         return Finding("signing key", PROBLEM, error.one_line())
-    weak_old = [k for k in keys[1:] if key_bits(k.reveal()) < MIN_KEY_BITS]
-    detail = f"{config.token_key_env} carries about {key_bits(keys[0].reveal())} bits"
+    weak_old = [k for k in signing_keys[1:] if key_bits(k.reveal()) < MIN_KEY_BITS]
+    detail = f"{config.token_key_env} carries about {key_bits(signing_keys[0].reveal())} bits"
     if weak_old:
         return Finding(
             "signing key",

@@ -21,12 +21,12 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from .audience import normalize_address, request_subscription
 from .config import Config, Secret
 from .errors import NewsletterError, ProviderAuthError, ProviderError, ProviderRejected
 from .render import confirmation_message
 from .retry import RetryPolicy
 from .store import OUTGOING_FAILED, OUTGOING_SENT, OUTGOING_SKIPPED, Ledger
+from .subscribers import normalize_address, request_subscription
 from .templates import make_environment
 
 SUBSCRIBE = "subscribe"
@@ -67,7 +67,7 @@ def deliver_outgoing(
     config: Config,
     ledger: Ledger,
     provider_factory: Callable[[], object],
-    keys: Sequence[Secret],
+    signing_keys: Sequence[Secret],
     *,
     clock: Callable[[], datetime],
     policy: RetryPolicy,
@@ -92,7 +92,7 @@ def deliver_outgoing(
             if not ledger.outgoing.claim_outgoing(row["id"], now=now, until=now + CLAIM_LEASE):
                 continue  # another worker has it
             try:
-                state, reference = _handle(config, ledger, provider, keys, env, row, clock)
+                state, reference = _handle(config, ledger, provider, signing_keys, env, row, clock)
             except ProviderError as error:
                 # Refused credentials are the operator's to fix, not the visitor's: keep the request.
                 later = error.retryable or isinstance(error, ProviderAuthError)
@@ -122,7 +122,7 @@ def deliver_outgoing(
     return report
 
 
-def _handle(config: Config, ledger: Ledger, provider, keys, env, row: Mapping, clock) -> tuple[str, str | None]:
+def _handle(config: Config, ledger: Ledger, provider, signing_keys, env, row: Mapping, clock) -> tuple[str, str | None]:
     """One subscription request: ``(state, provider reference)``."""
     capabilities = getattr(provider, "capabilities", None)
     if getattr(capabilities, "family", None) == AUDIENCE:
@@ -134,7 +134,7 @@ def _handle(config: Config, ledger: Ledger, provider, keys, env, row: Mapping, c
         # None: the provider already knew the address and left it as it was (never re-activated).
         return (OUTGOING_SENT if reference else OUTGOING_SKIPPED), reference
     due = request_subscription(
-        ledger, keys, config.email.list_id, row["email"], now=_parse(row["requested_at"]), source=row["source"],
+        ledger, signing_keys, config.email.list_id, row["email"], now=_parse(row["requested_at"]), source=row["source"],
         ip=row["client_ip"] or "", user_agent=row["user_agent"] or "",
     )  # fmt: skip
     if due is None:

@@ -164,10 +164,10 @@ class LivePreview:
                 raise UsageError(f"no post {slug!r}", hint="pick one on the preview's index page")
             issue = render_issue(project.config, post, make_environment(project.config.templates_dir))
             try:
-                keys = project.signing_keys()
+                signing_keys = project.signing_keys()
             except NewsletterError:
-                keys = None
-            recipient = preview_recipient(project.config, keys, project.clock())
+                signing_keys = None
+            recipient = preview_recipient(project.config, signing_keys, project.clock())
             return issue.personal_html(recipient) if part == "html" else issue.personal_text(recipient)
 
 

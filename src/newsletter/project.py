@@ -88,7 +88,7 @@ class PlannedSend:
 
     plan: Plan
     provider: Any = field(repr=False)
-    keys: list[Secret] = field(repr=False)
+    signing_keys: list[Secret] = field(repr=False)
     dry_run: bool = False
     took_over_from: int | None = None
     _resources: ExitStack = field(default_factory=ExitStack, repr=False)
@@ -174,7 +174,7 @@ class Newsletter:
         return published(self.posts(), self.clock())
 
     def signing_keys(self) -> list[Secret]:
-        """The unsubscribe/confirm token keys from the environment: the current one first."""
+        """The unsubscribe/confirm token signing keys from the environment: the current one first."""
         return self.config.token_keys(self.environ)
 
     @contextmanager
@@ -253,10 +253,10 @@ class Newsletter:
         post = pick_post(self.posts(), now, slug)
         issue = render_issue(self.config, post, self.environment())
         try:
-            keys: list[Secret] | None = self.signing_keys()
+            signing_keys: list[Secret] | None = self.signing_keys()
         except NewsletterError:
-            keys = None
-        recipient = preview_recipient(self.config, keys, now)
+            signing_keys = None
+        recipient = preview_recipient(self.config, signing_keys, now)
         write_tree(
             self.config.preview_dir,
             {
@@ -312,19 +312,19 @@ class Newsletter:
 
     def send_test(self, address: str, slug: str | None = None) -> TestSendReport:
         """One copy, subject prefixed ``[TEST]``, to ``address`` through the provider; records nothing."""
-        from .audience import normalize_address
         from .render import render_issue
         from .send import pick_post, send_test
+        from .subscribers import normalize_address
         from .templates import labels
 
         address = normalize_address(address)
-        keys = self.signing_keys()
+        signing_keys = self.signing_keys()
         post = pick_post(self.posts(), self.clock(), slug)
         with ExitStack() as stack:
             provider = self._provider(stack)
             prefix = labels(self.config.site.language)["test_prefix"]
             issue = render_issue(self.config, post, self.environment(), subject_prefix=prefix, variant="test")
-            send_test(self.config, issue, provider, keys, address, self.clock, self.config.retry)
+            send_test(self.config, issue, provider, signing_keys, address, self.clock, self.config.retry)
             return TestSendReport(post, address, provider.name)
 
     def plan(
@@ -364,7 +364,7 @@ class Newsletter:
         from .send import plan_send
         from .store import ACTIVE
 
-        keys = self.signing_keys()
+        signing_keys = self.signing_keys()
         stack = ExitStack()
         took_over_from = None
         try:
@@ -386,7 +386,7 @@ class Newsletter:
             stack.close()
             raise
         self._resources.push(stack)
-        return PlannedSend(plan, provider, keys, dry_run, took_over_from, stack)
+        return PlannedSend(plan, provider, signing_keys, dry_run, took_over_from, stack)
 
     def _pick_digest(self) -> tuple[Any, Any]:
         """The digest of every due post (or the unfinished digest, resumed), chosen like an issue."""
@@ -423,7 +423,7 @@ class Newsletter:
         from .send import render_all
 
         try:
-            return render_all(self.config, self.ledger, planned.plan, planned.keys, self.clock, progress)
+            return render_all(self.config, self.ledger, planned.plan, planned.signing_keys, self.clock, progress)
         finally:
             planned._resources.close()
 
@@ -440,7 +440,7 @@ class Newsletter:
         try:
             self.refuse_failing(planned, force=force)
             report = deliver_issue(
-                self.config, self.ledger, planned.plan, planned.provider, planned.keys, self.clock, self.config.retry,
+                self.config, self.ledger, planned.plan, planned.provider, planned.signing_keys, self.clock, self.config.retry,
                 progress,
             )  # fmt: skip
             if report.finished and planned.plan.digest_of:  # its posts went out in it: never again alone

@@ -16,7 +16,6 @@ from typing import TypeVar
 
 import jinja2
 
-from .audience import UNSUBSCRIBE, make_token, unsubscribe_url
 from .config import Config, Secret
 from .content import Post, published
 from .delivery_pool import DeliveryPool, Outcome, PausedProvider, SharedPause
@@ -37,6 +36,7 @@ from .retry import Attempts, RetryPolicy
 from .schedule import due_posts
 from .store import ACCEPTED, IN_FLIGHT, MARKED, PLANNED, REJECTED, SENT, UNKNOWN, IssueRecord, Ledger
 from .templates import labels
+from .tokens import UNSUBSCRIBE, make_token, unsubscribe_url
 
 Clock = Callable[[], datetime]
 Progress = Callable[[int, int], None]

@@ -32,12 +32,12 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.security import safe_join
 
-from .audience import CONFIRM, UNSUBSCRIBE, InvalidToken
 from .config import Config
 from .errors import LedgerError, NewsletterError, SubscriberError
 from .outgoing import OutgoingWorker, flush_outgoing
 from .project import Newsletter
 from .templates import labels, render
+from .tokens import CONFIRM, UNSUBSCRIBE, InvalidToken
 from .webhooks import MAX_WEBHOOK_BYTES, BadPayload, BadSignature, WebhookCall, accept_call
 
 ATOM_TYPE = "application/atom+xml; charset=utf-8"

@@ -177,7 +177,7 @@ def ascii_recipients(request: ChunkRequest, provider: str) -> tuple[ChunkRequest
     non-ASCII local part is refused for that recipient alone, with the reason."""
     from dataclasses import replace
 
-    from ..audience import ascii_address
+    from ..subscribers import ascii_address
 
     kept, refused = [], []
     for recipient in request.recipients:

@@ -207,7 +207,7 @@ class SmtpProvider(BatchProvider):
         if connection.has_extn("smtputf8"):
             connection.command_encoding = "utf-8"  # smtplib's own switch for UTF-8 commands
             return recipient, ["SMTPUTF8", "BODY=8BITMIME"] if connection.has_extn("8bitmime") else ["SMTPUTF8"]
-        from ..audience import ascii_address
+        from ..subscribers import ascii_address
 
         ascii_form = ascii_address(recipient.email)
         if ascii_form is None:

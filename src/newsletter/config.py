@@ -249,6 +249,11 @@ def find_config(start: Path | None = None) -> Path:
     )
 
 
+def config_file_of(path: Path) -> Path:
+    """``path`` itself, or the ``newsletter.toml`` in it when ``path`` is a folder."""
+    return path / CONFIG_FILE if path.is_dir() else path
+
+
 def load_config(path: Path) -> Config:
     """Read and validate ``newsletter.toml``; every mistake names its field.
 

@@ -16,8 +16,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from newsletter.subscribers import import_csv
 from newsletter.store import Ledger
+from newsletter.subscribers import import_csv
 
 
 def main(lines: int) -> None:

@@ -18,15 +18,8 @@ from click.testing import CliRunner
 from checks import assert_one_line_error
 from conftest import FIXED_NOW, REPO, TOKEN_KEY
 from newsletter.cli import State, cli
-from newsletter.config import (
-    MAX_CONFIG_DEPTH,
-    PROVIDER_NUMBERS,
-    SEND_NUMBERS,
-    Secret,
-    load_config,
-    parse_config,
-    secret,
-)
+from newsletter.config import Secret, load_config, parse_config, secret
+from newsletter.config_shape import MAX_CONFIG_DEPTH, PROVIDER_NUMBERS, SEND_NUMBERS
 from newsletter.errors import ConfigError, SecretMissing
 
 DEMO = tomllib.loads((REPO / "newsletter.toml").read_text(encoding="utf-8"))

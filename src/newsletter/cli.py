@@ -146,6 +146,7 @@ def _show_warnings(*, quiet: bool) -> None:
     import logging
 
     logger = logging.getLogger("newsletter")
+
     class EchoHandler(logging.Handler):
         newsletter_cli = True
 

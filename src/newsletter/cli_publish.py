@@ -303,8 +303,6 @@ def providers_command(as_json: bool) -> None:
             click.echo(f"{row['name']:<10} (failed to load: {row['error']})")
             continue
         batch = row["max_batch"] or "whole list"
-        click.echo(
-            f"{row['name']:<10} family={row['family']} max_batch={batch} idempotency={'yes' if row['idempotency'] else 'no'}"
-            f" lookup={'yes' if row['lookup'] else 'no'} custom_headers={'yes' if row['custom_headers'] else 'no'}"
-            f" unsubscribe={row['unsubscribe']}"
-        )
+        flags = " ".join(f"{key}={'yes' if row[key] else 'no'}" for key in ("idempotency", "lookup", "custom_headers"))
+        family = f"family={row['family']} max_batch={batch}"
+        click.echo(f"{row['name']:<10} {family} {flags} unsubscribe={row['unsubscribe']}")

@@ -19,7 +19,9 @@ from .errors import EXIT_ERROR, NewsletterError, UsageError
 @click.argument("slug", required=False)
 @click.option("--yes", "-y", is_flag=True, help="Send without asking for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Render every message; send and record nothing.")
-@click.option("--test-to", metavar="ADDRESS", help="Send one copy, subject prefixed [TEST], to ADDRESS; record nothing.")
+@click.option(
+    "--test-to", metavar="ADDRESS", help="Send one copy, subject prefixed [TEST], to ADDRESS; record nothing."
+)
 @click.option("--correction", is_flag=True, help="Send SLUG again, marked as a correction, to those who received it.")
 @click.option("--new-issue", is_flag=True, help="Send a post whose slug or content was already sent under another id.")
 @click.option("--digest", is_flag=True, help="Gather every due post into one issue (templates/email/digest.*).")
@@ -141,7 +143,9 @@ def _send_due(project, planned, started: float, *, quiet: bool, force: bool) -> 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("issue")
-@click.option("--assume-sent", "decision", flag_value="assume-sent", help="Count the uncertain deliveries as delivered.")
+@click.option(
+    "--assume-sent", "decision", flag_value="assume-sent", help="Count the uncertain deliveries as delivered."
+)
 @click.option("--resend", "decision", flag_value="resend", help="Send the uncertain deliveries again on the next send.")
 @pass_state
 def resolve(state: State, issue: str, decision: str | None) -> None:

@@ -105,7 +105,8 @@ def subscribers_import(state: State, csv_file, source: str | None) -> None:
     left = ", ".join(f"{status} {count}" for status, count in report.left.items())
     click.echo(
         f"Imported {report.added}, duplicates {report.duplicate}, suppressed {report.suppressed},"
-        f" invalid {len(report.invalid)}; recorded as suppressed: {left}; unconfirmed (not imported) {report.unconfirmed}."
+        f" invalid {len(report.invalid)}; recorded as suppressed: {left};"
+        f" unconfirmed (not imported) {report.unconfirmed}."
     )
 
 
@@ -132,7 +133,9 @@ def subscribers_reactivate(
 
 
 @subscribers.command("export", context_settings=CONTEXT)
-@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="Write to FILE (default: stdout).")
+@click.option(
+    "--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="Write to FILE (default: stdout)."
+)
 @pass_state
 def subscribers_export(state: State, output) -> None:
     """Export every subscriber as CSV.

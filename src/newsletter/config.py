@@ -7,10 +7,8 @@ message (SEC-08).
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import stat
 import tomllib
 import uuid
 from collections.abc import Callable, Mapping
@@ -22,76 +20,26 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .config_keys import CONFIG_FILE, PROVIDER_KEYS, unknown_keys
+from .config_keys import CONFIG_FILE, unknown_keys
+from .config_shape import (
+    ENV_NAME,
+    LARGEST_INTEGER,
+    MAX_CONFIG_DEPTH,
+    SEND_NUMBERS,
+    check_provider_settings,
+    check_shape,
+    plain_number,
+    provider_tables,
+    read_bounded,
+    shown_value,
+)
 from .errors import ConfigError, ConfigErrors, SecretMissing
 from .retry import RetryPolicy
 from .textutil import has_xml_forbidden, header_break, is_dot_atom, is_email_address
 
 ID_PREFIXES = ("tag:", "urn:uuid:", "https:", "http:")
 _HOST = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]+", re.IGNORECASE)
-# Bounds on what the TOML parser is given and may return: a config is a few KB, a few levels deep.
-MAX_CONFIG_BYTES = 1_000_000
-MAX_CONFIG_DEPTH = 8
-LARGEST_INTEGER = 2**63 - 1  # what SQLite and every provider API can hold
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
-# Setting values a provider reads as text (any other type is a config error, not a crash).
-PROVIDER_TEXT_SETTINGS = frozenset(
-    {
-        "host", "security", "username", "envelope_from", "ca_file", "path", "base_url", "domain", "region",
-        "api_version", "message_stream", "transactional_stream", "webhook_user",
-    }
-)  # fmt: skip
-
-@dataclass(frozen=True)
-class NumberRange:
-    """The values a config number may take: finite, from ``minimum`` to ``maximum``."""
-
-    minimum: float
-    maximum: float
-    example: float
-    whole: bool = False
-    unit: str = ""
-
-    def describe(self) -> str:
-        kind = "a whole number" if self.whole else "a number"
-        unit = f" {self.unit}" if self.unit else ""
-        return f"{kind} from {_plain(self.minimum)} to {_plain(self.maximum)}{unit}"
-
-    def admits(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return False
-        if isinstance(value, float) and (not math.isfinite(value) or (self.whole and not value.is_integer())):
-            return False
-        return self.minimum <= value <= self.maximum
-
-
-# Every number newsletter.toml may hold, by key: ``[send]`` keys, then keys of any ``[providers.NAME]``.
-SEND_NUMBERS = {
-    "retry_attempts": NumberRange(1, 100, 8, whole=True),
-    "retry_base_delay": NumberRange(0, 600, 1, unit="seconds"),
-    "retry_max_delay": NumberRange(0, 3600, 60, unit="seconds"),
-    "retry_deadline": NumberRange(0, 86_400, 600, unit="seconds"),
-}
-PROVIDER_NUMBERS = {
-    "port": NumberRange(1, 65_535, 587, whole=True),
-    "timeout": NumberRange(0.01, 3600, 30, unit="seconds"),
-    "batch_size": NumberRange(1, 1_000_000, 100, whole=True),
-}
-
-
-def _plain(number: float) -> str:
-    return str(int(number)) if float(number).is_integer() else str(number)
-
-
-def number_range(key: str) -> NumberRange | None:
-    """The range of the config number at dotted ``key`` (``send.retry_attempts``, ``providers.smtp.port``)."""
-    table, _, name = key.rpartition(".")
-    if table == "send":
-        return SEND_NUMBERS.get(name)
-    if table.startswith("providers.") and table.count(".") == 1:
-        return PROVIDER_NUMBERS.get(name)
-    return None
 
 
 class Secret:
@@ -214,7 +162,7 @@ def is_permanent_id(value: str) -> bool:
 
 def secret(variable: str, environ: Mapping[str, str] | None = None) -> Secret:
     """Read a secret from the environment, or say which variable to set."""
-    if not isinstance(variable, str) or not _ENV_NAME.fullmatch(variable):
+    if not isinstance(variable, str) or not ENV_NAME.fullmatch(variable):
         raise ConfigError(
             f"{str(variable)[:60]!r} is not the name of an environment variable",
             where=CONFIG_FILE,
@@ -262,145 +210,29 @@ def load_config(path: Path) -> Config:
     """
     path = Path(path)
     try:
-        raw = tomllib.loads(_read_bounded(path).decode("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("file not found", where=str(path), hint="pass --config with the path of newsletter.toml")
-    except UnicodeDecodeError:
-        raise ConfigError("not valid UTF-8", where=str(path), hint="save the file as UTF-8")
+        raw = tomllib.loads(read_bounded(path).decode("utf-8"))
+    except FileNotFoundError as error:
+        raise ConfigError(
+            "file not found", where=str(path), hint="pass --config with the path of newsletter.toml"
+        ) from error
+    except UnicodeDecodeError as error:
+        raise ConfigError("not valid UTF-8", where=str(path), hint="save the file as UTF-8") from error
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"invalid TOML ({exc})", where=str(path), hint="fix the TOML syntax at that line")
-    except RecursionError:
+        raise ConfigError(f"invalid TOML ({exc})", where=str(path), hint="fix the TOML syntax at that line") from exc
+    except RecursionError as error:
         raise ConfigError(
             f"nested too deeply for a config (at most {MAX_CONFIG_DEPTH} levels of tables and arrays)",
             where=str(path), hint="flatten the arrays and inline tables",
-        )  # fmt: skip
-    except ValueError:  # tomllib's own: an integer of over 4300 digits
+        ) from error  # fmt: skip
+    except ValueError as error:  # tomllib's own: an integer of over 4300 digits
         raise ConfigError(
             "holds a number too long to read", where=str(path), hint=f"numbers stay below {LARGEST_INTEGER:,}"
-        )
+        ) from error
     except OSError as exc:
-        raise ConfigError(f"cannot read ({exc.strerror})", where=str(path), hint="check the file's permissions")
+        raise ConfigError(
+            f"cannot read ({exc.strerror})", where=str(path), hint="check the file's permissions"
+        ) from exc
     return parse_config(raw, root=path.resolve().parent, source=str(path))
-
-
-def _read_bounded(path: Path) -> bytes:
-    """The file's bytes, refusing anything but a regular file of at most :data:`MAX_CONFIG_BYTES`."""
-    with open(path, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise ConfigError("is not a regular file", where=str(path), hint="pass --config with the path of newsletter.toml")
-        data = handle.read(MAX_CONFIG_BYTES + 1)
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            f"is over {MAX_CONFIG_BYTES // 1_000_000} MB; a config is a few KB",
-            where=str(path), hint="check that --config names newsletter.toml",
-        )  # fmt: skip
-    return data
-
-
-def check_shape(raw: Mapping[str, Any], source: str, errors: list[ConfigError] | None = None) -> None:
-    """Every value of the parsed file, whatever its key: bounded depth, finite numbers SQLite can
-    hold, text without control characters, environment variable names that are names.
-
-    Walked with an explicit stack, so no input can exhaust the recursion limit.  With
-    ``errors``, each problem is appended there and the walk goes on; without, the first raises.
-    """
-    stack: list[tuple[str, Any, int]] = [("", raw, 0)]
-    while stack:
-        key, value, depth = stack.pop()
-        try:
-            _check_value(stack, key, value, depth, source)
-        except ConfigError as error:
-            if errors is None:
-                raise
-            errors.append(error)
-
-
-def _check_value(stack: list[tuple[str, Any, int]], key: str, value: Any, depth: int, source: str) -> None:
-    """One value of :func:`check_shape`; its children go on ``stack``."""
-    where = f"{source}: {key or 'the top level'}"
-    if depth > MAX_CONFIG_DEPTH:
-        raise ConfigError(
-            f"is nested more than {MAX_CONFIG_DEPTH} levels deep", where=where, hint="flatten the tables and arrays"
-        )
-    if isinstance(value, dict):
-        for name, item in value.items():
-            if has_xml_forbidden(name):
-                raise ConfigError("a key holds a control character", where=where, hint="retype the key")
-            stack.append((f"{key}.{name}" if key else name, item, depth + 1))
-    elif isinstance(value, list):
-        stack.extend((f"{key}[{index}]", item, depth + 1) for index, item in enumerate(value))
-    elif isinstance(value, float) and not math.isfinite(value):
-        allowed = number_range(key)
-        if allowed is not None:
-            problem, hint = f"must be {allowed.describe()} (got {value})", f"e.g. {_last(key)} = {_plain(allowed.example)}"
-        else:
-            problem, hint = f"is {value}, not a finite number", "write a plain number"
-        raise ConfigError(problem, where=where, hint=hint)
-    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > LARGEST_INTEGER:
-        raise ConfigError("is too large a number", where=where, hint=f"numbers stay below {LARGEST_INTEGER:,}")
-    elif isinstance(value, str) and has_xml_forbidden(value):
-        character = next(ch for ch in value if has_xml_forbidden(ch))
-        raise ConfigError(
-            f"contains the control character U+{ord(character):04X}", where=where,
-            hint="remove it (often an invisible character pasted by accident)",
-        )  # fmt: skip
-    if key.endswith("_env") and not (isinstance(value, str) and _ENV_NAME.fullmatch(value)):
-        raise ConfigError(
-            "must name an environment variable", where=where, hint=f'e.g. {_last(key)} = "NEWSLETTER_KEY"'
-        )
-
-
-def _last(key: str) -> str:
-    return key.rsplit(".", 1)[-1]
-
-
-def _provider_tables(raw: Mapping[str, Any], source: str) -> dict[str, dict[str, Any]]:
-    """``[providers.NAME]`` tables, each checked: a table, its numbers in range, its text settings text."""
-    providers = raw.get("providers", {})
-    if not isinstance(providers, dict):
-        raise ConfigError(
-            "must be a table of [providers.NAME] tables", where=f"{source}: providers",
-            hint="write each provider's settings under its own [providers.NAME] header",
-        )  # fmt: skip
-    for name, settings in providers.items():
-        where = f"{source}: providers.{name}"
-        if not isinstance(settings, dict):
-            raise ConfigError(
-                "must be a table of settings", where=where, hint=f"write its settings under a [providers.{name}] header"
-            )
-    return providers
-
-
-def _check_provider_settings(name: str, settings: Mapping[str, Any], source: str, errors: list[ConfigError]) -> None:
-    """One ``[providers.NAME]`` table: its numbers in range, its text settings text, no tables."""
-    where = f"{source}: providers.{name}"
-    known = PROVIDER_KEYS.get(name)
-    for key, value in settings.items():
-        if known is not None and key not in known:
-            continue  # refused as unknown (with a did-you-mean); its value says nothing more
-        try:
-            _check_provider_setting(where, key, value)
-        except ConfigError as error:
-            errors.append(error)
-
-
-def _check_provider_setting(where: str, key: str, value: Any) -> None:
-    if key in PROVIDER_NUMBERS and not PROVIDER_NUMBERS[key].admits(value):
-        raise ConfigError(
-            f"must be {PROVIDER_NUMBERS[key].describe()} (got {_shown(value)})",
-            where=f"{where}.{key}", hint=f"e.g. {key} = {_plain(PROVIDER_NUMBERS[key].example)}",
-        )  # fmt: skip
-    if key in PROVIDER_TEXT_SETTINGS and not isinstance(value, str):
-        raise ConfigError("must be a string", where=f"{where}.{key}", hint='write it in "quotes"')
-    if isinstance(value, (dict, list)):
-        raise ConfigError(
-            "must be a single value (text, number or true/false)", where=f"{where}.{key}",
-            hint="no provider setting is a table or an array",
-        )  # fmt: skip
-
-
-def _shown(value: Any) -> str:
-    return str(value)[:40] if isinstance(value, (int, float)) else repr(value)[:40]
 
 
 TOKEN_KEY_ENV = "NEWSLETTER_TOKEN_KEY"
@@ -421,10 +253,10 @@ def parse_config(raw: Mapping[str, Any], *, root: Path, source: str = CONFIG_FIL
         _raise_all(errors)
     errors.extend(unknown_keys(raw, source))
     r = _Reader(raw, source, errors)
-    providers = r.get(lambda: _provider_tables(raw, source), {})
+    providers = r.get(lambda: provider_tables(raw, source), {})
     for name, settings in providers.items():
         if isinstance(settings, dict):
-            _check_provider_settings(name, settings, source, errors)
+            check_provider_settings(name, settings, source, errors)
     site = SiteConfig(
         title=r.get(lambda: r.text("site", "title", header=True), "?"),
         id=r.get(lambda: r.feed_id("site", "id"), "urn:uuid:00000000-0000-0000-0000-000000000000"),
@@ -526,9 +358,7 @@ class _Reader:
         if key in section:
             return section[key]
         if default is None:
-            raise ConfigError(
-                "is missing", where=self._where(table, key), hint=f"add {key} = \"...\" under [{table}]"
-            )
+            raise ConfigError("is missing", where=self._where(table, key), hint=f'add {key} = "..." under [{table}]')
         return default
 
     def text(self, table: str, key: str, *, default: str | None = None, header: bool = False) -> str:
@@ -557,8 +387,8 @@ class _Reader:
         allowed = SEND_NUMBERS[key]
         if not allowed.admits(value):
             raise ConfigError(
-                f"must be {allowed.describe()} (got {_shown(value)})", where=self._where(table, key),
-                hint=f"e.g. {key} = {_plain(allowed.example)}",
+                f"must be {allowed.describe()} (got {shown_value(value)})", where=self._where(table, key),
+                hint=f"e.g. {key} = {plain_number(allowed.example)}",
             )  # fmt: skip
         return float(value)
 
@@ -566,7 +396,9 @@ class _Reader:
         value = self._value(table, key, default)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
             raise ConfigError(
-                f"must be a whole number from 1 to {maximum}", where=self._where(table, key), hint=f"e.g. {key} = {default}"
+                f"must be a whole number from 1 to {maximum}",
+                where=self._where(table, key),
+                hint=f"e.g. {key} = {default}",
             )
         return value
 
@@ -582,19 +414,27 @@ class _Reader:
         try:
             parts = urlsplit(value)
             host = parts.hostname or ""
-        except ValueError:  # an unbalanced [IPv6] host
-            raise ConfigError(f"{value[:80]!r} is not a valid URL", where=where, hint="write it in full, e.g. https://example.org/")
+        except ValueError as error:  # an unbalanced [IPv6] host
+            raise ConfigError(
+                f"{value[:80]!r} is not a valid URL", where=where, hint="write it in full, e.g. https://example.org/"
+            ) from error
         if https and parts.scheme != "https" and host not in ("127.0.0.1", "localhost", "::1"):
             raise ConfigError(
-                f"{value!r} must be an https:// URL", where=where, hint="plain http only to this machine, e.g. for tests"
+                f"{value!r} must be an https:// URL",
+                where=where,
+                hint="plain http only to this machine, e.g. for tests",
             )
         try:
             port = parts.port
-        except ValueError:
-            raise ConfigError(f"{value!r} has an invalid port", where=where, hint="write e.g. https://example.org:8443/")
+        except ValueError as error:
+            raise ConfigError(
+                f"{value!r} has an invalid port", where=where, hint="write e.g. https://example.org:8443/"
+            ) from error
         if parts.scheme not in ("http", "https") or not host:
             raise ConfigError(
-                f"{value!r} is not an absolute http(s) URL", where=where, hint="write it in full, e.g. https://example.org/"
+                f"{value!r} is not an absolute http(s) URL",
+                where=where,
+                hint="write it in full, e.g. https://example.org/",
             )
         if not _HOST.fullmatch(host) or parts.query or parts.fragment:
             raise ConfigError(
@@ -624,11 +464,11 @@ class _Reader:
         name = self.text(table, key, default=default)
         try:
             return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
+        except (ZoneInfoNotFoundError, ValueError, OSError) as error:  # OSError: a name too long for a file name
             raise ConfigError(
                 f"unknown time zone {name[:60]!r}", where=self._where(table, key),
                 hint='use an IANA name such as "Europe/Paris"',
-            )  # fmt: skip
+            ) from error  # fmt: skip
 
     def language(self, table: str, key: str, *, default: str) -> str:
         """A BCP 47 language tag: it goes into every page's lang and the feed's xml:lang."""

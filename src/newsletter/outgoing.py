@@ -46,7 +46,9 @@ def queue_subscription(
     (that answer depends on the input only, never on the ledger).
     """
     address = normalize_address(raw_address)
-    ledger.outgoing.queue_outgoing(SUBSCRIBE, address, now=now, source=source, client_ip=client_ip, user_agent=user_agent)
+    ledger.outgoing.queue_outgoing(
+        SUBSCRIBE, address, now=now, source=source, client_ip=client_ip, user_agent=user_agent
+    )
 
 
 @dataclass

@@ -12,7 +12,9 @@ from .store import Ledger
 DELIVERY_FIELDS = ("email", "state", "provider_message_id", "error", "updated_at")
 
 
-def post_statuses(posts: Sequence[Post], ledger: Ledger, now: datetime, *, deliveries: bool = False) -> list[dict[str, Any]]:
+def post_statuses(
+    posts: Sequence[Post], ledger: Ledger, now: datetime, *, deliveries: bool = False
+) -> list[dict[str, Any]]:
     """One dict per post (newest first): slug, id, title, date, state, and its issues with counts.
 
     ``deliveries`` adds every per-recipient delivery to each issue (large: for ``--json`` only).

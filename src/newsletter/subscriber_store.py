@@ -51,16 +51,21 @@ class SubscriberStore(LedgerPart):
             table = self.db["subscribers"]
             table.insert(
                 {
-                    "email": email, "status": status, "source": source, "created_at": stamp, "updated_at": stamp,
-                    "list": DEFAULT_LIST, "consent_at": stamp, "consent_source": source,
-                    "confirmed_at": stamp if status == ACTIVE else None, **(consent or {}),
+                    "email": email,
+                    "status": status,
+                    "source": source,
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                    "list": DEFAULT_LIST,
+                    "consent_at": stamp,
+                    "consent_source": source,
+                    "confirmed_at": stamp if status == ACTIVE else None,
+                    **(consent or {}),
                 }  # fmt: skip
             )
             return table.last_pk, "added"
 
-    def import_subscribers(
-        self, rows: Iterable[tuple[str, str]], *, source: str, now: datetime
-    ) -> dict[str, int]:
+    def import_subscribers(self, rows: Iterable[tuple[str, str]], *, source: str, now: datetime) -> dict[str, int]:
         """Import ``(address, status)`` pairs in slices of committed transactions.
 
         ``status`` is ``active`` or one of :data:`SUPPRESSED_STATUSES`.  Counts ``added``,
@@ -172,8 +177,15 @@ class SubscriberStore(LedgerPart):
                        "confirm_token_hash": None}  # fmt: skip
             if row is None:
                 self.db["subscribers"].insert(
-                    {"email": email, "source": source, "created_at": stamp, "list": DEFAULT_LIST, "consent_at": stamp,
-                     "consent_source": source, **changes}  # fmt: skip
+                    {
+                        "email": email,
+                        "source": source,
+                        "created_at": stamp,
+                        "list": DEFAULT_LIST,
+                        "consent_at": stamp,
+                        "consent_source": source,
+                        **changes,
+                    }  # fmt: skip
                 )
             else:
                 self.db["subscribers"].update(row["id"], changes)
@@ -211,8 +223,9 @@ class SubscriberStore(LedgerPart):
         return self.db.execute(f"SELECT count(*) FROM subscribers {where}", args).fetchone()[0]
 
 
-
-def _import_slice(conn: sqlite3.Connection, batch: list[tuple[str, str]], source: str, stamp: str, counts: dict[str, int]) -> None:
+def _import_slice(
+    conn: sqlite3.Connection, batch: list[tuple[str, str]], source: str, stamp: str, counts: dict[str, int]
+) -> None:
     emails = json.dumps([email for email, _ in batch])
     hashes = {email: address_hash(email) for email, _ in batch}
     known = {
@@ -252,6 +265,4 @@ def _import_slice(conn: sqlite3.Connection, batch: list[tuple[str, str]], source
         "INSERT OR IGNORE INTO suppressions (list, address_hash, reason, created_at) VALUES (?, ?, ?, ?)",
         suppress_rows,
     )
-    conn.executemany(
-        "UPDATE subscribers SET status = ?, updated_at = ?, unsubscribed_at = ? WHERE id = ?", leaving
-    )
+    conn.executemany("UPDATE subscribers SET status = ?, updated_at = ?, unsubscribed_at = ? WHERE id = ?", leaving)

@@ -5,7 +5,6 @@ For providers where we keep the list.  Addresses that unsubscribed, bounced or c
 never re-activated from here (LAW-07).  Signed tokens live in :mod:`newsletter.tokens`.
 """
 
-
 from __future__ import annotations
 
 import csv
@@ -194,8 +193,6 @@ def import_csv(ledger: Ledger, handle: IO[str], *, source: str, now: datetime, n
     return report
 
 
-
-
 def export_csv(rows: Iterable[dict], handle: IO[str]) -> int:
     """Write subscribers as CSV (header first); returns how many rows were written."""
     writer = csv.DictWriter(handle, fieldnames=EXPORT_FIELDS, extrasaction="ignore", lineterminator="\n")
@@ -269,15 +266,19 @@ def confirm_subscription(
     if now.timestamp() - claims.issued_at > max_age.total_seconds():
         raise InvalidToken("invalid token")
     row = ledger.subscribers.subscriber(claims.subscriber_id)
-    if row is None or not row.get("confirm_token_hash") or not hmac.compare_digest(
-        row["confirm_token_hash"], _token_hash(token)
+    if (
+        row is None
+        or not row.get("confirm_token_hash")
+        or not hmac.compare_digest(row["confirm_token_hash"], _token_hash(token))
     ):
         raise InvalidToken("invalid token")
     ledger.subscribers.confirm(row["id"], now=now)  # a suppression that came meanwhile stands
     return ledger.subscribers.subscriber(row["id"])
 
 
-def subscriber_for_token(ledger: Ledger, signing_keys: Sequence[Secret], list_id: str, token: str, *, purpose: str) -> dict:
+def subscriber_for_token(
+    ledger: Ledger, signing_keys: Sequence[Secret], list_id: str, token: str, *, purpose: str
+) -> dict:
     """The subscriber a valid token names (reading only: GET pages change nothing)."""
     claims = verify_token(token, signing_keys, purpose=purpose, list_id=list_id)
     row = ledger.subscribers.subscriber(claims.subscriber_id)
@@ -286,7 +287,9 @@ def subscriber_for_token(ledger: Ledger, signing_keys: Sequence[Secret], list_id
     return row
 
 
-def unsubscribe_with_token(ledger: Ledger, signing_keys: Sequence[Secret], list_id: str, token: str, *, now: datetime) -> dict:
+def unsubscribe_with_token(
+    ledger: Ledger, signing_keys: Sequence[Secret], list_id: str, token: str, *, now: datetime
+) -> dict:
     """Unsubscribe whoever the token names; idempotent; tokens never expire (LAW-02)."""
     row = subscriber_for_token(ledger, signing_keys, list_id, token, purpose=UNSUBSCRIBE)
     ledger.subscribers.unsubscribe(row["id"], now=now)

@@ -133,7 +133,7 @@ def create_app(
 
     # Create and migrate the ledger now, once: concurrent first opens would race on the schema.
     with project.for_thread() as nl:
-        nl.ledger
+        _ = nl.ledger  # opening it migrates
 
     def page(template: str, status: int = 200, **context) -> Response:
         html = render(env, f"web/{template}", site=config.site, labels=words, feed_url=config.site.feed_url, **context)

@@ -30,7 +30,9 @@ class PingFailed(NewsletterError):
 
 def topic_paths(paths: Iterable[str]) -> list[str]:
     """The subscription documents among site paths: ``feed.xml``, ``feed.json``, ``tags/*/feed.xml``."""
-    return sorted(p for p in paths if p in ("feed.xml", "feed.json") or (p.startswith("tags/") and p.endswith("/feed.xml")))
+    return sorted(
+        p for p in paths if p in ("feed.xml", "feed.json") or (p.startswith("tags/") and p.endswith("/feed.xml"))
+    )
 
 
 def topic_digests(public_dir: Path) -> dict[str, str]:
@@ -74,7 +76,8 @@ def _ping_one(hub: str, topic: str, policy: RetryPolicy) -> None:
         except urllib.error.HTTPError as error:
             if error.code not in RETRYABLE_STATUS:
                 raise PingFailed(
-                    f"the hub refused the ping for {topic} (HTTP {error.code})", where="newsletter.toml: feed.websub_hub",
+                    f"the hub refused the ping for {topic} (HTTP {error.code})",
+                    where="newsletter.toml: feed.websub_hub",
                     hint="check the hub URL; the feeds were built and are published as they are",
                 ) from None  # fmt: skip
             from .providers.http import retry_after_seconds  # the one Retry-After parser
@@ -90,4 +93,3 @@ def _ping_one(hub: str, topic: str, policy: RetryPolicy) -> None:
                 hint="run 'newsletter build --ping' again later; the feeds were built",
             )  # fmt: skip
         attempts.sleep(delay)
-

@@ -10,7 +10,8 @@ import sqlite_utils
 
 from conftest import FIXED_NOW
 from newsletter.errors import LedgerError
-from newsletter.store import ACCEPTED, IN_FLIGHT, MIGRATIONS, PLANNED, SKIPPED, TRANSITIONS, Ledger, LedgerStateError
+from newsletter.migrations import MIGRATIONS
+from newsletter.store import ACCEPTED, IN_FLIGHT, PLANNED, SKIPPED, TRANSITIONS, Ledger, LedgerStateError
 
 
 @pytest.fixture

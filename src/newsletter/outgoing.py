@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from .config import Config, Secret
 from .errors import NewsletterError, ProviderAuthError, ProviderError, ProviderRejected
+from .providers.base import Provider
 from .render import confirmation_message
 from .retry import RetryPolicy
 from .store import OUTGOING_FAILED, OUTGOING_SENT, OUTGOING_SKIPPED, Ledger
@@ -68,7 +69,7 @@ class OutgoingReport:
 def deliver_outgoing(
     config: Config,
     ledger: Ledger,
-    provider_factory: Callable[[], object],
+    provider_factory: Callable[[], Provider],
     signing_keys: Sequence[Secret],
     *,
     clock: Callable[[], datetime],
@@ -159,7 +160,7 @@ def flush_outgoing(
     *,
     environ: Mapping[str, str],
     clock: Callable[[], datetime],
-    provider_factory: Callable[[], object] | None = None,
+    provider_factory: Callable[[], Provider] | None = None,
     ignore_backoff: bool = False,
 ) -> OutgoingReport:
     """Open the ledger and handle what is due (the worker's pass, ``newsletter outgoing``, before ``send``)."""

@@ -29,6 +29,7 @@ class OutgoingQueue(LedgerPart):
                 [kind, email, DEFAULT_LIST, source, client_ip[:64], user_agent[:200], stamp, OUTGOING_QUEUED,
                  stamp, stamp],
             )  # fmt: skip
+            assert cursor.lastrowid is not None  # an INSERT always sets it
             return cursor.lastrowid
 
     def due_outgoing(self, now: datetime, *, limit: int = 100, ignore_backoff: bool = False) -> list[dict]:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from .config import Config
@@ -33,7 +34,7 @@ from .templates import PACKAGED_TEMPLATES
 
 SITE_FOLDER = "_site"
 WIDTHS = {"desktop": 800, "phone": 375}
-SCHEMES = ("light", "dark")
+SCHEMES: tuple[Literal["light", "dark"], ...] = ("light", "dark")
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "/usr/bin/chromium")
 # Chromium reaches Google's hosts at start unless told not to; a preview talks to nobody.
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -272,7 +273,7 @@ def _site_file(config: Config, url: str) -> Path | None:
     return target if target is not None and root in target.parents and target.is_file() else None
 
 
-def _shots() -> Iterator[tuple[str, str, int, str]]:
+def _shots() -> Iterator[tuple[str, str, int, Literal["light", "dark"]]]:
     """(file name, email or site, width, colour scheme) of every screenshot."""
     for width_name, width in WIDTHS.items():
         for scheme in SCHEMES:

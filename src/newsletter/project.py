@@ -57,7 +57,7 @@ class Newsletter:
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self._ledger: Ledger | None = None
         self._posts: list[Post] | None = None
-        self._env = None
+        self._env: Any = None  # a jinja2 Environment, made on first use
         self._resources = ExitStack()
 
     @classmethod

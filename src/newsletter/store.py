@@ -4,7 +4,7 @@ The ledger is one database with two domains over it: the subscriber store
 (:mod:`.subscriber_store`, ``ledger.subscribers``) and the send ledger
 (:mod:`.send_ledger`, ``ledger.issues`` and ``ledger.sends``).  These three modules
 are the only ones that speak SQL (through sqlite-utils).  The schema changes
-only through migrations in :data:`MIGRATIONS` (here, for both domains), never
+only through the migrations of :mod:`.migrations` (for both domains), never
 edited once shipped.
 
 A delivery is written ``planned`` when the issue is planned, moved to
@@ -30,11 +30,8 @@ from enum import StrEnum
 from pathlib import Path
 
 import sqlite_utils
-from sqlite_utils import Migrations
 
 from .errors import LedgerBusy, LedgerCorrupt, LedgerError
-
-MIGRATIONS = Migrations("newsletter")
 
 
 class DeliveryState(StrEnum):
@@ -130,196 +127,6 @@ LOCK_POLL_MS = 5
 DEFAULT_WRITE_WAIT_MS = 10_000
 
 
-@MIGRATIONS()
-def m001_initial(db: sqlite_utils.Database) -> None:
-    db["subscribers"].create(
-        {
-            "id": int,
-            "email": str,
-            "status": str,
-            "source": str,
-            "created_at": str,
-            "updated_at": str,
-            "unsubscribed_at": str,
-        },
-        pk="id",
-        not_null={"email", "status", "created_at", "updated_at"},
-    )
-    db["subscribers"].create_index(["email"], unique=True)
-    db["subscribers"].create_index(["status", "id"])
-    db["issues"].create(
-        {
-            "id": int,
-            "key": str,
-            "post_id": str,
-            "slug": str,
-            "content_hash": str,
-            "subject": str,
-            "provider": str,
-            "status": str,
-            "recipients": int,
-            "created_at": str,
-            "sent_at": str,
-        },
-        pk="id",
-        not_null={"key", "post_id", "slug", "content_hash", "subject", "provider", "status", "created_at"},
-    )
-    db["issues"].create_index(["key"], unique=True)
-    db["issues"].create_index(["post_id"])
-    db["chunks"].create(
-        {
-            "issue_id": int,
-            "number": int,
-            "state": str,
-            "idempotency_key": str,
-            "attempts": int,
-            "updated_at": str,
-        },
-        pk=("issue_id", "number"),
-        foreign_keys=[("issue_id", "issues", "id")],
-        not_null={"state", "idempotency_key"},
-        defaults={"attempts": 0},
-    )
-    db["deliveries"].create(
-        {
-            "id": int,
-            "issue_id": int,
-            "chunk": int,
-            "subscriber_id": int,
-            "email": str,
-            "state": str,
-            "provider_message_id": str,
-            "error": str,
-            "updated_at": str,
-        },
-        pk="id",
-        foreign_keys=[("issue_id", "issues", "id"), ("subscriber_id", "subscribers", "id")],
-        not_null={"issue_id", "chunk", "subscriber_id", "email", "state"},
-    )
-    db["deliveries"].create_index(["issue_id", "subscriber_id"], unique=True)
-    db["deliveries"].create_index(["issue_id", "chunk", "state"])
-
-
-@MIGRATIONS()
-def m002_chunk_provider_reference(db: sqlite_utils.Database) -> None:
-    """What the provider calls a whole chunk (Buttondown's email id), for reconciliation."""
-    db["chunks"].add_column("provider_reference", str)
-
-
-@MIGRATIONS()
-def m003_issue_kind(db: sqlite_utils.Database) -> None:
-    """``issue`` or ``correction`` (an explicit re-send of an edited post)."""
-    db["issues"].add_column("kind", str, not_null_default="issue")
-
-
-@MIGRATIONS()
-def m004_consent_and_suppression(db: sqlite_utils.Database) -> None:
-    """Consent records (LAW-04), double opt-in, lists, and a suppression list of hashes (LAW-07)."""
-    subscribers = db["subscribers"]
-    subscribers.add_column("list", str, not_null_default=DEFAULT_LIST)
-    for column in ("consent_at", "consent_source", "consent_text_version", "consent_ip", "consent_user_agent",
-                   "confirmed_at", "confirm_token_hash"):  # fmt: skip
-        subscribers.add_column(column, str)
-    db.execute("UPDATE subscribers SET consent_at = created_at, consent_source = source WHERE consent_at IS NULL")
-    db["suppressions"].create(
-        {"list": str, "address_hash": str, "reason": str, "created_at": str},
-        pk=("list", "address_hash"),
-        not_null={"reason", "created_at"},
-    )
-    # Registered here, on the connection the migration runs on, so that the migration does
-    # not depend on whoever opened the database having registered it (same effect as before).
-    db.conn.create_function("sha256_hex", 1, address_hash, deterministic=True)
-    db.execute(
-        "INSERT OR IGNORE INTO suppressions (list, address_hash, reason, created_at) "
-        "SELECT ?, sha256_hex(email), status, updated_at FROM subscribers WHERE status = ?",
-        [DEFAULT_LIST, UNSUBSCRIBED],
-    )
-
-
-_STATE_COLUMNS = {
-    "subscribers": ("status", SubscriberStatus),
-    "issues": ("status", IssueState),
-    "chunks": ("state", [state for state in DeliveryState if state != SKIPPED]),
-    "deliveries": ("state", DeliveryState),
-}
-
-
-@MIGRATIONS(transactional=False)
-def m005_state_checks(db: sqlite_utils.Database) -> None:
-    """CHECK constraints on every state column, so no write can store a state the code does not know.
-
-    SQLite cannot add a CHECK to an existing table, so each table is rebuilt the documented
-    way (a new table with the constraint, copy, drop, rename, indexes again) in one
-    transaction with foreign keys off, then checked with ``foreign_key_check``.  The values
-    are those of the enums above, frozen here as text so later enum changes need a migration.
-    """
-    conn = db.conn
-    conn.execute("PRAGMA foreign_keys = OFF")  # no effect inside a transaction: set before BEGIN
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for table, (column, states) in _STATE_COLUMNS.items():
-            create = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", [table]).fetchone()[0]
-            if "CHECK" in create:
-                continue  # already rebuilt (a run interrupted after its commit)
-            indexes = [row[0] for row in conn.execute(
-                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", [table]
-            )]  # fmt: skip
-            allowed = ", ".join(f"'{str(state)}'" for state in states)
-            head, _, _ = create.rpartition(")")
-            body = head.split("(", 1)[1]
-            conn.execute(f"CREATE TABLE [{table}_checked] ({body},\n   CHECK ([{column}] IN ({allowed}))\n)")
-            conn.execute(f"INSERT INTO [{table}_checked] SELECT * FROM [{table}]")
-            conn.execute(f"DROP TABLE [{table}]")
-            conn.execute(f"ALTER TABLE [{table}_checked] RENAME TO [{table}]")
-            for index in indexes:
-                conn.execute(index)
-        problems = conn.execute("PRAGMA foreign_key_check").fetchall()
-        if problems:
-            raise sqlite3.IntegrityError(f"foreign keys broken by the rebuild: {problems[:3]}")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    finally:
-        conn.execute("PRAGMA foreign_keys = ON")
-
-
-@MIGRATIONS()
-def m008_outgoing_messages(db: sqlite_utils.Database) -> None:
-    """Subscription requests and the mail they cause, sent later by a worker, never in the request.
-
-    ``state``: ``queued`` until handled, then ``sent`` (the provider took it), ``skipped``
-    (nothing was due: the address was already active or suppressed) or ``failed`` (refused for
-    good).  ``next_attempt_at`` spaces retries (backoff); ``claimed_until`` lets one worker at a
-    time handle a row and frees it again if that worker dies.
-    """
-    columns = {
-        "id": int, "kind": str, "email": str, "list": str, "source": str, "client_ip": str,
-        "user_agent": str, "requested_at": str, "state": str, "attempts": int, "next_attempt_at": str,
-        "claimed_until": str, "provider_reference": str, "last_error": str, "updated_at": str,
-    }  # fmt: skip
-    db["outgoing_messages"].create(
-        columns,
-        pk="id",
-        not_null={"kind", "email", "requested_at", "state", "next_attempt_at", "updated_at"},
-        defaults={"attempts": 0},
-    )
-    db["outgoing_messages"].create_index(["state", "next_attempt_at"])
-
-
-# Keep this migration last: other migrations are numbered before it.
-@MIGRATIONS()
-def m009_webhook_replay(db: sqlite_utils.Database) -> None:
-    """The one-time id of every webhook call applied, so a captured call cannot be replayed."""
-    db["webhook_calls"].create(
-        {"provider": str, "replay_id": str, "body_sha256": str, "received_at": str},
-        pk=("provider", "replay_id"),
-        not_null={"body_sha256", "received_at"},
-    )
-    db["webhook_calls"].create_index(["received_at"])
-
-
 def address_hash(email: str) -> str:
     """What the suppression list keeps of an address: its SHA-256, never the address."""
     return hashlib.sha256(email.encode("utf-8")).hexdigest()
@@ -371,12 +178,16 @@ class Ledger:
             self.db.enable_wal()
             # Every commit fsyncs the WAL unless a write says otherwise (see _write(durable=False)).
             self.db.execute("PRAGMA synchronous = FULL")
+            from .migrations import MIGRATIONS  # the schema's history imports this module's states
+
             if MIGRATIONS.pending(self.db):
                 MIGRATIONS.apply(self.db)
         except sqlite3.Error as exc:
             raise _ledger_error(exc, self.path, action="open") from None
         except OSError as exc:
-            raise LedgerError(f"cannot open the ledger ({exc})", where=str(path), hint="check the path and its permissions")
+            raise LedgerError(
+                f"cannot open the ledger ({exc})", where=str(path), hint="check the path and its permissions"
+            ) from exc
         from .outgoing_store import OutgoingQueue  # imported here: they build on this module
         from .send_ledger import IssueLedger, SendLedger
         from .subscriber_store import SubscriberStore
@@ -482,8 +293,10 @@ class Ledger:
             finally:
                 copy.close()
             if verdict != "ok":
-                raise LedgerError(f"the backup failed its check ({verdict})", where=str(target),
-                                  hint="the ledger itself may be damaged; run 'sqlite3 <ledger> \'PRAGMA integrity_check\''")
+                raise LedgerError(
+                    f"the backup failed its check ({verdict})", where=str(target),
+                    hint="the ledger itself may be damaged; run 'sqlite3 <ledger> \'PRAGMA integrity_check\''",
+                )  # fmt: skip
             with open(partial, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(partial, target)

@@ -10,6 +10,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import cast
 
 from .errors import SubscriberError
 from .store import (
@@ -26,7 +27,7 @@ from .store import (
     translating_errors,
 )  # fmt: skip
 
-_FLAG = {UNSUBSCRIBED: "unsubscribe", BOUNCED: "bounce", COMPLAINED: "complaint"}
+_FLAG: dict[str, str] = {UNSUBSCRIBED: "unsubscribe", BOUNCED: "bounce", COMPLAINED: "complaint"}
 
 
 @translating_errors
@@ -48,7 +49,7 @@ class SubscriberStore(LedgerPart):
                 return row["id"], "suppressed" if row["status"] in SUPPRESSED_STATUSES else "known"
             if self.is_suppressed(email):
                 return 0, "suppressed"
-            table = self.db["subscribers"]
+            table = self.db.table("subscribers")
             table.insert(
                 {
                     "email": email,
@@ -63,7 +64,7 @@ class SubscriberStore(LedgerPart):
                     **(consent or {}),
                 }  # fmt: skip
             )
-            return table.last_pk, "added"
+            return cast(int, table.last_pk), "added"  # an insert always sets it
 
     def import_subscribers(self, rows: Iterable[tuple[str, str]], *, source: str, now: datetime) -> dict[str, int]:
         """Import ``(address, status)`` pairs in slices of committed transactions.
@@ -75,7 +76,8 @@ class SubscriberStore(LedgerPart):
         a known one leaves the list.  Nothing here ever makes anyone active again.
         Duplicate and suppression checks are set operations, one query per slice.
         """
-        counts = {"added": 0, "duplicate": 0, "suppressed": 0, **{status: 0 for status in SUPPRESSED_STATUSES}}
+        counts: dict[str, int] = {"added": 0, "duplicate": 0, "suppressed": 0}
+        counts.update({status: 0 for status in SUPPRESSED_STATUSES})
         stamp = now.isoformat()
         seen: set[str] = set()
 
@@ -132,7 +134,7 @@ class SubscriberStore(LedgerPart):
                 )
             elif row["status"] in SUPPRESSED_STATUSES:
                 return False  # a suppressed person never becomes pending again either
-            self.db["subscribers"].update(subscriber_id, changes)
+            self.db.table("subscribers").update(subscriber_id, changes)
             return True
 
     def confirm(self, subscriber_id: int, *, now: datetime) -> bool:
@@ -142,7 +144,7 @@ class SubscriberStore(LedgerPart):
             row = self.subscriber(subscriber_id)
             if row is None or row["status"] != PENDING or self.is_suppressed(row["email"], row["list"]):
                 return False
-            self.db["subscribers"].update(
+            self.db.table("subscribers").update(
                 subscriber_id,
                 {"status": ACTIVE, "updated_at": stamp, "confirmed_at": stamp, "confirm_token_hash": None},
             )
@@ -176,7 +178,7 @@ class SubscriberStore(LedgerPart):
             changes = {"status": ACTIVE, "updated_at": stamp, "unsubscribed_at": None, "confirmed_at": stamp,
                        "confirm_token_hash": None}  # fmt: skip
             if row is None:
-                self.db["subscribers"].insert(
+                self.db.table("subscribers").insert(
                     {
                         "email": email,
                         "source": source,
@@ -188,7 +190,7 @@ class SubscriberStore(LedgerPart):
                     }  # fmt: skip
                 )
             else:
-                self.db["subscribers"].update(row["id"], changes)
+                self.db.table("subscribers").update(row["id"], changes)
             return "/".join(sorted(reasons)) or ACTIVE
 
     def unsubscribe(self, subscriber_id: int, *, now: datetime) -> bool:
@@ -201,22 +203,22 @@ class SubscriberStore(LedgerPart):
 
     def update_subscriber(self, subscriber_id: int, changes: dict) -> None:
         with self._write():
-            self.db["subscribers"].update(subscriber_id, changes)
+            self.db.table("subscribers").update(subscriber_id, changes)
 
     def subscriber_by_email(self, email: str) -> dict | None:
-        rows = list(self.db["subscribers"].rows_where("email = ?", [email], limit=1))
+        rows = list(self.db.table("subscribers").rows_where("email = ?", [email], limit=1))
         return rows[0] if rows else None
 
     def subscriber(self, subscriber_id: int) -> dict | None:
-        rows = list(self.db["subscribers"].rows_where("id = ?", [subscriber_id], limit=1))
+        rows = list(self.db.table("subscribers").rows_where("id = ?", [subscriber_id], limit=1))
         return rows[0] if rows else None
 
     def stream(self, status: str | None = None) -> Iterator[dict]:
         """Stream subscribers in id order, never the whole list in memory."""
         if status:
-            yield from self.db["subscribers"].rows_where("status = ?", [status], order_by="id")
+            yield from self.db.table("subscribers").rows_where("status = ?", [status], order_by="id")
         else:
-            yield from self.db["subscribers"].rows_where(order_by="id")
+            yield from self.db.table("subscribers").rows_where(order_by="id")
 
     def count_subscribers(self, status: str | None = None) -> int:
         where, args = ("WHERE status = ?", [status]) if status else ("", [])

@@ -273,7 +273,7 @@ def confirm_subscription(
     ):
         raise InvalidToken("invalid token")
     ledger.subscribers.confirm(row["id"], now=now)  # a suppression that came meanwhile stands
-    return ledger.subscribers.subscriber(row["id"])
+    return ledger.subscribers.subscriber(row["id"]) or row
 
 
 def subscriber_for_token(

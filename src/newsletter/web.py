@@ -253,10 +253,14 @@ def create_app(
                 return Response("not found\n", status=404, mimetype="text/plain")
             settings = config.provider_settings(provider)
             with project.for_thread() as nl:
+
+                def apply(events: list) -> None:
+                    for event in events:
+                        nl.subscribers.suppress(event.address, event.reason)
+
                 accept_call(
-                    factory, call, settings=settings, environ=environ, ledger=nl.ledger, now=clock(),
-                    apply=lambda events: [nl.subscribers.suppress(e.address, e.reason) for e in events],
-                )  # fmt: skip
+                    factory, call, settings=settings, environ=environ, ledger=nl.ledger, now=clock(), apply=apply
+                )
         except NewsletterError:
             return Response("webhook not configured\n", status=404, mimetype="text/plain")
         except BadSignature:

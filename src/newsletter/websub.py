@@ -82,7 +82,7 @@ def _ping_one(hub: str, topic: str, policy: RetryPolicy) -> None:
                 ) from None  # fmt: skip
             from .providers.http import retry_after_seconds  # the one Retry-After parser
 
-            retry_after = retry_after_seconds(error.headers)
+            retry_after = retry_after_seconds(dict(error.headers.items()))
             problem = f"HTTP {error.code}"
         except (urllib.error.URLError, OSError) as error:
             problem = str(getattr(error, "reason", error))

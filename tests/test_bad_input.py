@@ -39,7 +39,8 @@ subprocess (so a traceback would really show); then the contract is checked:
 ``*.md`` files      copied into ``content/posts/``; ``newsletter.toml`` replaces the config
 ``config_replace``  ``[[old, new], ...]`` applied to newsletter.toml (old must be present)
 ``config_append``   text appended to newsletter.toml
-``generate``        ``{kind = windows-1252 | binary | empty | pad | garbage-pages | long-field, path, source, size}``, or
+``generate``        ``{kind = windows-1252 | binary | empty | pad | garbage-pages | long-field,
+                    path, source, size}``, or
                     ``{kind = "repeat", path, head, unit, count, middle, close, tail}``: head, unit ×
                     count, middle, close × count, tail (deep nesting without a huge file here);
                     ``append = true`` adds it to the end of an existing file
@@ -97,14 +98,20 @@ SECRET_SMTP_PASSWORD = "sekret-smtp-password-XYZ-0c4d"
 SECRETS = (SECRET_TOKEN_KEY, SECRET_OLD_TOKEN_KEY, SECRET_RESEND_KEY, SECRET_SMTP_PASSWORD, "sekret-")
 
 SUBSCRIBERS = ("alice@example.org", "bruno@example.org", "camille@example.org")
-LEDGER_FILES = {"newsletter.db", "newsletter.db-wal", "newsletter.db-shm", "newsletter.db-journal", "newsletter.db.lock"}
+LEDGER_FILES = {
+    "newsletter.db",
+    "newsletter.db-wal",
+    "newsletter.db-shm",
+    "newsletter.db-journal",
+    "newsletter.db.lock",
+}
 ATOM = "{http://www.w3.org/2005/Atom}"
 # Markup that must never survive sanitizing (SEC-01), whatever the post holds.
 DANGEROUS_TAGS = {"script", "iframe", "object", "embed", "form", "input", "svg", "frame", "frameset", "applet", "base"}
 SAFE_SCHEMES = {"", "http", "https", "mailto"}
 EXPECTED_HEADERS = {
-    "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Archive",
-    "MIME-Version", "Content-Type",
+    "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
+    "List-Archive", "MIME-Version", "Content-Type",
 }  # fmt: skip
 
 
@@ -231,7 +238,12 @@ def generate(recipe: dict, case: Case, *, project: Path, tmp: Path) -> None:
         data = b""
     elif kind == "repeat":
         count = recipe["count"]
-        parts = (recipe.get("head", ""), recipe["unit"] * count, recipe.get("middle", ""), recipe.get("close", "") * count)
+        parts = (
+            recipe.get("head", ""),
+            recipe["unit"] * count,
+            recipe.get("middle", ""),
+            recipe.get("close", "") * count,
+        )
         data = ("".join(parts) + recipe.get("tail", "")).encode("utf-8")
         if recipe.get("append"):
             data = target.read_bytes() + b"\n" + data

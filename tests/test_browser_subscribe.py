@@ -83,7 +83,9 @@ def test_subscribe_confirm_receive_and_unsubscribe_in_a_browser(project, run):
 
             # 3. An issue goes out; it carries a personal unsubscribe link.
             assert run("send", "--yes").exit_code == 0
-            (issue,) = [m for m in messages(config) if str(m["To"]) == ADDRESS and "confirm" not in str(m["Message-ID"])]
+            (issue,) = [
+                m for m in messages(config) if str(m["To"]) == ADDRESS and "confirm" not in str(m["Message-ID"])
+            ]
             unsubscribe = str(issue["List-Unsubscribe"]).split(">")[0].lstrip("<")
             html = issue.get_body(("html",)).get_content()
             assert f'href="{unsubscribe}"' in html

@@ -133,7 +133,11 @@ BAD_VALUES = {
     "title-not-text": ("title", "42", "site.title: must be a string"),
     "unsubscribe-url-javascript": ("unsubscribe_url", '"javascript:alert(1)"', "email.unsubscribe_url"),
     "base-url-broken-ipv6": ("base_url", '"https://[oops/"', "site.base_url: 'https://[oops/' is not a valid URL"),
-    "unsubscribe-url-broken-ipv6": ("unsubscribe_url", '"http://[::1"', "email.unsubscribe_url: 'http://[::1' is not a"),
+    "unsubscribe-url-broken-ipv6": (
+        "unsubscribe_url",
+        '"http://[::1"',
+        "email.unsubscribe_url: 'http://[::1' is not a",
+    ),
     "timezone-too-long": ("timezone", '"' + "Europe/" * 700 + '"', "site.timezone: unknown time zone"),
     "language-not-a-tag": ("language", '"fr<b onload=x>"', "site.language: 'fr<b onload=x>' is not a language tag"),
 }
@@ -261,7 +265,7 @@ def test_build_does_not_need_the_token_key(project, run, monkeypatch):
 def test_secret_never_shows_its_value():
     value = "s3cr3t-ne-pas-montrer"
     key = Secret("NEWSLETTER_TOKEN_KEY", value)
-    for shown in (repr(key), str(key), f"{key}", "%s" % key, repr([key]), repr({"k": key})):
+    for shown in (repr(key), str(key), f"{key}", f"{key}", repr([key]), repr({"k": key})):
         assert value not in shown and "NEWSLETTER_TOKEN_KEY" in shown
     assert key.reveal() == value
 

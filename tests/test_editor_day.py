@@ -156,8 +156,12 @@ def test_status_counts_bounces_and_complaints_per_issue(run, project):
 
     with closing(Ledger(project / "newsletter.db")) as ledger:  # what a webhook records
         later = FIXED_NOW + timedelta(hours=1)
-        ledger.subscribers.set_status(ledger.subscribers.subscriber_by_email("bruno@example.org")["id"], "bounced", now=later)
-        ledger.subscribers.set_status(ledger.subscribers.subscriber_by_email("camille@example.org")["id"], "complained", now=later)
+        ledger.subscribers.set_status(
+            ledger.subscribers.subscriber_by_email("bruno@example.org")["id"], "bounced", now=later
+        )
+        ledger.subscribers.set_status(
+            ledger.subscribers.subscriber_by_email("camille@example.org")["id"], "complained", now=later
+        )
     row = next(p for p in json.loads(run("status", "--json", "--summary").stdout)["posts"] if p["slug"] == NEWEST)
     assert row["issues"][0]["feedback"] == {"bounced": 1, "complained": 1}
     line = next(line for line in run("status").stdout.splitlines() if NEWEST in line)

@@ -126,13 +126,15 @@ VALID = {
     "date": "2024-06-01T09:30:00+02:00",
 }
 YAML_PIECES = [
-    "&a [x, y]", "*a", "[*a, *a, *a]", "{a: {b: {c: [1]}}}", "!!python/object/apply:os.system ['true']", "!!binary aGk=",
-    "9" * 5000, ".nan", "-.inf", "0x" + "f" * 40, "'quoted'", '"\\u0000"', "|\n  bloc", "? [a]\n: b", "[" * 40 + "]" * 40,
+    "&a [x, y]", "*a", "[*a, *a, *a]", "{a: {b: {c: [1]}}}", "!!python/object/apply:os.system ['true']",
+    "!!binary aGk=", "9" * 5000, ".nan", "-.inf", "0x" + "f" * 40, "'quoted'", '"\\u0000"', "|\n  bloc", "? [a]\n: b",
+    "[" * 40 + "]" * 40,
     "2024-06-01", "0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59-01:00", "~", "- a\n- b", "<<: *a", "\t", "---",
 ]  # fmt: skip
 MARKDOWN_PIECES = [
     "> " * 60 + "fond", "<ol start=\"²\"><li>x</li></ol>", "<blockquote>" * 80, "</blockquote>", "[a](http://[oops)",
-    "*" * 70 + "x" + "*" * 70, "  " * 30 + "- liste", "<td colspan=\"٣\">", "&#0;&#xD800;&#1114112;", "<script>x</script>",
+    "*" * 70 + "x" + "*" * 70, "  " * 30 + "- liste", "<td colspan=\"٣\">", "&#0;&#xD800;&#1114112;",
+    "<script>x</script>",
     "{{ 7*7 }}", "[" * 200, "\u2028", "\x1b", "![i](javascript:alert(1))", "1. un\n2. deux", "| a |\n|---|\n| b |",
 ]  # fmt: skip
 
@@ -169,7 +171,10 @@ markdown_bodies = st.lists(st.sampled_from(MARKDOWN_PIECES) | st.text(max_size=4
 
 @FUZZ
 @given(front=front_matters(), body=markdown_bodies)
-@example(front=f'title: "t"\nid: "{VALID["id"]}"\ndate: "{VALID["date"]}"\nsummary: &a [x]\nslug: [{ELEVEN_ALIASES}]', body="")
+@example(
+    front=f'title: "t"\nid: "{VALID["id"]}"\ndate: "{VALID["date"]}"\nsummary: &a [x]\nslug: [{ELEVEN_ALIASES}]',
+    body="",
+)
 @example(front=f'title: "t"\nid: "{VALID["id"]}"\ndate: "{VALID["date"]}"', body=">" * 300 + " fond")
 @example(front=f'title: {"9" * 5000}\nid: "{VALID["id"]}"\ndate: "{VALID["date"]}"', body="")
 def test_random_front_matter_and_markdown_build_or_fail_in_one_line(demo, tmp_path, front, body):
@@ -185,11 +190,23 @@ def test_random_front_matter_and_markdown_build_or_fail_in_one_line(demo, tmp_pa
 DEMO_TOML = (REPO / "newsletter.toml").read_text(encoding="utf-8")
 TOML_VALUES = [
     "nan", "inf", "-inf", "-1", "0", "0.5", "2.5", "1e308", "9" * 30, "9" * 5000, '"texte"', '""', '"\\u0000"', "true",
-    "[]", "[1, [2, [3]]]", "{}", "{ a = 1 }", "1979-05-27T07:32:00Z", "[" * 300 + "]" * 300, "{a=" * 200 + "1" + "}" * 200,
+    "[]", "[1, [2, [3]]]", "{}", "{ a = 1 }", "1979-05-27T07:32:00Z", "[" * 300 + "]" * 300,
+    "{a=" * 200 + "1" + "}" * 200,
     '["NEWSLETTER_TOKEN_KEY"]', "70000", "65535", "100", "1000001",
 ]  # fmt: skip
 SEND_KEYS = ["retry_attempts", "retry_base_delay", "retry_max_delay", "retry_deadline", "token_key_env", "provider"]
-PROVIDER_KEYS = ["port", "timeout", "batch_size", "host", "security", "path", "base_url", "api_key_env", "region", "domain"]
+PROVIDER_KEYS = [
+    "port",
+    "timeout",
+    "batch_size",
+    "host",
+    "security",
+    "path",
+    "base_url",
+    "api_key_env",
+    "region",
+    "domain",
+]
 PROVIDERS = ["outbox", "smtp", "resend", "mailgun", "postmark", "buttondown", "inconnu"]
 
 
@@ -213,12 +230,16 @@ def configs(draw) -> str:
         send["provider"] = toml_string(provider)
     block = "[send]\n" + "".join(f"{key} = {value}\n" for key, value in send.items()) + "\n"
     text = DEMO_TOML.replace(SEND_BLOCK, block)
-    settings = {draw(st.sampled_from(PROVIDER_KEYS)): draw(st.sampled_from(TOML_VALUES)) for _ in range(draw(st.integers(0, 3)))}
+    settings = {
+        draw(st.sampled_from(PROVIDER_KEYS)): draw(st.sampled_from(TOML_VALUES)) for _ in range(draw(st.integers(0, 3)))
+    }
     shape = draw(st.sampled_from(["table", "table", "scalar", "array"]))
     if shape == "table" and provider != "outbox":
         text += f"\n[providers.{provider}]\n" + "".join(f"{key} = {value}\n" for key, value in settings.items())
     elif shape == "scalar":
-        text = text.replace('[providers.outbox]\npath = "outbox"', f"[providers]\noutbox = {draw(st.sampled_from(TOML_VALUES))}")
+        text = text.replace(
+            '[providers.outbox]\npath = "outbox"', f"[providers]\noutbox = {draw(st.sampled_from(TOML_VALUES))}"
+        )
     elif shape == "array":
         text = text.replace('[providers.outbox]\npath = "outbox"', '[[providers]]\nname = "outbox"')
     if draw(st.integers(0, 9)) == 0:

@@ -75,7 +75,9 @@ def test_send_import_and_unsubscribes_at_once_lose_nothing(project):
     settings = project / "newsletter.toml"
     text = settings.read_text(encoding="utf-8")
     assert 'path = "outbox"\n' in text
-    settings.write_text(text.replace('path = "outbox"\n', 'path = "outbox"\nbatch_size = 50\n'), encoding="utf-8")  # 60 chunks
+    settings.write_text(
+        text.replace('path = "outbox"\n', 'path = "outbox"\nbatch_size = 50\n'), encoding="utf-8"
+    )  # 60 chunks
     config = load_config(project / "newsletter.toml")
     database = config.database_path
     (project / "audience.csv").write_text("email\n" + "".join(f"reader{n}@example.org\n" for n in range(AUDIENCE)))

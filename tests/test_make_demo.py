@@ -69,5 +69,7 @@ def test_make_demo_twice_from_a_fresh_copy(tmp_path):
     # Everything the demo generated is ignored by git: output, ledger, virtualenv, key.
     generated = ["public/feed.xml", f"outbox/new/{eml[0].name}", "newsletter.db", ".venv/bin/python", ".env"]
     assert all((root / name).exists() for name in generated)
-    ignored = subprocess.run(["git", "check-ignore", "--no-index", *generated], cwd=REPO, capture_output=True, text=True)
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *generated], cwd=REPO, capture_output=True, text=True
+    )
     assert ignored.stdout.split() == generated

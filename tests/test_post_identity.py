@@ -93,7 +93,9 @@ def test_a_sent_id_under_a_new_slug_stops_the_send(run, project):
     sent_once(run, project)
     edit(project, f"slug: {NEWEST}", "slug: parcours-renomme")
     before = state(project)
-    line = assert_one_line_error(run("send", "--yes"), f"{NEWEST}.md", NEWEST_ID, SUBJECT, f"'{NEWEST}'", "'parcours-renomme'")
+    line = assert_one_line_error(
+        run("send", "--yes"), f"{NEWEST}.md", NEWEST_ID, SUBJECT, f"'{NEWEST}'", "'parcours-renomme'"
+    )
     assert re.search(r'a new post needs its own id \(id: "urn:uuid:[0-9a-f-]{36}"\)', line)
     assert f"put back slug: {NEWEST}" in line and "newsletter mark-sent parcours-renomme" in line
     assert "newsletter send --correction parcours-renomme" in line
@@ -128,7 +130,9 @@ def test_the_same_content_under_a_new_id_and_slug_stops_the_send(run, project):
     edit(project, NEWEST_ID, OTHER_ID)
     edit(project, f"slug: {NEWEST}", "slug: copie-du-parcours")
     before = state(project)
-    assert_one_line_error(run("send", "--yes"), "the same content", f"'{NEWEST}'", NEWEST_ID, "--new-issue copie-du-parcours")
+    assert_one_line_error(
+        run("send", "--yes"), "the same content", f"'{NEWEST}'", NEWEST_ID, "--new-issue copie-du-parcours"
+    )
     assert state(project) == before
 
 

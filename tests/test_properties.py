@@ -40,8 +40,8 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 # NUL and every line end of str.splitlines(), which the email package splits header values with.
 HEADER_BREAKS = ("\r", "\n", "\x00", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
 EXPECTED_HEADERS = [
-    "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Archive",
-    "MIME-Version", "Content-Type",
+    "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
+    "List-Archive", "MIME-Version", "Content-Type",
 ]  # fmt: skip
 RECIPIENT = Recipient(7, "lectrice@example.org", "https://claudesuper.example.org/unsubscribe/jeton")
 DATE = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -57,7 +57,9 @@ HOSTILE = [
 ]  # fmt: skip
 # Bodies live in a UTF-8 file: no lone surrogates there (they cannot be encoded).
 BODY_HOSTILE = [f for f in HOSTILE if not re.search("[\ud800-\udfff]", f)] + [
-    "\n\n<iframe src=https://evil.example/></iframe>\n\n", "\n\n<img src=x onerror=alert(1)>\n\n", "\n\n---\n\n",
+    "\n\n<iframe src=https://evil.example/></iframe>\n\n",
+    "\n\n<img src=x onerror=alert(1)>\n\n",
+    "\n\n---\n\n",
 ]
 
 fields = st.lists(st.one_of(st.text(max_size=12), st.sampled_from(HOSTILE)), max_size=6).map("".join)

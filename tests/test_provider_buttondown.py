@@ -33,6 +33,7 @@ FANCY = "<!-- buttondown-editor-mode: fancy -->"
 
 # -- helpers --------------------------------------------------------------------------------------
 
+
 def configure(project: Path, url: str, *, timeout: float | None = None, **send: object) -> None:
     """Point the project at ``url`` through the buttondown provider, with fast retries (overridable)."""
     use_provider(project, "buttondown", url, send=send, provider={"timeout": timeout} if timeout else None)
@@ -77,6 +78,7 @@ def assert_sent_once(project: Path, fake) -> str:
 
 
 # -- 1. the happy path -----------------------------------------------------------------------------
+
 
 def test_happy_path_draft_then_send_once(run, project, fake):
     configure(project, fake.url)
@@ -138,7 +140,7 @@ def test_audience_send_messages_do_not_print_none_for_the_recipient_count(run, p
     configure(project, fake.url)
     assert run("send", "--yes").exit_code == 0
     status = run("status")
-    line = next(l for l in status.stdout.splitlines() if SLUG in l)
+    line = next(row for row in status.stdout.splitlines() if SLUG in row)
     assert "via buttondown" in line
     again = run("send", "--yes")
     assert again.exit_code == 3
@@ -164,6 +166,7 @@ def test_the_same_issue_gets_the_same_keys_in_another_project(run, project, fake
 
 # -- 2. errors -------------------------------------------------------------------------------------
 
+
 def test_401_is_one_line_and_not_retried(run, project, fake):
     configure(project, fake.url)
     fake.inject(Fault.http(401))
@@ -187,14 +190,34 @@ def test_wrong_key_is_refused_once(run, project, monkeypatch):
 @pytest.mark.parametrize(
     "status, body, code",
     [
-        (422, {"detail": [{"type": "extra_forbidden", "loc": ["body", "payload", "colour"],
-                           "msg": "Extra inputs are not permitted"}]}, "extra_forbidden"),
-        (400, {"code": "body_contains_frontmatter", "detail": "The body starts with front matter.", "metadata": {}},
-         "body_contains_frontmatter"),
-        (400, {"code": "sending_requires_confirmation", "detail": "Sending needs confirmation.", "metadata": {}},
-         "sending_requires_confirmation"),
-        (400, {"code": "email_duplicate", "detail": "An email with the same identifiers exists.", "metadata": {}},
-         "email_duplicate"),
+        (
+            422,
+            {
+                "detail": [
+                    {
+                        "type": "extra_forbidden",
+                        "loc": ["body", "payload", "colour"],
+                        "msg": "Extra inputs are not permitted",
+                    }
+                ]
+            },
+            "extra_forbidden",
+        ),
+        (
+            400,
+            {"code": "body_contains_frontmatter", "detail": "The body starts with front matter.", "metadata": {}},
+            "body_contains_frontmatter",
+        ),
+        (
+            400,
+            {"code": "sending_requires_confirmation", "detail": "Sending needs confirmation.", "metadata": {}},
+            "sending_requires_confirmation",
+        ),
+        (
+            400,
+            {"code": "email_duplicate", "detail": "An email with the same identifiers exists.", "metadata": {}},
+            "email_duplicate",
+        ),
         (400, {"code": "slug_invalid", "detail": "The slug is invalid.", "metadata": {}}, "slug_invalid"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
@@ -235,8 +258,12 @@ def test_429_on_the_send_step_then_success(run, project, fake):
     started = time.monotonic()
     assert run("send", "--yes").exit_code == 0
     assert time.monotonic() - started < 5
-    assert [(r.method, r.status) for r in fake.requests] == [("POST", 201), ("PATCH", 429), ("POST", 201),
-                                                            ("PATCH", 200)]
+    assert [(r.method, r.status) for r in fake.requests] == [
+        ("POST", 201),
+        ("PATCH", 429),
+        ("POST", 201),
+        ("PATCH", 200),
+    ]
     assert_sent_once(project, fake)
 
 
@@ -264,7 +291,11 @@ def test_accept_then_drop_on_the_send_step_is_replayed_and_sent_once(run, projec
     fake.inject(Fault.accept_then_drop(method="PATCH"))
     assert run("send", "--yes").exit_code == 0
     assert [(r.method, r.fault) for r in fake.requests] == [
-        ("POST", None), ("PATCH", "accept_then_drop"), ("POST", None), ("PATCH", None)]
+        ("POST", None),
+        ("PATCH", "accept_then_drop"),
+        ("POST", None),
+        ("PATCH", None),
+    ]
     first_create, first_patch, second_create, second_patch = fake.requests
     assert first_create.headers["X-Idempotency-Key"] == second_create.headers["X-Idempotency-Key"]
     assert first_patch.headers["X-Idempotency-Key"] == second_patch.headers["X-Idempotency-Key"]
@@ -276,8 +307,11 @@ def test_accept_then_drop_on_the_create_step_reuses_the_draft(run, project, fake
     configure(project, fake.url)
     fake.inject(Fault.accept_then_drop(method="POST"))
     assert run("send", "--yes").exit_code == 0
-    assert [(r.method, r.fault) for r in fake.requests] == [("POST", "accept_then_drop"), ("POST", None),
-                                                            ("PATCH", None)]
+    assert [(r.method, r.fault) for r in fake.requests] == [
+        ("POST", "accept_then_drop"),
+        ("POST", None),
+        ("PATCH", None),
+    ]
     assert_sent_once(project, fake)
 
 
@@ -310,6 +344,7 @@ def test_409_past_the_attempts_leaves_the_chunk_unknown_then_resumes(run, projec
 
 
 # -- 3. a crash between create and send --------------------------------------------------------------
+
 
 def test_crash_between_create_and_send_reuses_the_same_draft(run, project, fake, monkeypatch):
     configure(project, fake.url)
@@ -368,8 +403,10 @@ def test_sec08_key_never_shown_after_failing_sends(run, project, monkeypatch, ca
         assert "401" in outputs[-1].stderr
     with FakeButtondown(api_key=SECRET_VALUE, subscribers=AUDIENCE) as fake:
         path = project / "newsletter.toml"
-        path.write_text(re.sub(r'base_url = "http://[^"]*"', f'base_url = "{fake.url}"',
-                               path.read_text(encoding="utf-8")), encoding="utf-8")
+        path.write_text(
+            re.sub(r'base_url = "http://[^"]*"', f'base_url = "{fake.url}"', path.read_text(encoding="utf-8")),
+            encoding="utf-8",
+        )
         fake.inject(Fault.http(500, times=2))
         outputs.append(run("send", "--yes"))
         fake.inject(Fault.drop(times=2))
@@ -393,6 +430,7 @@ def test_sec08_key_never_shown_after_failing_sends(run, project, monkeypatch, ca
 
 
 # -- 5. test copies ---------------------------------------------------------------------------------------
+
 
 def ledger_snapshot(project: Path) -> list:
     return [rows(project, f"SELECT * FROM {table}") for table in ("issues", "chunks", "deliveries", "subscribers")]
@@ -437,6 +475,7 @@ def test_test_to_retries_a_transient_failure(run, project, fake):
 
 
 # -- configuration ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("url", ["http://api.buttondown.example", "api.buttondown.com"])
 def test_sec12_base_url_must_be_https(run, project, url):

@@ -58,7 +58,13 @@ class FakeServerHarness(Harness):
     faults = tuple(HTTP_FAULTS)
 
     def __init__(self, fake, factory, settings: dict, variable: str, secret: str, config) -> None:
-        self.fake, self.factory, self.settings, self.secret_variable, self.secret = fake, factory, settings, variable, secret
+        self.fake, self.factory, self.settings, self.secret_variable, self.secret = (
+            fake,
+            factory,
+            settings,
+            variable,
+            secret,
+        )
         self.config = config
 
     def provider(self):
@@ -157,7 +163,9 @@ class SmtpHarness(Harness):
                          "ca_file": str(certificate), "timeout": 10}  # fmt: skip
 
     def provider(self):
-        return SmtpProvider.from_config(self.settings, config=self.config, environ={"NEWSLETTER_SMTP_PASSWORD": PASSWORD})
+        return SmtpProvider.from_config(
+            self.settings, config=self.config, environ={"NEWSLETTER_SMTP_PASSWORD": PASSWORD}
+        )
 
     def without_secret(self):
         return lambda: SmtpProvider.from_config(self.settings, config=self.config, environ={})

@@ -39,6 +39,7 @@ UNSUBSCRIBE_BASE = "https://claudesuper.example.org/unsubscribe/"
 
 # -- helpers --------------------------------------------------------------------------------------
 
+
 def configure(project: Path, url: str, *, timeout: float | None = None, **send: object) -> None:
     """Point the project at ``url`` through the resend provider, with fast retries (overridable)."""
     use_provider(project, "resend", url, send=send, provider={"timeout": timeout} if timeout else None)
@@ -72,8 +73,10 @@ def batch_posts(fake) -> list:
 
 
 def ledger_deliveries(project: Path) -> dict[str, tuple[str, str | None]]:
-    return {email: (state, mid) for email, state, mid in rows(
-        project, "SELECT email, state, provider_message_id FROM deliveries")}
+    return {
+        email: (state, mid)
+        for email, state, mid in rows(project, "SELECT email, state, provider_message_id FROM deliveries")
+    }
 
 
 def assert_each_delivered_once(fake, addresses) -> None:
@@ -93,6 +96,7 @@ def assert_sent_and_matching(project: Path, fake, addresses) -> None:
 
 
 # -- 1. the happy path -----------------------------------------------------------------------------
+
 
 def test_happy_path_each_subscriber_gets_one_personal_email(run, project, fake):
     """HDR-06, LIST-01/02/06, SEC-09, SEC-12: one `to` per email, its own signed one-click URL,
@@ -125,7 +129,7 @@ def test_happy_path_each_subscriber_gets_one_personal_email(run, project, fake):
         assert match, headers["List-Unsubscribe"]
         url = match.group(1)
         assert url.startswith(UNSUBSCRIBE_BASE)
-        claims = verify_token(url[len(UNSUBSCRIBE_BASE):], keys, purpose=UNSUBSCRIBE, list_id=LIST_ID)
+        claims = verify_token(url[len(UNSUBSCRIBE_BASE) :], keys, purpose=UNSUBSCRIBE, list_id=LIST_ID)
         assert claims.subscriber_id == subscriber_ids[address]
         assert url in item["html"] and url in item["text"]
         assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -150,6 +154,7 @@ def test_second_send_is_nothing_to_send_and_calls_nobody(run, project, fake):
 
 
 # -- 2. chunking -------------------------------------------------------------------------------------
+
 
 def test_real_cap_of_100_emails_per_call(run, project, fake):
     """Resend's batch takes at most 100 emails (the fake refuses 101 with 422)."""
@@ -178,14 +183,17 @@ def test_each_chunk_carries_its_own_ledger_key(run, project, fake, monkeypatch):
 
 # -- 3. errors -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "fault, code",
     [
         (Fault.http(401), "missing_api_key"),
         (Fault.http(403), "invalid_api_key"),
         (Fault.http(422), "validation_error"),
-        (Fault.http(422, body={"statusCode": 422, "name": "missing_required_field", "message": "Missing `to`."}),
-         "missing_required_field"),
+        (
+            Fault.http(422, body={"statusCode": 422, "name": "missing_required_field", "message": "Missing `to`."}),
+            "missing_required_field",
+        ),
     ],
     ids=["401", "403", "422-validation", "422-missing-field"],
 )
@@ -314,8 +322,12 @@ def test_409_concurrent_past_the_attempts_leaves_the_chunk_unknown(run, project,
 def test_409_invalid_idempotent_request_is_one_line_and_not_retried(run, project, fake):
     configure(project, fake.url)
     subscribe(run)
-    fake.inject(Fault.http(409, body={"statusCode": 409, "name": "invalid_idempotent_request",
-                                      "message": "The request body was modified."}))
+    fake.inject(
+        Fault.http(
+            409,
+            body={"statusCode": 409, "name": "invalid_idempotent_request", "message": "The request body was modified."},
+        )
+    )
     line = assert_one_line_error(run("send", "--yes"))
     assert "invalid_idempotent_request" in line
     assert len(fake.requests) == 1 and not fake.delivered
@@ -396,6 +408,7 @@ def test_200_not_json_after_the_email_landed_replays_without_duplicate(run, proj
 
 # -- 4. rate limits ---------------------------------------------------------------------------------
 
+
 class TimedResend(FakeResend):
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
@@ -418,12 +431,13 @@ def test_ratelimit_headers_are_obeyed_so_no_429_is_ever_answered(run, project, m
         assert [r.status for r in fake.requests] == [200] * 5, "a 429 was answered"
         assert rows(project, "SELECT count(*) FROM chunks WHERE state = 'accepted'") == [(5,)]
         # Never three requests inside one second.
-        gaps = [b - a for a, b in zip(fake.arrivals, fake.arrivals[2:])]
+        gaps = [b - a for a, b in zip(fake.arrivals, fake.arrivals[2:], strict=False)]
         assert min(gaps) >= 0.99, gaps
         assert_sent_and_matching(project, fake, addresses)
 
 
 # -- 5. a crash mid-send ---------------------------------------------------------------------------
+
 
 def crash_after_the_provider_call(monkeypatch) -> None:
     from newsletter import send_ledger
@@ -461,7 +475,7 @@ def test_crash_after_delivery_resumes_with_the_same_key_and_no_duplicate(run, pr
     assert "Resuming" in second.stdout
     posts = batch_posts(fake)
     assert len(posts) == len(started) + 3  # each started chunk replayed once, then each chunk once
-    replays = {post.headers["Idempotency-Key"]: post for post in posts[len(started):]}
+    replays = {post.headers["Idempotency-Key"]: post for post in posts[len(started) :]}
     for first_post in posts[: len(started)]:
         replay = replays[first_post.headers["Idempotency-Key"]]
         assert replay.body == first_post.body  # byte-identical replay
@@ -472,6 +486,7 @@ def test_crash_after_delivery_resumes_with_the_same_key_and_no_duplicate(run, pr
 
 
 # -- 6. soak ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_soak_5000_subscribers_through_30_percent_transient_faults(run, project, capsys):
@@ -497,13 +512,16 @@ def test_soak_5000_subscribers_through_30_percent_transient_faults(run, project,
         assert_sent_and_matching(project, fake, addresses)
         faults = [f"HTTP {r.status}" if r.fault == "http" else r.fault for r in fake.requests]
         with capsys.disabled():
-            print(f"\nresend soak: {len(fake.requests)} requests, {sum(f is not None for f in faults)} faulted "
-                  f"({ {k: faults.count(k) for k in set(faults) if k} }), runs {runs}, {elapsed:.1f} s")
+            print(
+                f"\nresend soak: {len(fake.requests)} requests, {sum(f is not None for f in faults)} faulted "
+                f"({ {k: faults.count(k) for k in set(faults) if k} }), runs {runs}, {elapsed:.1f} s"
+            )
         assert sum(f is not None for f in faults) >= 10  # the faults really happened
         assert elapsed < 60
 
 
 # -- 7. secrets ------------------------------------------------------------------------------------------
+
 
 def test_sec07_key_variable_name_comes_from_the_config(run, project, fake, monkeypatch):
     configure(project, fake.url)
@@ -580,6 +598,7 @@ def test_sec08_debug_traceback_does_not_show_the_key(run, project, monkeypatch):
 
 # -- 8. test copies ---------------------------------------------------------------------------------------
 
+
 def test_test_to_sends_one_tagged_copy_and_records_nothing(run, project, fake):
     configure(project, fake.url)
     subscribe(run)
@@ -614,6 +633,7 @@ def test_test_to_auth_error_is_one_line(run, project, fake):
 
 
 # -- configuration ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("url", ["http://api.resend.example", "ftp://127.0.0.1/", "api.resend.com", "https://"])
 def test_sec12_base_url_must_be_https(run, project, url):

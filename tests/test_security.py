@@ -95,7 +95,8 @@ def test_SEC_01_active_content_is_removed_from_feed_and_email(config):
     body = (
         "<script>alert(1)</script>\n\n<img src=x onerror=alert(2)>\n\n[x](javascript:alert(3))\n\n"
         '<a href="JaVaScRiPt:alert(4)">y</a>\n\n<iframe src="https://evil.example/"></iframe>\n\n'
-        "<style>p{color:red}</style>\n\n" '<a href="data:text/html,<script>alert(5)</script>">d</a>\n\n'
+        "<style>p{color:red}</style>\n\n"
+        '<a href="data:text/html,<script>alert(5)</script>">d</a>\n\n'
         '<p onclick="steal()">fin</p>\n'
     )
     post = _post(config, body=body)
@@ -109,7 +110,8 @@ def test_SEC_01_active_content_is_removed_from_feed_and_email(config):
 
 def test_SEC_02_autoescape_is_on_and_titles_are_never_trusted(config, project, run):
     """Autoescape on (also for string templates); only sanitized post HTML is marked safe.
-    Fuller: test_render.py::test_sec02_title_markup_is_escaped, test_site.py::test_titles_are_escaped_never_trusted_SEC_02."""
+    Fuller: test_render.py::test_sec02_title_markup_is_escaped,
+    test_site.py::test_titles_are_escaped_never_trusted_SEC_02."""
     env = make_environment(None)
     assert env.from_string("{{ x }}").render(x="<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
     post = _post(config, title='"<b>gras</b> & <script>x</script>"')
@@ -179,7 +181,9 @@ def test_SEC_06_duplicate_slugs_fail_the_build(config):
     """A slug collision would overwrite a page: refused, naming the second file.  Fuller:
     test_content.py::test_duplicate_slug_names_the_second_file, corpus cases duplicate-slug/-id."""
     copy = write_post(config.content_dir, "zz-copie")
-    copy.write_text(copy.read_text(encoding="utf-8").replace("slug: zz-copie", "slug: social-business-parcours-singulier"))
+    copy.write_text(
+        copy.read_text(encoding="utf-8").replace("slug: zz-copie", "slug: social-business-parcours-singulier")
+    )
     with pytest.raises(PostError) as caught:
         read_posts(config)
     assert "zz-copie.md" in caught.value.where and "social-business-parcours-singulier" in caught.value.message
@@ -268,7 +272,9 @@ def test_SEC_10_the_token_alone_unsubscribes_and_repeating_it_is_harmless(tmp_pa
         token = make_token(keys, purpose=UNSUBSCRIBE, list_id=LIST, subscriber_id=subscriber_id, issued_at=FIXED_NOW)
         claims = verify_token(token, keys, purpose=UNSUBSCRIBE, list_id=LIST)
         assert ledger.subscribers.unsubscribe(claims.subscriber_id, now=FIXED_NOW) is True
-        assert ledger.subscribers.unsubscribe(claims.subscriber_id, now=FIXED_NOW) is False  # repeat: no error, no change
+        assert (
+            ledger.subscribers.unsubscribe(claims.subscriber_id, now=FIXED_NOW) is False
+        )  # repeat: no error, no change
         assert ledger.subscribers.subscriber(subscriber_id)["status"] == UNSUBSCRIBED
         assert ledger.subscribers.count_subscribers(ACTIVE) == 0
     finally:
@@ -314,7 +320,15 @@ def test_SEC_12_http_apis_are_https_with_timeouts_idempotency_keys_and_retry_onl
             return {"message": "m"}
 
     client = HttpClient("t", "https://x.example")
-    for status, retryable in ((400, False), (401, False), (403, False), (422, False), (429, True), (500, True), (503, True)):
+    for status, retryable in (
+        (400, False),
+        (401, False),
+        (403, False),
+        (422, False),
+        (429, True),
+        (500, True),
+        (503, True),
+    ):
         assert client.error_for(Answer(status), "t").retryable is retryable, status
 
 
@@ -436,7 +450,7 @@ def test_INJ_02_refusal_does_not_depend_on_the_python_version(config):
         assert message.policy.verify_generated_headers is True
 
 
-@pytest.mark.parametrize("name", ['Dupont, Claude <admin@evil.example>', 'Claude "Le Boss" Super', "x@evil.example"])
+@pytest.mark.parametrize("name", ["Dupont, Claude <admin@evil.example>", 'Claude "Le Boss" Super', "x@evil.example"])
 def test_INJ_03_display_names_are_quoted_phrases_built_by_headerregistry(project, name):
     """From is built with email.headerregistry.Address: a display name holding specials is a
     quoted phrase and the message still has exactly one sender address.  Fuller:

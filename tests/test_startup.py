@@ -33,7 +33,9 @@ def test_every_command_help_is_light_and_ends_with_examples():
 
     from newsletter.cli import cli
 
-    commands = [[name] for name in cli.commands] + [["subscribers", name] for name in cli.commands["subscribers"].commands]
+    commands = [[name] for name in cli.commands] + [
+        ["subscribers", name] for name in cli.commands["subscribers"].commands
+    ]
     for command in commands:
         result = CliRunner().invoke(cli, [*command, "-h"])
         assert result.exit_code == 0, (command, result.output)

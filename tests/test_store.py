@@ -34,8 +34,13 @@ def test_migrations_are_recorded_and_applied_once(tmp_path):
     Ledger(path).close()
     db = sqlite_utils.Database(path)
     applied = [m.name for m in MIGRATIONS.applied(db)]
-    assert applied[:5] == ["m001_initial", "m002_chunk_provider_reference", "m003_issue_kind",
-                           "m004_consent_and_suppression", "m005_state_checks"]
+    assert applied[:5] == [
+        "m001_initial",
+        "m002_chunk_provider_reference",
+        "m003_issue_kind",
+        "m004_consent_and_suppression",
+        "m005_state_checks",
+    ]
     assert applied[-1] == "m009_webhook_replay"  # kept last
     assert "m008_outgoing_messages" in applied
     assert not MIGRATIONS.pending(db)
@@ -178,7 +183,9 @@ def test_an_old_ledger_is_migrated_in_place_and_m004_needs_no_registered_functio
     path = tmp_path / "old.db"
     db = sqlite_utils.Database(path)  # a bare connection: nothing registered sha256_hex on it
     MIGRATIONS.apply(db, stop_before="m004_consent_and_suppression")
-    db["subscribers"].insert({"email": "gone@example.org", "status": "unsubscribed", "created_at": "t", "updated_at": "t"})
+    db["subscribers"].insert(
+        {"email": "gone@example.org", "status": "unsubscribed", "created_at": "t", "updated_at": "t"}
+    )
     db["subscribers"].insert({"email": "here@example.org", "status": "active", "created_at": "t", "updated_at": "t"})
     MIGRATIONS.apply(db, stop_before="m005_state_checks")
     db.close()
@@ -203,7 +210,10 @@ def test_every_per_chunk_statement_is_bounded_by_the_chunk_index(ledger):
         on_deliveries = [step for step in steps if "deliveries" in step or step.startswith("SEARCH d ")]
         assert on_deliveries, (name, steps)
         for step in on_deliveries:
-            assert step.startswith("SEARCH") and "INDEX idx_deliveries_issue_id_chunk_state (issue_id=? AND chunk=?" in step
+            assert (
+                step.startswith("SEARCH")
+                and "INDEX idx_deliveries_issue_id_chunk_state (issue_id=? AND chunk=?" in step
+            )
         assert not any(step.startswith("SCAN") for step in steps), (name, steps)
         assert not any("idx_subscribers_status_id" in step or "issue_id_subscriber_id" in step for step in steps)
     # The reordered query still returns the chunk in subscriber order.

@@ -100,7 +100,9 @@ def test_addresses_are_normalised(raw, expected):
     assert normalize_address(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["", "no-at", "a@b", "a b@example.org", "a@example.org\r\nBcc: x@evil.org", "<a@b.org>"])
+@pytest.mark.parametrize(
+    "raw", ["", "no-at", "a@b", "a b@example.org", "a@example.org\r\nBcc: x@evil.org", "<a@b.org>"]
+)
 def test_invalid_addresses_are_refused(raw):
     with pytest.raises(SubscriberError):
         normalize_address(raw)
@@ -113,7 +115,10 @@ def test_add_list_remove_export_through_the_cli(run, project):
     assert run("subscribers", "remove", "bob@example.org").exit_code == 0
     assert "already unsubscribed" in run("subscribers", "remove", "bob@example.org").stdout
     listed = run("subscribers", "list").stdout.splitlines()
-    assert [line.split("\t")[:2] for line in listed] == [["alice@example.org", "active"], ["bob@example.org", "unsubscribed"]]
+    assert [line.split("\t")[:2] for line in listed] == [
+        ["alice@example.org", "active"],
+        ["bob@example.org", "unsubscribed"],
+    ]
     assert run("subscribers", "list", "--status", "active").stdout.count("\n") == 1
     assert "suppressed, not added" in run("subscribers", "add", "bob@example.org").stdout
     exported = list(csv.DictReader(io.StringIO(run("subscribers", "export").stdout)))
@@ -186,11 +191,18 @@ def test_a_buttondown_export_imports_who_left_as_suppressed(run, project):
     outcome = run("subscribers", "import", str(source))
     assert outcome.exit_code == 0, outcome.stderr
     assert "Imported 2," in outcome.stdout
-    assert "recorded as suppressed: unsubscribed 3, bounced 0, complained 0; unconfirmed (not imported) 1." in outcome.stdout
+    assert (
+        "recorded as suppressed: unsubscribed 3, bounced 0, complained 0; unconfirmed (not imported) 1."
+        in outcome.stdout
+    )
     assert "buttondown.csv:8: unknown status 'martian'" in outcome.stderr
     statuses = statuses_of(run)
     # Who left is never active: a known subscriber leaves, a new one is only a suppression hash.
-    assert statuses == {"was-active@example.org": "unsubscribed", "reg@example.org": "active", "paid@example.org": "active"}
+    assert statuses == {
+        "was-active@example.org": "unsubscribed",
+        "reg@example.org": "active",
+        "paid@example.org": "active",
+    }
     assert "suppressed, not added" in run("subscribers", "add", "gone@example.org", "robot@example.org").stdout
     assert "suppressed, not added" in run("subscribers", "add", "robot@example.org").stdout
 
@@ -204,15 +216,19 @@ def test_mailchimp_unsubscribed_and_cleaned_files_import_as_suppressed(run, proj
         "Email Address,First Name,UNSUB_TIME,UNSUB_CAMPAIGN_TITLE\nleft@example.org,L,2024-02-02 10:00:00,Lettre\n"
     )
     cleaned = project / "cleaned_members_export.csv"
-    cleaned.write_text("Email Address,First Name,CLEAN_TIME,CLEAN_CAMPAIGN_TITLE\nkeep@example.org,K,2024-03-03,Lettre\n")
+    cleaned.write_text(
+        "Email Address,First Name,CLEAN_TIME,CLEAN_CAMPAIGN_TITLE\nkeep@example.org,K,2024-03-03,Lettre\n"
+    )
     assert "Imported 1," in run("subscribers", "import", str(subscribed)).stdout
     assert "unsubscribed 1, bounced 0" in run("subscribers", "import", str(unsubscribed)).stdout
     assert "unsubscribed 0, bounced 1" in run("subscribers", "import", str(cleaned)).stdout
     assert statuses_of(run) == {"keep@example.org": "bounced"}
     # A newer audience export with a status column says the same in words.
     audience = project / "audience.csv"
-    audience.write_text("Email Address,Email Marketing Status\nnew@example.org,Subscribed\nleft@example.org,Subscribed\n"
-                        "spam@example.org,Cleaned\n")  # fmt: skip
+    audience.write_text(
+        "Email Address,Email Marketing Status\nnew@example.org,Subscribed\nleft@example.org,Subscribed\n"
+        "spam@example.org,Cleaned\n"
+    )
     outcome = run("subscribers", "import", str(audience))
     assert "Imported 1, duplicates 0, suppressed 1," in outcome.stdout and "bounced 1" in outcome.stdout
 

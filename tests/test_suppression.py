@@ -54,7 +54,9 @@ def apply(ledger: Ledger, event: str, address: str, tokens: dict[str, list[str]]
         issued = tokens.get(address, [])
         if issued:
             try:
-                confirm_subscription(ledger, KEYS, LIST, issued[-1 if event == "confirm" else 0], now=now, max_age=MAX_AGE)
+                confirm_subscription(
+                    ledger, KEYS, LIST, issued[-1 if event == "confirm" else 0], now=now, max_age=MAX_AGE
+                )
             except InvalidToken:
                 pass
     elif event == "unsubscribe":
@@ -99,7 +101,11 @@ def test_no_sequence_of_events_lifts_a_suppression(events):
                     if row is not None and row["status"] == ACTIVE:
                         assert not ledger.subscribers.is_suppressed(someone)
             assert ledger.subscribers.count_subscribers(ACTIVE) == len(
-                [a for a in ADDRESSES if a not in suppressed and (ledger.subscribers.subscriber_by_email(a) or {}).get("status") == ACTIVE]
+                [
+                    a
+                    for a in ADDRESSES
+                    if a not in suppressed and (ledger.subscribers.subscriber_by_email(a) or {}).get("status") == ACTIVE
+                ]
             )
         finally:
             ledger.close()

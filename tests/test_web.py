@@ -129,7 +129,7 @@ def test_confirm_get_changes_nothing_and_post_confirms_once(client, config):
     path = confirmation_links(config)[0].removeprefix(config.site.base_url.rstrip("/"))
     for _ in range(3):  # link scanners prefetch
         page = client.get(path)
-        assert page.status_code == 200 and b"<form method=\"post\"" in page.data
+        assert page.status_code == 200 and b'<form method="post"' in page.data
     assert status_of(config, "zoe@example.org") == "pending"
     assert client.post(path).status_code == 200
     assert status_of(config, "zoe@example.org") == "active"
@@ -253,7 +253,9 @@ SIGNED_AT = int(FIXED_NOW.timestamp())  # the service's clock is the test clock
 _calls = itertools.count()
 
 
-def mailgun_body(event: dict, key: str = "mg-signing-key", timestamp: str | None = None, token: str | None = None) -> bytes:
+def mailgun_body(
+    event: dict, key: str = "mg-signing-key", timestamp: str | None = None, token: str | None = None
+) -> bytes:
     timestamp = timestamp or str(SIGNED_AT)
     token = token or f"token{next(_calls):045d}"  # Mailgun's tokens are one-time values
     signature = hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
@@ -261,8 +263,12 @@ def mailgun_body(event: dict, key: str = "mg-signing-key", timestamp: str | None
                        "event-data": event}).encode()  # fmt: skip
 
 
-def svix_headers(body: bytes, secret: str = ENV["NEWSLETTER_RESEND_WEBHOOK_SECRET"], timestamp: int | None = None,
-                 message_id: str = "msg_1"):
+def svix_headers(
+    body: bytes,
+    secret: str = ENV["NEWSLETTER_RESEND_WEBHOOK_SECRET"],
+    timestamp: int | None = None,
+    message_id: str = "msg_1",
+):
     timestamp = timestamp or SIGNED_AT
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signature = base64.b64encode(hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest())
@@ -282,7 +288,9 @@ def test_mailgun_permanent_failure_suppresses_and_bad_signature_changes_nothing(
 
 def test_postmark_credentials_and_complaint(client, config):
     add_active(config, "ann@example.org")
-    body = json.dumps({"RecordType": "SpamComplaint", "ID": 42, "MessageID": "m-1", "Email": "ann@example.org"}).encode()
+    body = json.dumps(
+        {"RecordType": "SpamComplaint", "ID": 42, "MessageID": "m-1", "Email": "ann@example.org"}
+    ).encode()
     good = "Basic " + base64.b64encode(b"newsletter:pm-hook-password").decode()
     bad = "Basic " + base64.b64encode(b"newsletter:guess").decode()
     assert client.post("/webhooks/postmark", data=body, headers={"Authorization": bad}).status_code == 401
@@ -294,7 +302,9 @@ def test_postmark_credentials_and_complaint(client, config):
 
 def test_resend_svix_signature_and_bounce(client, config):
     add_active(config, "ann@example.org")
-    body = json.dumps({"type": "email.bounced", "data": {"to": ["ann@example.org"], "bounce": {"type": "Permanent"}}}).encode()
+    body = json.dumps(
+        {"type": "email.bounced", "data": {"to": ["ann@example.org"], "bounce": {"type": "Permanent"}}}
+    ).encode()
     forged = svix_headers(body, secret="whsec_" + base64.b64encode(b"not-the-secret").decode())
     assert client.post("/webhooks/resend", data=body, headers=forged).status_code == 401
     tampered = svix_headers(body)

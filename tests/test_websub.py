@@ -25,7 +25,9 @@ def hub(failures: int = 0):
                 self.send_header("Retry-After", "0")
                 self.end_headers()
                 return
-            received.append({"type": self.headers.get("Content-Type"), "form": parse_qs(body.decode("ascii"), strict_parsing=True)})
+            received.append(
+                {"type": self.headers.get("Content-Type"), "form": parse_qs(body.decode("ascii"), strict_parsing=True)}
+            )
             self.send_response(204)
             self.end_headers()
 
@@ -74,7 +76,10 @@ def test_every_feed_links_its_hub(run, project):
 def test_a_hub_that_refuses_is_one_clear_line_after_the_build(run, project):
     use_hub(project, "http://127.0.0.1:9/hub")  # nothing listens on the discard port
     toml = project / "newsletter.toml"
-    toml.write_text(toml.read_text(encoding="utf-8").replace("[send]\n", "[send]\nretry_attempts = 2\nretry_base_delay = 0\n"), encoding="utf-8")
+    toml.write_text(
+        toml.read_text(encoding="utf-8").replace("[send]\n", "[send]\nretry_attempts = 2\nretry_base_delay = 0\n"),
+        encoding="utf-8",
+    )
     outcome = run("build", "--ping")
     assert outcome.exit_code == 1
     assert outcome.stderr.count("\n") == 1 and "websub_hub" in outcome.stderr and "feeds were built" in outcome.stderr

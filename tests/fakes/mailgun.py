@@ -46,8 +46,14 @@ class FakeMailgun(FakeServer):
     name = "mailgun"
     default_retry_after = None
 
-    def __init__(self, api_key: str = "key-test", *, domain: str = "mg.example.org",
-                 max_request_bytes: int = 52_428_800, max_recipients: int = 1000) -> None:
+    def __init__(
+        self,
+        api_key: str = "key-test",
+        *,
+        domain: str = "mg.example.org",
+        max_request_bytes: int = 52_428_800,
+        max_recipients: int = 1000,
+    ) -> None:
         super().__init__()
         self.api_key = api_key
         self.domain = domain
@@ -64,10 +70,17 @@ class FakeMailgun(FakeServer):
             return Response.text(401, "Forbidden", headers)
         if status == 429 and message is None:
             wait = 1 if retry_after in (DEFAULT, None) else float(retry_after)
-            message = (f"Domain {self.domain} is not allowed to send: request limit exceeded, "
-                       f"try again after {formatdate(time.time() + wait, usegmt=True)}")
-        default = {400: "Bad request", 404: "Not found", 413: "Request entity too large",
-                   500: "Internal server error", 503: "Service unavailable"}.get(status, "Error")
+            message = (
+                f"Domain {self.domain} is not allowed to send: request limit exceeded, "
+                f"try again after {formatdate(time.time() + wait, usegmt=True)}"
+            )
+        default = {
+            400: "Bad request",
+            404: "Not found",
+            413: "Request entity too large",
+            500: "Internal server error",
+            503: "Service unavailable",
+        }.get(status, "Error")
         return Response.json(status, {"message": message or default}, headers)
 
     # -- dispatch ---------------------------------------------------------------
@@ -147,8 +160,9 @@ class FakeMailgun(FakeServer):
         if rvars is not None and not isinstance(rvars, dict):
             return self.error(400, "'recipient-variables' parameter is not a valid JSON")
         if len(to) > 1 and rvars is None:
-            return self.error(400, "fake: more than one 'to' needs 'recipient-variables', or every recipient "
-                                   "sees every address")
+            return self.error(
+                400, "fake: more than one 'to' needs 'recipient-variables', or every recipient sees every address"
+            )
         tags = all_of("o:tag")
         if len(tags) > 3:
             return self.error(400, "fake: at most 3 'o:tag' per message")
@@ -161,8 +175,10 @@ class FakeMailgun(FakeServer):
             tracking[option] = value
         # Without the options, the domain's own setting applies (on, in this fake, as Mailgun's default).
         overall = _yes(tracking["o:tracking"], self.domain_tracking)
-        effective = {"opens": overall and _yes(tracking["o:tracking-opens"], True),
-                     "clicks": overall and _yes(tracking["o:tracking-clicks"], True)}
+        effective = {
+            "opens": overall and _yes(tracking["o:tracking-opens"], True),
+            "clicks": overall and _yes(tracking["o:tracking-clicks"], True),
+        }
 
         self._serial += 1
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
@@ -170,27 +186,64 @@ class FakeMailgun(FakeServer):
         test_mode = (one("o:testmode") or "").lower() in ("yes", "true")
         headers = {k[2:]: v for k, v in form if k.startswith("h:")}
         user_vars = {k[2:]: v for k, v in form if k.startswith("v:")}
-        self.messages.append({"id": message_id, "fields": form, "recipients": [a for _, a in to + copies],
-                              "tags": tags, "test_mode": test_mode, "tracking": effective})
+        self.messages.append(
+            {
+                "id": message_id,
+                "fields": form,
+                "recipients": [a for _, a in to + copies],
+                "tags": tags,
+                "test_mode": test_mode,
+                "tracking": effective,
+            }
+        )
         for name, address in to + copies:
             own = (rvars or {}).get(address) or (rvars or {}).get(address.lower()) or {}
             own = own if (name, address) in to else {}
-            sub = lambda s: _substitute(s, name, address, own)  # noqa: E731
+            sub = lambda s, name=name, address=address, own=own: _substitute(s, name, address, own)  # noqa: E731
             to_header = ", ".join(_join(n, a) for n, a in to) if rvars is None else _join(name, address)
-            final_headers = {"From": sender, "To": to_header, "Subject": sub(subject), "Message-Id": message_id,
-                             **{k: sub(v) for k, v in headers.items()}}
+            final_headers = {
+                "From": sender,
+                "To": to_header,
+                "Subject": sub(subject),
+                "Message-Id": message_id,
+                **{k: sub(v) for k, v in headers.items()},
+            }
             final_vars = {k: sub(v) for k, v in user_vars.items()}
-            self.events.append({
-                "event": "accepted", "id": uuid.uuid4().hex, "timestamp": time.time(), "log-level": "info",
-                "recipient": address, "recipient-domain": address.rpartition("@")[2], "tags": tags,
-                "user-variables": final_vars, "flags": {"is-test-mode": test_mode},
-                "envelope": {"sender": sender, "targets": address, "transport": "smtp"},
-                "message": {"headers": {"message-id": message_id.strip("<>"), "from": sender, "to": to_header,
-                                        "subject": sub(subject)}, "size": len(req.body)}})
+            self.events.append(
+                {
+                    "event": "accepted",
+                    "id": uuid.uuid4().hex,
+                    "timestamp": time.time(),
+                    "log-level": "info",
+                    "recipient": address,
+                    "recipient-domain": address.rpartition("@")[2],
+                    "tags": tags,
+                    "user-variables": final_vars,
+                    "flags": {"is-test-mode": test_mode},
+                    "envelope": {"sender": sender, "targets": address, "transport": "smtp"},
+                    "message": {
+                        "headers": {
+                            "message-id": message_id.strip("<>"),
+                            "from": sender,
+                            "to": to_header,
+                            "subject": sub(subject),
+                        },
+                        "size": len(req.body),
+                    },
+                }
+            )
             if not test_mode:
-                self.deliver(Delivery(address, message_id, sub(subject), _maybe(sub, one("html")),
-                                      _maybe(sub, one("text")), final_headers,
-                                      {"tags": tags, "user-variables": final_vars, "tracking": effective}))
+                self.deliver(
+                    Delivery(
+                        address,
+                        message_id,
+                        sub(subject),
+                        _maybe(sub, one("html")),
+                        _maybe(sub, one("text")),
+                        final_headers,
+                        {"tags": tags, "user-variables": final_vars, "tracking": effective},
+                    )
+                )
         return Response.json(200, {"id": message_id, "message": "Queued. Thank you."})
 
     # -- events -----------------------------------------------------------------
@@ -213,14 +266,18 @@ class FakeMailgun(FakeServer):
         found = [e for e in self.events if _event_matches(e, params)]
         if params.get("ascending", "no") != "yes":
             found.reverse()
-        items = found[offset:offset + limit]
+        items = found[offset : offset + limit]
         base = f"{self.url}/v3/{self.domain}/events/"
 
         def token(at: int) -> str:
             return base + base64.urlsafe_b64encode(json.dumps({"params": params, "offset": at}).encode()).decode()
 
-        paging = {"first": token(0), "last": token(max(0, len(found) - limit)),
-                  "next": token(offset + len(items)), "previous": token(max(0, offset - limit))}
+        paging = {
+            "first": token(0),
+            "last": token(max(0, len(found) - limit)),
+            "next": token(offset + len(items)),
+            "previous": token(max(0, offset - limit)),
+        }
         return Response.json(200, {"items": items, "paging": paging})
 
 

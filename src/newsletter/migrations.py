@@ -8,16 +8,21 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-import sqlite_utils
-from sqlite_utils import Migrations
-
-from .store import DEFAULT_LIST, SKIPPED, UNSUBSCRIBED, DeliveryState, IssueState, SubscriberStatus, address_hash
-
-MIGRATIONS = Migrations("newsletter")
+from .store import (
+    DEFAULT_LIST,
+    MIGRATIONS,
+    SKIPPED,
+    UNSUBSCRIBED,
+    Database,
+    DeliveryState,
+    IssueState,
+    SubscriberStatus,
+    address_hash,
+)
 
 
 @MIGRATIONS()
-def m001_initial(db: sqlite_utils.Database) -> None:
+def m001_initial(db: Database) -> None:
     db.table("subscribers").create(
         {
             "id": int,
@@ -87,19 +92,19 @@ def m001_initial(db: sqlite_utils.Database) -> None:
 
 
 @MIGRATIONS()
-def m002_chunk_provider_reference(db: sqlite_utils.Database) -> None:
+def m002_chunk_provider_reference(db: Database) -> None:
     """What the provider calls a whole chunk (Buttondown's email id), for reconciliation."""
     db.table("chunks").add_column("provider_reference", str)
 
 
 @MIGRATIONS()
-def m003_issue_kind(db: sqlite_utils.Database) -> None:
+def m003_issue_kind(db: Database) -> None:
     """``issue`` or ``correction`` (an explicit re-send of an edited post)."""
     db.table("issues").add_column("kind", str, not_null_default="issue")
 
 
 @MIGRATIONS()
-def m004_consent_and_suppression(db: sqlite_utils.Database) -> None:
+def m004_consent_and_suppression(db: Database) -> None:
     """Consent records (LAW-04), double opt-in, lists, and a suppression list of hashes (LAW-07)."""
     subscribers = db.table("subscribers")
     subscribers.add_column("list", str, not_null_default=DEFAULT_LIST)
@@ -131,7 +136,7 @@ _STATE_COLUMNS: dict[str, tuple[str, Iterable[str]]] = {
 
 
 @MIGRATIONS(transactional=False)
-def m005_state_checks(db: sqlite_utils.Database) -> None:
+def m005_state_checks(db: Database) -> None:
     """CHECK constraints on every state column, so no write can store a state the code does not know.
 
     SQLite cannot add a CHECK to an existing table, so each table is rebuilt the documented
@@ -173,7 +178,7 @@ def m005_state_checks(db: sqlite_utils.Database) -> None:
 
 
 @MIGRATIONS()
-def m008_outgoing_messages(db: sqlite_utils.Database) -> None:
+def m008_outgoing_messages(db: Database) -> None:
     """Subscription requests and the mail they cause, sent later by a worker, never in the request.
 
     ``state``: ``queued`` until handled, then ``sent`` (the provider took it), ``skipped``
@@ -197,7 +202,7 @@ def m008_outgoing_messages(db: sqlite_utils.Database) -> None:
 
 # Keep this migration last: other migrations are numbered before it.
 @MIGRATIONS()
-def m009_webhook_replay(db: sqlite_utils.Database) -> None:
+def m009_webhook_replay(db: Database) -> None:
     """The one-time id of every webhook call applied, so a captured call cannot be replayed."""
     db.table("webhook_calls").create(
         {"provider": str, "replay_id": str, "body_sha256": str, "received_at": str},

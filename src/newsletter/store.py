@@ -30,8 +30,14 @@ from enum import StrEnum
 from pathlib import Path
 
 import sqlite_utils
+from sqlite_utils import Database as Database  # re-exported: the type migrations.py annotates with
+from sqlite_utils import Migrations
 
 from .errors import LedgerBusy, LedgerCorrupt, LedgerError
+
+# The schema's history: :mod:`.migrations` registers one function per change here (sqlite-utils
+# is imported in this module only).
+MIGRATIONS = Migrations("newsletter")
 
 
 class DeliveryState(StrEnum):
@@ -178,7 +184,7 @@ class Ledger:
             self.db.enable_wal()
             # Every commit fsyncs the WAL unless a write says otherwise (see _write(durable=False)).
             self.db.execute("PRAGMA synchronous = FULL")
-            from .migrations import MIGRATIONS  # the schema's history imports this module's states
+            from . import migrations  # noqa: F401  (registers the schema's changes on MIGRATIONS)
 
             if MIGRATIONS.pending(self.db):
                 MIGRATIONS.apply(self.db)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from .cli import CONTEXT, State, cli, pass_state
-from .errors import EXIT_ERROR
+from ..errors import EXIT_ERROR
+from . import CONTEXT, State, cli, pass_state
 
 
 @cli.command("init", context_settings=CONTEXT)
@@ -39,7 +39,7 @@ def init_command(
       newsletter init my-letter
       newsletter init --title "Field notes" --url https://notes.example.org/ --from news@example.org
     """
-    from .scaffold import PROVIDERS, Answers, default_timezone, init_project
+    from ..scaffold import PROVIDERS, Answers, default_timezone, init_project
 
     defaults = Answers(timezone=default_timezone())
     given = {
@@ -171,7 +171,7 @@ def _open_in_browser(url: str, where: str) -> None:
     """Open ``url``; without a display (or a browser), say where the preview is instead."""
     import webbrowser
 
-    from .preview import has_display
+    from ..preview import has_display
 
     if not has_display() or not webbrowser.open(url):
         click.echo(f"No display to open a browser on: the preview is at {where}")
@@ -208,7 +208,7 @@ def check(state: State, slug: str | None, all_posts: bool, as_json: bool) -> Non
       newsletter check e20-petite-entreprise --json | jq '.issues[0].findings'
       newsletter check --all               # in CI, every published post
     """
-    from .check import summary
+    from ..check import summary
 
     reports = state.project().check(slug, all_posts=all_posts)
     if as_json:
@@ -248,7 +248,7 @@ def serve_command(
     Example:
       newsletter serve --host 127.0.0.1 --port 8080 --behind-proxy
     """
-    from . import web
+    from .. import web
 
     project = state.project()
     app = web.create_app(project)
@@ -287,7 +287,7 @@ def providers_command(as_json: bool) -> None:
     Example:
       newsletter providers --json
     """
-    from .providers import BrokenPlugin, available
+    from ..providers import BrokenPlugin, available
 
     rows = []
     for name, factory in available().items():

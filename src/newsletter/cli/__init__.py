@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import __version__
-from .errors import EXIT_ERROR, ConfigErrors, NewsletterError, NothingToSend
+from .. import __version__
+from ..errors import EXIT_ERROR, ConfigErrors, NewsletterError, NothingToSend
 
 if TYPE_CHECKING:
-    from .project import Newsletter
+    from ..project import Newsletter
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 STATUSES = ["pending", "active", "unsubscribed", "bounced", "complained"]
@@ -47,11 +47,11 @@ class State:
     def project(self) -> Newsletter:
         """The project, opened on first use and closed when the command ends."""
         if self._project is None:
-            from .project import Newsletter
+            from ..project import Newsletter
 
             path = self.config_path
             if path is None and self.directory is not None:
-                from .config import find_config
+                from ..config import find_config
 
                 path = find_config(self.directory)
             self._project = Newsletter.open(path, clock=self.clock)
@@ -166,4 +166,4 @@ def main() -> None:
 
 
 # The commands register themselves on ``cli`` when their modules load (click and the error types only).
-from . import cli_publish, cli_send, cli_subscribers  # noqa: E402, F401
+from . import publish, send, subscribers  # noqa: E402, F401

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .cli import CONTEXT, STATUSES, State, cli, pass_state
+from . import CONTEXT, STATUSES, State, cli, pass_state
 
 
 @cli.group(context_settings=CONTEXT)
@@ -36,7 +36,7 @@ def subscribers_add(state: State, emails: tuple[str, ...], source: str) -> None:
     Example:
       newsletter subscribers add --source conference alice@example.org bruno@example.org
     """
-    from .subscribers import outcome_lines
+    from ..subscribers import outcome_lines
 
     for line in outcome_lines(state.project().subscribers.add(emails, source=source)):
         click.echo(line)
@@ -52,7 +52,7 @@ def subscribers_remove(state: State, emails: tuple[str, ...]) -> None:
     Example:
       newsletter subscribers remove alice@example.org
     """
-    from .subscribers import outcome_lines
+    from ..subscribers import outcome_lines
 
     for line in outcome_lines(state.project().subscribers.remove(emails)):
         click.echo(line)

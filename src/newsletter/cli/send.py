@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from .cli import CONTEXT, State, cli, pass_state
-from .cli_publish import echo_findings
-from .errors import EXIT_ERROR, NewsletterError, UsageError
+from ..errors import EXIT_ERROR, NewsletterError, UsageError
+from . import CONTEXT, State, cli, pass_state
+from .publish import echo_findings
 
 
 @cli.command(context_settings=CONTEXT)
@@ -179,7 +179,7 @@ def status(state: State, as_json: bool, summary: bool) -> None:
       newsletter status
       newsletter status --json --summary | jq '.posts[0].state'
     """
-    from .status import status_line
+    from ..status import status_line
 
     rows = state.project().status(deliveries=as_json and not summary)
     if as_json:

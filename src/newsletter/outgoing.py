@@ -28,7 +28,7 @@ from .render import confirmation_message
 from .retry import RetryPolicy
 from .store import OUTGOING_FAILED, OUTGOING_SENT, OUTGOING_SKIPPED, Ledger
 from .subscribers import normalize_address, request_subscription
-from .templates import make_environment
+from .templates import Environment, make_environment
 
 SUBSCRIBE = "subscribe"
 CLAIM_LEASE = timedelta(minutes=5)  # a worker that dies mid-row frees it after this long
@@ -125,7 +125,10 @@ def deliver_outgoing(
     return report
 
 
-def _handle(config: Config, ledger: Ledger, provider, signing_keys, env, row: Mapping, clock) -> tuple[str, str | None]:
+def _handle(
+    config: Config, ledger: Ledger, provider: Provider, signing_keys: Sequence[Secret], env: Environment, row: Mapping,
+    clock: Callable[[], datetime],
+) -> tuple[str, str | None]:  # fmt: skip
     """One subscription request: ``(state, provider reference)``."""
     capabilities = getattr(provider, "capabilities", None)
     if getattr(capabilities, "family", None) == AUDIENCE:

@@ -25,12 +25,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from .config import Config
 from .errors import NewsletterError, UsageError
 from .templates import PACKAGED_TEMPLATES
+
+if TYPE_CHECKING:
+    from .project import Newsletter
 
 SITE_FOLDER = "_site"
 WIDTHS = {"desktop": 800, "phone": 375}
@@ -77,7 +80,7 @@ def watched_state(folders: list[Path]) -> tuple:
     return tuple(entries)
 
 
-def _build_preview_site(project) -> Config:
+def _build_preview_site(project: Newsletter) -> Config:
     """Build ``project``'s site into preview/_site; returns the config that points there."""
     from .project import Newsletter
 
@@ -281,7 +284,7 @@ def _shots() -> Iterator[tuple[str, str, int, Literal["light", "dark"]]]:
         yield f"site-{width_name}", "site", width, "light"
 
 
-def take_screenshots(project, slug: str | None = None, *, chromium: str | None = None) -> Screenshots:
+def take_screenshots(project: Newsletter, slug: str | None = None, *, chromium: str | None = None) -> Screenshots:
     """PNGs of ``slug``'s email (800 and 375 px, light and dark) and of its page on the site
     (both widths) into ``preview/SLUG/screenshots/``."""
     try:
@@ -297,7 +300,7 @@ def take_screenshots(project, slug: str | None = None, *, chromium: str | None =
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
 
-    def answer(route) -> None:
+    def answer(route: Any) -> None:  # a playwright Route
         local = _site_file(config, route.request.url)
         if local is None:
             route.abort()

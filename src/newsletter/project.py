@@ -33,9 +33,13 @@ from .send_session import PlannedSend, TestSendReport
 if TYPE_CHECKING:
     from .check import IssueCheck
     from .content import Post
+    from .outgoing import OutgoingReport
+    from .preview import LivePreview, Screenshots
+    from .providers.base import Provider
     from .send import SendReport
     from .store import Ledger
     from .subscribers import SubscriberBook
+    from .templates import Environment
 
 __all__ = ["BuildReport", "Newsletter", "PlannedSend", "PreviewReport", "ResolveReport", "TestSendReport"]
 
@@ -129,7 +133,7 @@ class Newsletter:
 
         return SubscriberBook(self)
 
-    def environment(self):
+    def environment(self) -> Environment:
         """The Jinja2 environment: the project's templates/ first, the packaged defaults behind."""
         if self._env is None:
             from .templates import make_environment
@@ -137,7 +141,7 @@ class Newsletter:
             self._env = make_environment(self.config.templates_dir)
         return self._env
 
-    def open_provider(self, stack: ExitStack):
+    def open_provider(self, stack: ExitStack) -> Provider:
         """The configured provider, opened and closed with ``stack``."""
         from contextlib import closing
 
@@ -187,12 +191,12 @@ class Newsletter:
         ``force``.  A resumed send is never refused: part of the list already has that issue."""
         publishing.refuse_failing(self, planned, force=force)
 
-    def live_preview(self, *, interval: float = 0.5):
+    def live_preview(self, *, interval: float = 0.5) -> LivePreview:
         """A :class:`~newsletter.preview.LivePreview` of this project (site and every email,
         rebuilt when a post or template changes); ``start()`` or ``make_server()`` it."""
         return publishing.live_preview(self, interval=interval)
 
-    def screenshots(self, slug: str | None = None, *, chromium: str | None = None):
+    def screenshots(self, slug: str | None = None, *, chromium: str | None = None) -> Screenshots:
         """PNGs of the email of ``slug`` (800 and 375 px, light and dark) and of its site page,
         into ``preview/SLUG/screenshots/`` (headless Chromium)."""
         return publishing.screenshots(self, slug, chromium=chromium)
@@ -233,7 +237,7 @@ class Newsletter:
         yielding each plan with its report; stops at the first unfinished send."""
         return send_session.send_due(self, planned, progress, force=force)
 
-    def flush_outgoing(self, *, ignore_backoff: bool = False):
+    def flush_outgoing(self, *, ignore_backoff: bool = False) -> OutgoingReport:
         """Send the confirmation mails (and audience-provider subscriptions) the service queued;
         rows in their retry backoff wait unless ``ignore_backoff``.  Returns an ``OutgoingReport``."""
         return send_session.flush_outgoing(self, ignore_backoff=ignore_backoff)

@@ -18,6 +18,7 @@ from .errors import NewsletterError, PreflightFailed, UsageError
 if TYPE_CHECKING:
     from .check import IssueCheck
     from .content import Post
+    from .preview import LivePreview, Screenshots
     from .project import Newsletter
     from .send_session import PlannedSend
 
@@ -133,7 +134,7 @@ def refuse_failing(project: Newsletter, planned: PlannedSend, *, force: bool = F
         )
 
 
-def live_preview(project: Newsletter, *, interval: float = 0.5):
+def live_preview(project: Newsletter, *, interval: float = 0.5) -> LivePreview:
     """See :meth:`Newsletter.live_preview`: each rebuild opens the project afresh."""
     from .preview import LivePreview
     from .project import Newsletter
@@ -141,7 +142,7 @@ def live_preview(project: Newsletter, *, interval: float = 0.5):
     return LivePreview(lambda: Newsletter(project.config, clock=project.clock), interval=interval)
 
 
-def screenshots(project: Newsletter, slug: str | None = None, *, chromium: str | None = None):
+def screenshots(project: Newsletter, slug: str | None = None, *, chromium: str | None = None) -> Screenshots:
     """See :meth:`Newsletter.screenshots`."""
     from .preview import take_screenshots
 

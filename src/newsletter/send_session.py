@@ -20,6 +20,7 @@ from .lock import SendLock
 if TYPE_CHECKING:
     from .check import IssueCheck
     from .content import Post
+    from .outgoing import OutgoingReport
     from .project import Newsletter, Progress
     from .send import Plan, SendReport
 
@@ -228,7 +229,7 @@ def send(
 
 
 def send_due(
-    project, planned: PlannedSend, progress: Progress | None = None, *, force: bool = False
+    project: Newsletter, planned: PlannedSend, progress: Progress | None = None, *, force: bool = False
 ) -> Iterator[tuple[PlannedSend, SendReport]]:
     """Send ``planned``, then every other post its plan listed as due, oldest first, each once.
 
@@ -252,7 +253,7 @@ def send_due(
             return
 
 
-def flush_outgoing(project: Newsletter, *, ignore_backoff: bool = False):
+def flush_outgoing(project: Newsletter, *, ignore_backoff: bool = False) -> OutgoingReport:
     """See :meth:`Newsletter.flush_outgoing`."""
     import os
 

@@ -22,12 +22,13 @@ import inspect
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 from sqlite_utils import Database as Database  # re-exported: the type migrations.py annotates with
@@ -381,13 +382,13 @@ def _ledger_error(exc: sqlite3.Error, path: Path, action: str = "write") -> Ledg
     return LedgerError(f"cannot {action} the ledger ({message})", where=str(path), hint=hint)
 
 
-def _translating_errors(method):
+def _translating_errors(method: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a public :class:`Ledger` method so a SQLite error (a damaged page met while
     reading, say) becomes a one-line :class:`LedgerError`, never an internal error."""
     if inspect.isgeneratorfunction(method):
 
         @functools.wraps(method)
-        def stream(self, *args, **kwargs):
+        def stream(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
             try:
                 yield from method(self, *args, **kwargs)
             except sqlite3.Error as exc:
@@ -396,7 +397,7 @@ def _translating_errors(method):
         return stream
 
     @functools.wraps(method)
-    def call(self, *args, **kwargs):
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:

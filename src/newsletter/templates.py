@@ -16,6 +16,7 @@ from markupsafe import Markup
 from .errors import TemplateFailure
 from .i18n import Catalogue, catalogue
 
+Environment = jinja2.Environment  # the type other modules annotate with (jinja2 is imported here only)
 PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 # The labels the default templates print come from newsletter/locales/LANG.toml (newsletter.i18n);

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
@@ -306,7 +307,7 @@ def _is_busy(error: LedgerError) -> bool:
 class Server:
     """waitress bound to its port, and the outgoing worker: ``.run()`` serves, ``.close()`` stops both."""
 
-    def __init__(self, waitress_server, worker: OutgoingWorker | None) -> None:
+    def __init__(self, waitress_server: Any, worker: OutgoingWorker | None) -> None:
         self.waitress = waitress_server
         self.worker = worker
 

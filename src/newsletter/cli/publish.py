@@ -7,11 +7,15 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import EXIT_ERROR
 from . import CONTEXT, State, cli, pass_state
+
+if TYPE_CHECKING:
+    from ..check import IssueCheck
 
 
 @cli.command("init", context_settings=CONTEXT)
@@ -177,7 +181,7 @@ def _open_in_browser(url: str, where: str) -> None:
         click.echo(f"No display to open a browser on: the preview is at {where}")
 
 
-def echo_findings(report) -> None:
+def echo_findings(report: IssueCheck) -> None:
     """The findings, indented under the report they belong to (stdout: a refusal is the one stderr line)."""
     for finding in report.findings:
         label = "error:  " if finding.severity == "error" else "warning:"

@@ -7,12 +7,17 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import EXIT_ERROR, NewsletterError, UsageError
 from . import CONTEXT, State, cli, pass_state
 from .publish import echo_findings
+
+if TYPE_CHECKING:
+    from ..outgoing import OutgoingReport
+    from ..project import Newsletter, PlannedSend
 
 
 @cli.command(context_settings=CONTEXT)
@@ -80,12 +85,12 @@ def send(
     _send_due(project, planned, started, quiet=state.quiet, force=force)
 
 
-def _echo_outgoing(report, *, only_if_any: bool = False) -> None:
+def _echo_outgoing(report: OutgoingReport, *, only_if_any: bool = False) -> None:
     if report.sent or report.deferred or report.failed or not only_if_any:
         click.echo(f"Outgoing messages: {report.describe()}.")
 
 
-def _echo_plan(project, planned) -> None:
+def _echo_plan(project: Newsletter, planned: PlannedSend) -> None:
     """The plan as the editor reads it before saying yes, then the preflight's findings."""
     if planned.took_over_from is not None:
         click.echo(f"Note: took over the lock left by pid {planned.took_over_from}, which is gone.", err=True)
@@ -94,7 +99,7 @@ def _echo_plan(project, planned) -> None:
     echo_findings(project.check_planned(planned))
 
 
-def _dry_run(project, planned, started: float, *, quiet: bool) -> None:
+def _dry_run(project: Newsletter, planned: PlannedSend, started: float, *, quiet: bool) -> None:
     from .progress import elapsed, progress_bar
 
     with progress_bar("Rendering", quiet=quiet) as progress:
@@ -102,7 +107,7 @@ def _dry_run(project, planned, started: float, *, quiet: bool) -> None:
     click.echo(f"Dry run: {built} messages rendered in {elapsed(started)}; nothing sent, nothing recorded.")
 
 
-def _confirm(planned, *, yes: bool) -> None:
+def _confirm(planned: PlannedSend, *, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
@@ -115,7 +120,7 @@ def _counts(counts: dict[str, int], default: str) -> str:
     return ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or default
 
 
-def _send_due(project, planned, started: float, *, quiet: bool, force: bool) -> None:
+def _send_due(project: Newsletter, planned: PlannedSend, started: float, *, quiet: bool, force: bool) -> None:
     """Send every due issue with a progress bar, one line per issue, then the totals."""
     from .progress import elapsed, progress_bar
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import IO
 
 import click
 
@@ -86,7 +87,7 @@ def subscribers_list(state: State, status: str | None, as_json: bool) -> None:
 @click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
 @click.option("--source", default=None, help="Recorded as where these subscribers came from (default: the file name).")
 @pass_state
-def subscribers_import(state: State, csv_file, source: str | None) -> None:
+def subscribers_import(state: State, csv_file: IO[str], source: str | None) -> None:
     """Import addresses from a CSV file (an 'email' column, else the first column).
 
     Exports of Buttondown, Mailchimp and Substack are read with their status:
@@ -137,7 +138,7 @@ def subscribers_reactivate(
     "--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="Write to FILE (default: stdout)."
 )
 @pass_state
-def subscribers_export(state: State, output) -> None:
+def subscribers_export(state: State, output: IO[str]) -> None:
     """Export every subscriber as CSV.
 
     \b

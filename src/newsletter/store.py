@@ -1,4 +1,4 @@
-"""The SQLite ledger: opening, migrations, transactions, states and errors.
+"""The SQLite ledger: opening, transactions, the states with their one transition table, and errors.
 
 The ledger is one database with two domains over it: the subscriber store
 (:mod:`.subscriber_store`, ``ledger.subscribers``) and the send ledger

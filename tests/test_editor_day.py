@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
@@ -226,8 +227,8 @@ def test_a_project_template_overrides_the_digest(run, project):
     assert "MON RÉCAP TEXTE Titre unique" in parsed.get_body(("plain",)).get_content()
 
 
-def _send_on_a_terminal(project: Path, *extra: str) -> str:
-    """``newsletter send --yes`` with stderr on a pseudo-terminal; returns what the terminal showed."""
+def _on_a_terminal(project: Path, *args: str) -> str:
+    """``newsletter ARGS`` with stderr on a pseudo-terminal; returns what the terminal showed."""
     import os
     import pty
 
@@ -235,9 +236,8 @@ def _send_on_a_terminal(project: Path, *extra: str) -> str:
     master, slave = pty.openpty()
     env = {**os.environ, "NEWSLETTER_TOKEN_KEY": TOKEN_KEY}
     process = subprocess.Popen(
-        [str(script), *extra, "send", "--yes"], cwd=project, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=slave, env=env,
-    )  # fmt: skip
+        [str(script), *args], cwd=project, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env
+    )
     os.close(slave)
     shown = b""
     while True:
@@ -254,6 +254,11 @@ def _send_on_a_terminal(project: Path, *extra: str) -> str:
     return shown.decode("utf-8", "replace")
 
 
+def _send_on_a_terminal(project: Path, *extra: str) -> str:
+    """``newsletter send --yes`` with stderr on a pseudo-terminal; returns what the terminal showed."""
+    return _on_a_terminal(project, *extra, "send", "--yes")
+
+
 def test_progress_with_an_eta_on_a_terminal_and_none_with_quiet(run, project):
     subscribe(run, "alice@example.org", "bruno@example.org")
     path = project / "newsletter.toml"  # one recipient per chunk: two steps to show
@@ -267,3 +272,15 @@ def test_progress_with_an_eta_on_a_terminal_and_none_with_quiet(run, project):
     write_post(project / "content" / "posts", "encore", date='"2026-11-26T08:00:00+01:00"')
     quiet = _send_on_a_terminal(project, "--quiet")
     assert "ETA" not in quiet and "Sending [" not in quiet
+
+
+def test_a_large_import_shows_progress_on_a_terminal_and_none_with_quiet(project):
+    """12,000 rows are written in three slices: the terminal sees the line move to 12000/12000."""
+    (project / "big.csv").write_text("email\n" + "".join(f"reader{n}@example.org\n" for n in range(12_000)))
+    shown = _on_a_terminal(project, "subscribers", "import", "big.csv")
+    assert "Importing [" in shown and "5000/12000" in shown and "12000/12000" in shown and "ETA" in shown
+    with sqlite3.connect(project / "newsletter.db") as db:
+        assert db.execute("SELECT count(*) FROM subscribers WHERE status = 'active'").fetchone() == (12_000,)
+    (project / "more.csv").write_text("email\n" + "".join(f"other{n}@example.org\n" for n in range(6_000)))
+    quiet = _on_a_terminal(project, "--quiet", "subscribers", "import", "more.csv")
+    assert "Importing [" not in quiet and "ETA" not in quiet

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import cast
 
@@ -66,7 +66,10 @@ class SubscriberStore(LedgerPart):
             )
             return cast(int, table.last_pk), "added"  # an insert always sets it
 
-    def import_subscribers(self, rows: Iterable[tuple[str, str]], *, source: str, now: datetime) -> dict[str, int]:
+    def import_subscribers(
+        self, rows: Sequence[tuple[str, str]], *, source: str, now: datetime,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, int]:  # fmt: skip
         """Import ``(address, status)`` pairs in slices of committed transactions.
 
         ``status`` is ``active`` or one of :data:`SUPPRESSED_STATUSES`.  Counts ``added``,
@@ -75,14 +78,18 @@ class SubscriberStore(LedgerPart):
         recorded as suppressed: an unknown address gets a suppression entry (its hash),
         a known one leaves the list.  Nothing here ever makes anyone active again.
         Duplicate and suppression checks are set operations, one query per slice.
+        ``progress(done, total)`` hears how many rows were written after each slice.
         """
         counts: dict[str, int] = {"added": 0, "duplicate": 0, "suppressed": 0}
         counts.update({status: 0 for status in SUPPRESSED_STATUSES})
         stamp = now.isoformat()
         seen: set[str] = set()
+        read = 0
 
         def first_sightings() -> Iterator[tuple[str, str]]:
+            nonlocal read
             for email, status in rows:
+                read += 1
                 if email in seen:
                     counts["duplicate"] += 1
                     continue
@@ -92,6 +99,8 @@ class SubscriberStore(LedgerPart):
         for batch in self._ledger.slices(first_sightings()):
             with self._write():
                 _import_slice(self.db.conn, batch, source, stamp, counts)
+            if progress is not None:
+                progress(read, len(rows))
         return counts
 
     def is_suppressed(self, email: str, list_name: str = DEFAULT_LIST) -> bool:

@@ -11,7 +11,7 @@ import csv
 import hashlib
 import hmac
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING
@@ -139,7 +139,10 @@ def _is_header(row: list[str]) -> bool:
     return any(cell.strip().lower() in EMAIL_COLUMNS for cell in row)
 
 
-def import_csv(ledger: Ledger, handle: IO[str], *, source: str, now: datetime, name: str = "") -> ImportReport:
+def import_csv(
+    ledger: Ledger, handle: IO[str], *, source: str, now: datetime, name: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportReport:  # fmt: skip
     """Import the addresses of a CSV file, with the status each row carries.
 
     The address comes from an ``email``-like column (Buttondown, Mailchimp, Substack), else
@@ -187,7 +190,7 @@ def import_csv(ledger: Ledger, handle: IO[str], *, source: str, now: datetime, n
             report.unconfirmed += 1
             continue
         rows.append((address, status))
-    counts = ledger.subscribers.import_subscribers(rows, source=source, now=now)
+    counts = ledger.subscribers.import_subscribers(rows, source=source, now=now, progress=progress)
     report.added, report.duplicate, report.suppressed = counts["added"], counts["duplicate"], counts["suppressed"]
     report.left = {status: counts[status] for status in (UNSUBSCRIBED, BOUNCED, COMPLAINED)}
     return report
@@ -361,10 +364,14 @@ class SubscriberBook:
     def count(self, status: str | None = None) -> int:
         return self.ledger.subscribers.count_subscribers(status)
 
-    def import_csv(self, handle: IO[str], *, source: str) -> ImportReport:
-        """Import a CSV export (an ``email`` column, else the first); see :func:`audience.import_csv`."""
+    def import_csv(
+        self, handle: IO[str], *, source: str, progress: Callable[[int, int], None] | None = None
+    ) -> ImportReport:
+        """Import a CSV export (an ``email`` column, else the first); see :func:`import_csv`.
+        ``progress(done, total)`` hears how many of the file's valid rows were written."""
+        name = getattr(handle, "name", "")
         try:
-            return import_csv(self.ledger, handle, source=source, now=self.clock(), name=getattr(handle, "name", ""))
+            return import_csv(self.ledger, handle, source=source, now=self.clock(), name=name, progress=progress)
         except UnicodeDecodeError as error:
             raise NewsletterError(
                 "not valid UTF-8", where=getattr(handle, "name", "CSV"), hint="save the CSV as UTF-8"

@@ -99,8 +99,11 @@ def subscribers_import(state: State, csv_file: IO[str], source: str | None) -> N
     Example:
       newsletter subscribers import --source buttondown export.csv
     """
+    from .progress import progress_bar
+
     book = state.project().subscribers
-    report = book.import_csv(csv_file, source=source or f"import:{Path(csv_file.name).name}")
+    with progress_bar("Importing", quiet=state.quiet) as progress:
+        report = book.import_csv(csv_file, source=source or f"import:{Path(csv_file.name).name}", progress=progress)
     for line, problem in report.invalid:
         click.echo(f"Skipped {csv_file.name}:{line}: {problem}", err=True)
     left = ", ".join(f"{status} {count}" for status, count in report.left.items())

@@ -39,8 +39,9 @@ $(NODE_TEST_DEPS): tests/node/package-lock.json
 	touch $(NODE_TEST_DEPS)
 
 ## Run the whole test suite (installs what it needs first).
+# One worker per core; tests wait on conditions, never on each other, so they can share the machine.
 test: $(INSTALLED) $(NODE_TEST_DEPS) test-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 # The browser tests drive Debian's chromium (Playwright's own browser download is not used).
 # tests/browser.py reads the same path from NEWSLETTER_CHROMIUM.

@@ -189,9 +189,9 @@ class _PreviewHandler(BaseHTTPRequestHandler):
         if path == "/":
             return self._page(200, self._index())
         if path.startswith("/email/"):
-            return self._email(path[len("/email/"):])
+            return self._email(path[len("/email/") :])
         if path.startswith("/site/"):
-            return self._site(path[len("/site/"):])
+            return self._site(path[len("/site/") :])
         return self._page(404, "<p>Not found. <a href='/'>Index</a></p>")
 
     def _index(self) -> str:
@@ -269,7 +269,7 @@ def find_chromium(explicit: str | None = None) -> str:
 def _site_file(config: Config, url: str) -> Path | None:
     path = unquote(urlsplit(url).path)
     base = urlsplit(config.site.base_url).path
-    target = (config.public_dir / path[len(base):]).resolve() if path.startswith(base) else None
+    target = (config.public_dir / path[len(base) :]).resolve() if path.startswith(base) else None
     if target is not None and target.is_dir():
         target = target / "index.html"
     root = config.public_dir.resolve()

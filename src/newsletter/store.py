@@ -117,6 +117,8 @@ def _leaving(kind: str, sources: Iterable[str], target: str) -> list[str]:
 def _expect_one(cursor: sqlite3.Cursor, what: str) -> None:
     if cursor.rowcount != 1:
         raise LedgerStateError(f"{what}: expected one row in an allowed state, found {cursor.rowcount}")
+
+
 # Outgoing message states (m008).
 OUTGOING_QUEUED, OUTGOING_SENT, OUTGOING_SKIPPED, OUTGOING_FAILED = "queued", "sent", "skipped", "failed"
 DEFAULT_LIST = "default"
@@ -275,7 +277,6 @@ class Ledger:
                 time.sleep(SLICE_PAUSE_SECONDS)
             yield batch
 
-
     def backup(self, target: Path) -> int:
         """Write a consistent copy of the ledger to ``target`` while others read and write it.
 
@@ -312,8 +313,11 @@ class Ledger:
             raise _ledger_error(exc, self.path, action="back up") from None
         except OSError as exc:
             partial.unlink(missing_ok=True)
-            raise LedgerError(f"cannot write the backup ({exc.strerror or exc})", where=str(target),
-                              hint="choose a path in a writable folder") from None
+            raise LedgerError(
+                f"cannot write the backup ({exc.strerror or exc})",
+                where=str(target),
+                hint="choose a path in a writable folder",
+            ) from None
         return target.stat().st_size
 
     # -- webhook replay guard ---------------------------------------------------------------------
@@ -338,10 +342,6 @@ class Ledger:
         """Undo :meth:`remember_webhook` when applying the call failed, so the provider's retry applies it."""
         with self._write():
             self.db.execute("DELETE FROM webhook_calls WHERE provider = ? AND replay_id = ?", [provider, replay_id])
-
-
-
-
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -433,4 +433,3 @@ class LedgerPart:
 
     def _write(self, *, durable: bool = True) -> contextlib.AbstractContextManager[None]:
         return self._ledger._write(durable=durable)
-

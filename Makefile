@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 NEWSLETTER := $(BIN)/newsletter
 DEMO_SUBSCRIBERS := alice@example.org bruno@example.org camille@example.org
 
-.PHONY: demo test test-deps clean bench bench-build bench-send
+.PHONY: demo test test-deps clean bench bench-build bench-send bench-cli
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,7 +61,11 @@ test-deps:
 	fi
 
 ## Benchmarks against peers (minutes; never part of `make test`): figures for issue 13.
-bench: bench-build bench-send
+bench: bench-cli bench-build bench-send
+
+bench-cli: $(INSTALLED)
+	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/import_csv.py 100000
 
 bench-build: $(INSTALLED)
 	$(BIN)/python benchmarks/build.py

@@ -6,14 +6,16 @@ import re
 import uuid
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from checks import assert_one_line_error
 from conftest import FIXED_NOW, write_post
-from newsletter.content import published, read_post, read_posts, render_markdown
+from newsletter.content import _PLAIN_ABSOLUTE, published, read_post, read_posts, render_markdown
 from newsletter.errors import HeaderInjection, PostError
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -551,3 +553,35 @@ def test_markdown_that_parses_past_its_deadline_is_refused_naming_the_post():
         render_markdown("[" * 2000 + "\n\n| a |\n|---|\n| b |", base_url=BASE, source="lent.md", seconds=-1)
     assert caught.value.where == "lent.md"
     assert "a" in render_markdown("| a |\n|---|\n| b |", base_url=BASE, seconds=60)
+
+
+# ---------------------------------------------------------------- the CommonMark engine (issue 13)
+
+
+def test_fenced_blocks_are_highlighted_and_indented_ones_shown_as_written():
+    fence = "`" * 3
+    html = render(
+        f"{fence}python\nif a < b:\n    pass\n{fence}\n\n"
+        f"- item\n\n  ~~~\n  plain & <b>\n  ~~~\n\n"
+        f"> {fence}sh\n> echo hi\n> {fence}\n\n"
+        f"    {fence}not a fence\n    x = 1\n"
+    )
+    blocks = re.findall(r"<pre[^>]*>.*?</pre>", html, re.S)
+    assert len(blocks) == 4, html
+    assert blocks[0].startswith('<pre class="highlight"><code><span class="k">if</span>') and "&lt;" in blocks[0]
+    assert blocks[1] == '<pre class="highlight"><code>plain &amp; &lt;b&gt;\n</code></pre>'
+    assert blocks[2].startswith('<pre class="highlight"><code><span class="nb">echo</span>')
+    assert blocks[3] == f"<pre><code>{fence}not a fence\nx = 1\n</code></pre>"  # indented code: never highlighted
+
+
+def test_tables_strikethrough_and_raw_html_render_as_before():
+    html = render("| a | b |\n|:--|--:|\n| *x* | `y` |\n\n~~barré~~ et ~simple~\n\n<del>brut</del>\n")
+    assert "<table>" in html and "<th>a</th>" in html and "<td><em>x</em></td>" in html and "<code>y</code>" in html
+    assert "<s>barré</s> et ~simple~" in html and "<s>brut</s>" in html
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(_PLAIN_ABSOLUTE, fullmatch=True))
+def test_urls_kept_as_they_are_are_those_urljoin_keeps(url):
+    """The sanitizer's fast path returns these URLs unchanged: exactly what urljoin would write."""
+    assert urljoin(BASE + "billet/", url) == url and urlsplit(url).scheme in ("http", "https")

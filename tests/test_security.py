@@ -369,7 +369,7 @@ def test_SEC_14_security_relevant_dependencies_are_pinned_exactly():
         name, operator, wanted = re.match(r"^([A-Za-z0-9_.-]+)\s*(==|>=|~=|<=|>|<)?\s*(\S*)$", requirement).groups()
         pins[name.lower()] = (operator, wanted)
     loose = []
-    for name in ("feedgen", "lxml", "premailer", "jinja2", "markdown-it-py", "nh3"):
+    for name in ("feedgen", "lxml", "premailer", "jinja2", "cmarkgfm", "nh3"):
         operator, wanted = pins.get(name, (None, None))
         if operator != "==":
             loose.append(f"{name}{operator or ''}{wanted or ''}")

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("premailer", "cssutils", "markdown_it", "nh3", "yaml", "sqlite_utils", "requests", "jinja2", "lxml",
+HEAVY = ("premailer", "cssutils", "cmarkgfm", "nh3", "yaml", "sqlite_utils", "requests", "jinja2", "lxml",
          "feedgen", "flask", "waitress", "pygments", "PIL", "email_validator")  # fmt: skip
 
 
@@ -46,7 +46,7 @@ def test_every_command_help_is_light_and_ends_with_examples():
 def test_status_with_a_built_project_loads_no_parser_and_no_email_library(project):
     """`newsletter status` reads post metadata from the build cache (issue 13)."""
     config = str(project / "newsletter.toml")
-    assert "markdown_it" in modules_loaded_by("--config", config, "build")  # two commands, as a user runs them
+    assert "cmarkgfm" in modules_loaded_by("--config", config, "build")  # two commands, as a user runs them
     assert (project / "public" / "index.html").is_file()
     loaded = modules_loaded_by("--config", config, "status")
     # The ledger (sqlite-utils) is what status is about; the parsers and the email stack are not.

@@ -13,7 +13,7 @@ Everything here is regenerable: a missing, corrupt, foreign or half-written cach
 ignored and rebuilt, never an error, and nothing is fsynced.
 
 This module imports no parser: with a warm cache, ``newsletter status`` reads posts
-without loading markdown-it, nh3 or PyYAML.
+without loading cmark, nh3 or PyYAML.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from .post import Post, PostMeta, check_unique
 CACHE_DIR = ".newsletter-cache"
 FORMAT = "newsletter-build-cache/1"
 # The modules whose code decides what a post parses to: a change to any of them re-parses all.
-PARSING_MODULES = ("content.py", "post.py", "plaintext.py", "textutil.py")
+PARSING_MODULES = ("content.py", "commonmark.py", "post.py", "plaintext.py", "textutil.py")
 # ...and the libraries: a new Markdown parser, sanitizer, highlighter or YAML parser may write other HTML.
-PARSING_LIBRARIES = ("markdown-it-py", "nh3", "Pygments", "PyYAML")
+PARSING_LIBRARIES = ("cmarkgfm", "nh3", "Pygments", "PyYAML")
 # Below this many posts to parse, starting worker processes costs more than it saves.
 PARALLEL_MIN = 64
 MAX_POST_BYTES = 2_000_000  # content.MAX_POST_BYTES: a bigger file is left to the parser to refuse

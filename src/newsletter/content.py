@@ -1,13 +1,12 @@
 """Markdown files with YAML front matter → :class:`Post` objects.
 
-The only importer of the Markdown parser (markdown-it-py, CommonMark), the
-sanitizer (nh3), the code highlighter (Pygments) and the YAML parser.  A post is parsed once; everything
+The only importer of the sanitizer (nh3) and the YAML parser; the Markdown itself is turned into
+HTML by :mod:`newsletter.commonmark`.  A post is parsed once; everything
 downstream (feed, web pages, email) reads the same sanitized, absolute-URL HTML.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
@@ -16,22 +15,16 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from html.parser import HTMLParser
+from html import unescape
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import nh3
 import yaml
-from markdown_it import MarkdownIt
 from markupsafe import escape
-from pygments import highlight
-from pygments.formatters import HtmlFormatter
-from pygments.lexers import get_lexer_by_name
-from pygments.styles import get_style_by_name
-from pygments.token import STANDARD_TYPES
-from pygments.util import ClassNotFound
 
+from .commonmark import CODE_CLASS, TOKEN_CLASSES, commonmark_html
 from .config import Config, is_permanent_id
 from .errors import PostError
 from .plaintext import html_to_text
@@ -49,8 +42,8 @@ MAX_NESTING = 50  # HTML elements inside one another; the email template adds ~1
 # Past this many unclosed tags the raw HTML is refused before the sanitizer (whose time grows
 # with the square of the depth) ever sees it; MAX_NESTING is then checked exactly on its output.
 MAX_RAW_NESTING = 1000
-# Markdown is parsed in linear time, but slowly on some runs of "[", "*" or "|" (about 10 µs a
-# byte): a post that takes longer than this is refused rather than left to run on.
+# Markdown is parsed in linear time (about 50 ns a byte): a post that still takes longer than this
+# (a starved machine) is refused rather than published late.
 MARKDOWN_SECONDS = 10.0
 FAR_FUTURE = timedelta(days=5 * 366)
 EARLIEST_YEAR = 1900  # before it, converting a date to UTC can overflow datetime's range
@@ -71,16 +64,15 @@ ALLOWED_ATTRIBUTES = {
     "td": {"colspan", "rowspan"},
     "th": {"colspan", "rowspan"},
 }
-# Code blocks: Pygments' short token classes on <span>, "highlight" on <pre>; no other class
-# survives the sanitizer, so a post cannot borrow the template's classes (footer, preheader).
-CODE_CLASS = "highlight"
-TOKEN_CLASSES = frozenset(name for name in STANDARD_TYPES.values() if name)
 ALLOWED_CLASSES = {"pre": {CODE_CLASS}, "span": set(TOKEN_CLASSES)}
-# WCAG AA on their own backgrounds: xcode's worst token is 5.1:1 on white, lightbulb's 4.5:1.
-LIGHT_CODE_STYLE, DARK_CODE_STYLE = "xcode", "lightbulb"
-MAX_HIGHLIGHT_CHARS = 100_000  # past this a block is shown plain: some lexers slow down on huge input
 URL_SCHEMES = {"http", "https", "mailto"}
 URL_ATTRIBUTES = {"href", "src"}
+# An absolute http(s) URL that urljoin and urlsplit give back unchanged: a plain host, and no
+# empty query or fragment, no ";" (an empty one is dropped), no space, quote or control character.
+_PLAIN_ABSOLUTE = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~!$&'()*+,=:@%/-]*)?"
+    r"(?:\?[A-Za-z0-9._~!$&'()*+,=:@%/?-]+)?(?:#[A-Za-z0-9._~!$&'()*+,=:@%/?#-]+)?"
+)
 # Attributes read as numbers downstream (the plain-text part, mail clients): plain ASCII
 # digits of a sane length, or the attribute is dropped (``<ol start="²">`` is not a number).
 NUMERIC_ATTRIBUTES = {
@@ -117,78 +109,9 @@ class _FastStringDatesLoader(yaml.CSafeLoader if _HAS_LIBYAML else yaml.SafeLoad
     yaml_implicit_resolvers = _STRING_DATES
 
 
-def highlight_code(code: str, language: str, attributes: Any = None) -> str:
-    """A fenced block as ``<pre class="highlight"><code>`` with Pygments' token spans (build time,
-    so neither the site nor the email needs a script); an unknown language is shown plain."""
-    name = (language or "").split()[0] if language else ""
-    try:
-        lexer = get_lexer_by_name(name, stripnl=False, ensurenl=False) if name else None
-    except ClassNotFound:
-        lexer = None
-    if lexer is None or len(code) > MAX_HIGHLIGHT_CHARS:
-        body = str(escape(code))
-    else:
-        body = highlight(code, lexer, HtmlFormatter(nowrap=True))
-    return f'<pre class="{CODE_CLASS}"><code>{body}</code></pre>\n'
-
-
-@functools.lru_cache(maxsize=1)
-def code_stylesheet() -> str:
-    """The token colours: the light palette, then the dark one under ``prefers-color-scheme: dark``
-    (``!important``, so it wins over the light colours the email inliner wrote on each span)."""
-    light = _token_rules(LIGHT_CODE_STYLE, important=False)
-    dark = _token_rules(DARK_CODE_STYLE, important=True)
-    background = get_style_by_name(DARK_CODE_STYLE).background_color
-    return (
-        f"{light}\n@media (prefers-color-scheme: dark) {{\n"
-        f"pre, code {{ background-color: {background} !important; color: #e6edf3 !important; }}\n"
-        f"{dark}\n}}"
-    )
-
-
-def _token_rules(style_name: str, *, important: bool) -> str:
-    rules = []
-    for line in HtmlFormatter(style=style_name).get_style_defs(f".{CODE_CLASS}").splitlines():
-        selector, _, declarations = line.partition("{")
-        selector = selector.strip()
-        # Only the token rules (".highlight .k"): the block's own box is the template's to style.
-        if not selector.startswith(f".{CODE_CLASS} .") or "color" not in declarations:
-            continue
-        body = declarations.split("}")[0].strip().rstrip(";")
-        if important:
-            body = "; ".join(f"{d.strip()} !important" for d in body.split(";") if d.strip())
-        rules.append(f"{selector} {{ {body} }}")
-    return "\n".join(rules)
-
-
-def _parser(max_nesting: int) -> MarkdownIt:
-    options = {"html": True, "maxNesting": max_nesting, "highlight": highlight_code}
-    return MarkdownIt("commonmark", options).enable("table").enable("strikethrough")
-
-
-# markdown-it silently drops blocks nested past ``maxNesting`` (commonmark preset: 20), so the
-# block phase runs deeper than MAX_NESTING, and the HTML depth check refuses what is too deep.
-# The inline phase keeps 20: its time on a run of "[" grows with maxNesting.
-_markdown = _parser(20)
-_deep_blocks = _parser(2 * MAX_NESTING + 4)
-_markdown.core.ruler.at(
-    "block", lambda state: _deep_blocks.block.parse(state.src, _deep_blocks, state.env, state.tokens)
-)
-
-
-class _OutOfTime(Exception):
-    """Markdown parsing passed the deadline in its ``env``."""
-
-
-def _check_deadline(state: Any, *_: Any) -> bool:
-    """A rule that never matches: it only stops a parse past its deadline (block and inline)."""
-    if time.monotonic() > state.env["deadline"]:
-        raise _OutOfTime
-    return False
-
-
-_deep_blocks.block.ruler.before("table", "deadline", _check_deadline)
-_markdown.inline.ruler.before("text", "deadline", _check_deadline)
+# Runs of ">" deep enough that the HTML would be refused anyway: never handed to the parser,
+# which would build a node per level (megabytes of nesting from one line).
+_DEEP_QUOTES = re.compile(rf"^(?:[ \t]*>){{{MAX_RAW_NESTING + 1}}}", re.MULTILINE)
 
 
 def read_posts(config: Config) -> list[Post]:
@@ -222,7 +145,7 @@ def read_post(path: Path, config: Config) -> Post:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise PostError(f"line {line}: not valid UTF-8", where=where, hint="save the file as UTF-8")
+        raise PostError(f"line {line}: not valid UTF-8", where=where, hint="save the file as UTF-8") from None
     meta, body = _split_front_matter(text, where)
     return _build_post(path, meta, body, config)
 
@@ -236,7 +159,7 @@ def _read_bounded(path: Path, where: str) -> bytes:
                 raise PostError("is not a regular file", where=where, hint="remove it from the content folder")
             raw = handle.read(MAX_POST_BYTES + 1)
     except OSError as exc:
-        raise PostError(f"cannot read ({exc.strerror})", where=where, hint="check the file's permissions")
+        raise PostError(f"cannot read ({exc.strerror})", where=where, hint="check the file's permissions") from None
     if len(raw) > MAX_POST_BYTES:
         raise PostError(
             f"is {max(info.st_size, len(raw)) / 1e6:.1f} MB; posts over {MAX_POST_BYTES // 1_000_000} MB are refused",
@@ -249,16 +172,19 @@ def _read_bounded(path: Path, where: str) -> bytes:
 def _split_front_matter(text: str, where: str) -> tuple[dict[str, Any], str]:
     lines = text.split("\n")
     if not lines or lines[0].rstrip() != "---":
-        raise PostError("has no front matter", where=where, hint="start the file with a --- line, the YAML fields, then ---")
+        hint = "start the file with a --- line, the YAML fields, then ---"
+        raise PostError("has no front matter", where=where, hint=hint)
     try:
         end = next(i for i, line in enumerate(lines[1:], start=1) if line.rstrip() == "---")
     except StopIteration:
-        raise PostError("front matter is not closed", where=where, hint="add a --- line after the YAML fields")
+        hint = "add a --- line after the YAML fields"
+        raise PostError("front matter is not closed", where=where, hint=hint) from None
     meta = load_front_matter("\n".join(lines[1:end]), where)
     if meta is None:
         meta = {}
     if not isinstance(meta, dict):
-        raise PostError("front matter must be YAML fields (key: value)", where=where, hint="write one key: value per line")
+        hint = "write one key: value per line"
+        raise PostError("front matter must be YAML fields (key: value)", where=where, hint=hint)
     return meta, "\n".join(lines[end + 1 :])
 
 
@@ -285,9 +211,10 @@ def load_front_matter(text: str, where: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 2}: " if mark else ""
         problem = getattr(exc, "problem", None) or "cannot be parsed"
-        raise PostError(f"{line}invalid YAML front matter ({problem})", where=where, hint="fix the YAML syntax")
+        message = f"{line}invalid YAML front matter ({problem})"
+        raise PostError(message, where=where, hint="fix the YAML syntax") from None
     except ValueError:  # int() of a number over 4300 digits, in the YAML constructor
-        raise PostError("front matter holds a number too long to read", where=where, hint="quote it as text")
+        raise PostError("front matter holds a number too long to read", where=where, hint="quote it as text") from None
 
 
 def _load_bounded(text: str, where: str, loader: type) -> Any:
@@ -384,6 +311,8 @@ def render_markdown(
             return value if NUMERIC_ATTRIBUTES[attribute].fullmatch(value) else None
         if attribute in URL_ATTRIBUTES:
             value = value.strip()
+            if _PLAIN_ABSOLUTE.fullmatch(value):
+                return value  # what urljoin would write for it, at a tenth of the cost
             try:
                 if value.startswith("/") and not value.startswith("//"):
                     resolved = urljoin(base_url, value.lstrip("/"))
@@ -395,12 +324,15 @@ def render_markdown(
             return resolved if scheme in URL_SCHEMES else None
         return value
 
-    try:
-        rendered = _markdown.render(xml_safe(markdown), {"deadline": time.monotonic() + seconds})
-    except _OutOfTime:
+    markdown = xml_safe(markdown)
+    if _DEEP_QUOTES.search(markdown):
+        raise _too_deep(source)
+    deadline = time.monotonic() + seconds
+    rendered = commonmark_html(markdown)
+    if time.monotonic() > deadline:  # linear, so only a huge post on a starved machine gets here
         raise PostError(
             f"took more than {seconds:g} s to parse as Markdown", where=source or "the post",
-            hint="look for very long runs of [ * _ | or backticks, and split the post",
+            hint="split the post into smaller ones",
         )  # fmt: skip
     if _rough_depth(rendered) > MAX_RAW_NESTING:
         raise _too_deep(source)
@@ -417,6 +349,7 @@ def render_markdown(
     )
     if nesting_depth(cleaned) > MAX_NESTING:
         raise _too_deep(source)
+    cleaned = _without_refused_urls(cleaned)
     # The serializer writes U+00A0 as "&nbsp;"; French text keeps its real no-break spaces.
     # Character references (&#x1b;) decoded by the sanitizer are stripped again (ATOM-31).
     return xml_safe(cleaned.replace("&nbsp;", "\u00a0")).strip()
@@ -430,40 +363,59 @@ def _too_deep(source: str) -> PostError:
 
 
 def _rough_depth(html: str) -> int:
-    """An upper bound of the nesting of raw, perhaps unclosed HTML (linear, no parser)."""
+    """An upper bound of the nesting of raw, perhaps unclosed HTML (linear, no parser); it stops
+    counting past :data:`MAX_RAW_NESTING`."""
     depth = deepest = 0
     for match in _TAG.finditer(html):
         closing, name, self_closing = match.group(1), match.group(2).lower(), match.group(3)
         if name in _VOID or name in _END_IMPLIED or self_closing:
             continue
         depth = max(0, depth - 1) if closing else depth + 1
-        deepest = max(deepest, depth)
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_RAW_NESTING:
+                break
     return deepest
 
 
-class _DepthGauge(HTMLParser):
-    """How deep elements nest in well-formed (sanitized) HTML."""
+# A tag of the sanitizer's output, which quotes every attribute with " and escapes every < of
+# the text: a scan of its tags is exact, at a tenth of the cost of an HTML parser.
+# A link or an image whose URL the sanitizer refused (javascript:, data:…): Markdown leaves it as
+# its text, so that "[x](javascript:…)" reads "x" and no mail client sees an image without a source.
+_HREFLESS_LINK = re.compile(r'<a(?: title="[^"]*")?>(.*?)</a>', re.DOTALL)
+_SRCLESS_IMAGE = re.compile(r'<img((?: (?:alt|title|width|height)="[^"]*")*)>')
+_ALT = re.compile(r' alt="([^"]*)"')
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=False)
-        self.depth = self.deepest = 0
 
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag not in _VOID:
-            self.depth += 1
-            self.deepest = max(self.deepest, self.depth)
+def _without_refused_urls(cleaned: str) -> str:
+    if "<a>" in cleaned or "<a title=" in cleaned:
+        cleaned = _HREFLESS_LINK.sub(r"\1", cleaned)
+    if "<img" in cleaned:
+        cleaned = _SRCLESS_IMAGE.sub(_image_text, cleaned)
+    return cleaned
 
-    def handle_endtag(self, tag: str) -> None:
-        if tag not in _VOID:
-            self.depth = max(0, self.depth - 1)
+
+def _image_text(match: re.Match[str]) -> str:
+    alt = _ALT.search(match[1])
+    return str(escape(unescape(alt[1]))) if alt else ""
+
+
+_CLEAN_TAG = re.compile(r'<(/?)([a-z0-9]+)(?:[^>"]|"[^"]*")*>')
 
 
 def nesting_depth(html: str) -> int:
     """The deepest nesting of elements in sanitized HTML (whose every element is closed)."""
-    gauge = _DepthGauge()
-    gauge.feed(html)
-    gauge.close()
-    return gauge.deepest
+    depth = deepest = 0
+    for closing, name in _CLEAN_TAG.findall(html):
+        if name in _VOID:
+            continue
+        if closing:
+            depth -= 1
+        else:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+    return deepest
 
 
 def _summarise(html: str) -> str:
@@ -477,10 +429,18 @@ def _summarise(html: str) -> str:
 def _first_paragraph(html: str, start: int = 2048) -> str:
     """The first paragraph of the post's plain text, converting only as much HTML as it takes.
 
-    A prefix cut after a tag's ``>`` is converted; once its text holds a paragraph break,
+    When the post opens with a ``<p>`` (most do), that element alone is converted.  Otherwise
+    a prefix cut after a tag's ``>`` is converted; once its text holds a paragraph break,
     the first paragraph can no longer change (blocks are only appended), so the rest of
     the post (often 20 times longer) is never walked.
     """
+    if html.startswith("<p>"):
+        for tag in _CLEAN_TAG.finditer(html):  # exact on sanitized HTML: every "<" of its text is escaped
+            if tag[0] == "</p>":
+                first = html_to_text(html[: tag.end()]).body.split("\n\n", 1)[0].strip()
+                if first:
+                    return first
+                break  # an empty paragraph (an image alone): the next one is the first
     size = start
     while size < len(html):
         cut = html.rfind(">", 0, size) + 1
@@ -561,7 +521,7 @@ class _FieldReader:
         except ValueError:
             raise self.fail(
                 name, f"{self.shown(value, 40)} is not a valid date", 'write it as "2013-03-18T09:12:00+01:00"'
-            )
+            ) from None
         if when.year < EARLIEST_YEAR:
             raise self.fail(name, f"{value!r} is before {EARLIEST_YEAR}", "check the year")
         if when.tzinfo is None or when.utcoffset() is None:

@@ -2,7 +2,7 @@
 
 :mod:`newsletter.content` makes posts from Markdown (and re-exports the class);
 :mod:`newsletter.buildcache` makes them from the build cache, which lets
-``newsletter status`` run without loading markdown-it, nh3 or PyYAML.
+``newsletter status`` run without loading cmark, nh3 or PyYAML.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 def make_environment(project_templates: Path | None) -> jinja2.Environment:
     """A Jinja2 environment that looks in ``project_templates`` before the packaged defaults."""
-    from .content import code_stylesheet
+    from .commonmark import code_stylesheet
 
     search = [str(p) for p in (project_templates, PACKAGED_TEMPLATES) if p is not None and p.is_dir()]
     env = jinja2.Environment(

@@ -585,3 +585,19 @@ def test_tables_strikethrough_and_raw_html_render_as_before():
 def test_urls_kept_as_they_are_are_those_urljoin_keeps(url):
     """The sanitizer's fast path returns these URLs unchanged: exactly what urljoin would write."""
     assert urljoin(BASE + "billet/", url) == url and urlsplit(url).scheme in ("http", "https")
+
+
+def test_rendering_frees_what_the_parser_allocates():
+    """cmarkgfm's helpers leak each document (~40 KB a post); 60 renders of a 400 KB post would
+    keep about 1 GB.  Peak memory is the kernel's count, not a timing."""
+    import resource
+
+    from newsletter.commonmark import commonmark_html
+
+    text = "Un paragraphe avec *de l'emphase*, un [lien](https://example.org/a) et `du code`.\n\n" * 5000
+    commonmark_html(text)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(60):
+        commonmark_html(text)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 150, f"peak memory grew by {grown_mb:.0f} MB over 60 renders"

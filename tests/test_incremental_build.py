@@ -3,16 +3,20 @@ byte for byte what a clean build writes (issue 13)."""
 
 from __future__ import annotations
 
+import marshal
 import os
 import shutil
+import sqlite3
+from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 import newsletter.content
 import newsletter.site
-from conftest import write_post
-from newsletter.buildcache import CACHE_DIR
+from conftest import FIXED_NOW, write_post
+from newsletter.buildcache import CACHE_DIR, CACHE_FILE
 from newsletter.templates import PACKAGED_TEMPLATES
 
 EXTRA_POSTS = 45  # with the demo's posts: several RFC 5005 archive pages of 20 entries
@@ -172,29 +176,96 @@ def test_a_site_setting_renders_again_without_parsing_again(site, run, monkeypat
     assert sorted(parsed) == sorted([*folder.glob("*.md"), *folder.glob("*/index.md")])  # links resolve against it
 
 
-@pytest.mark.parametrize("damage", ["garbage", "foreign", "truncated-html", "wrong-types"])
+def cache_blob(db: sqlite3.Connection, name: str):
+    return marshal.loads(db.execute("SELECT data FROM blobs WHERE name = ?", (name,)).fetchone()[0])
+
+
+@pytest.mark.parametrize("damage", ["garbage", "foreign", "truncated-html", "wrong-types", "locked-open"])
 def test_a_damaged_or_foreign_cache_is_rebuilt_never_an_error(site, run, tmp_path, damage):
-    cache = site / CACHE_DIR
+    cache = site / CACHE_DIR / CACHE_FILE
+    holder = None
     if damage == "garbage":
-        for path in [cache / "posts.json", cache / "pages.json"]:
-            path.write_bytes(os.urandom(200))
+        cache.write_bytes(os.urandom(4096))
     elif damage == "foreign":
-        shutil.rmtree(cache)
-        cache.mkdir()
-        (cache / "posts.json").write_text('[{"format": "something else"}]')
-        (cache / "pages.json").write_text('{"pages": []}')
+        cache.unlink()
+        with closing(sqlite3.connect(cache)) as db, db:
+            db.execute("CREATE TABLE blobs (name TEXT PRIMARY KEY, data BLOB)")
+            db.execute("INSERT INTO blobs VALUES ('posts', ?), ('build', ?)", (marshal.dumps(("other", [1])), b"x"))
     elif damage == "truncated-html":
-        for path in (cache / "html").iterdir():
-            path.write_bytes(path.read_bytes()[:30])
+        with closing(sqlite3.connect(cache)) as db, db:
+            db.execute("UPDATE html SET html = substr(html, 1, 30)")
         folder = site / "content" / "posts"
         (folder / "billet-001.md").write_text((folder / "billet-001.md").read_text().replace("Suite", "Fin"))
-    else:
-        posts = cache / "posts.json"
-        posts.write_text(posts.read_text(encoding="utf-8").replace('"tags": [', '"tags": 3, "x": ['))
-    outcome = run("build")
+    elif damage == "wrong-types":
+        with closing(sqlite3.connect(cache)) as db, db:
+            form, (fingerprint, entries) = cache_blob(db, "posts")
+            for entry in entries:
+                entry["tags"] = 3
+            changed = marshal.dumps((form, (fingerprint, entries)))
+            db.execute("UPDATE blobs SET data = ? WHERE name = 'posts'", (changed,))
+            db.execute("DELETE FROM blobs WHERE name = 'build'")
+    else:  # another build holds it: this one waits a moment, then goes on without it
+        holder = sqlite3.connect(cache, timeout=0)
+        holder.execute("BEGIN EXCLUSIVE")
+    try:
+        outcome = run("build")
+    finally:
+        if holder is not None:
+            holder.rollback()
+            holder.close()
     assert outcome.exit_code == 0, outcome.stderr
     assert tree(site / "public") == clean_build(site, run, tmp_path)
     assert run("build").exit_code == 0  # and the rebuilt cache serves the next build
+
+
+def test_nothing_changed_stops_before_loading_a_template_or_a_parser(site, run, monkeypatch):
+    import sys
+
+    for name in ("jinja2", "newsletter.site", "newsletter.content", "newsletter.commonmark"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    outcome = run("build")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "Built 50 posts" in outcome.stdout
+    loaded = {"jinja2", "newsletter.site", "newsletter.content", "newsletter.commonmark"} & set(sys.modules)
+    assert loaded == set(), loaded
+
+
+def test_a_removed_or_edited_page_is_written_again(site, run, tmp_path):
+    public = site / "public"
+    (public / "billet-003" / "index.html").unlink()
+    (public / "index.html").write_text("abîmé", encoding="utf-8")
+    assert run("build").exit_code == 0
+    assert tree(public) == clean_build(site, run, tmp_path)
+
+
+def test_a_post_whose_time_comes_is_published_by_the_next_build(site, run, tmp_path):
+    write_post(site / "content" / "posts", "plus-tard", date='"2026-11-27T08:00:00+01:00"',
+               id='"urn:uuid:00000000-0000-4000-8000-777777777777"')  # fmt: skip
+    assert run("build").exit_code == 0
+    assert not (site / "public" / "plus-tard").exists()
+    assert run("build").exit_code == 0  # nothing changed: stopped at once
+    later = FIXED_NOW + timedelta(days=1)
+    outcome = run("build", now=later)
+    assert outcome.exit_code == 0 and "Built 51 posts" in outcome.stdout
+    assert (site / "public" / "plus-tard" / "index.html").is_file()
+
+
+def test_an_edit_seen_by_status_is_still_built(site, run):
+    """`status` re-reads an edited post into the cache; the build must not take it for built."""
+    folder = site / "content" / "posts"
+    (folder / "billet-002.md").write_text((folder / "billet-002.md").read_text().replace("Suite", "Vu par status"))
+    assert run("status").exit_code == 0
+    assert run("build").exit_code == 0
+    assert "Vu par status" in (site / "public" / "billet-002" / "index.html").read_text(encoding="utf-8")
+
+
+def test_a_touched_post_is_hashed_not_parsed(site, run, monkeypatch):
+    path = site / "content" / "posts" / "billet-005.md"
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    parsed = forbid_parsing(monkeypatch)
+    before = identities(site / "public")
+    assert run("build").exit_code == 0
+    assert parsed == [] and identities(site / "public") == before
 
 
 def test_status_reads_the_cache_and_sees_edits(site, run, monkeypatch):

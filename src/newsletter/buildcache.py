@@ -1,40 +1,47 @@
 """The build cache: parsed posts and the keys of generated pages, kept between builds.
 
-It lives in ``.newsletter-cache/`` at the project root (ignored by git) and holds
+It is one SQLite file, ``.newsletter-cache/cache.sqlite3`` at the project root (ignored by
+git), holding
 
-* ``posts.json``: per post source, the key of its inputs and its metadata (everything
-  but the HTML), and ``html/<key>.html``, the sanitized HTML;
-* ``pages.json``: per generated page, the key of the inputs it was rendered from.
+* the post index (one marshal blob): per post source, its file's size, times and inode, the
+  key of its inputs and its metadata (everything but the HTML); and the sanitized HTML of
+  each post, by key;
+* per generated page, the key of the inputs it was rendered from;
+* what the last build read and wrote, so that a build with nothing changed stops at once.
 
 A post's key hashes the file's bytes, its path, the parsing code and the config that
 shapes a post (site URL, author, time zone), so an unchanged post is neither parsed
-nor rendered, and changing any of those re-parses exactly the posts it affects.
+nor rendered, and changing any of those re-parses exactly the posts it affects.  A file
+whose size, modification and change times and inode are those recorded is not even read
+(as git's index does): any write, copy or rename changes its change time.
 Everything here is regenerable: a missing, corrupt, foreign or half-written cache is
 ignored and rebuilt, never an error, and nothing is fsynced.
 
 This module imports no parser: with a warm cache, ``newsletter status`` reads posts
-without loading cmark, nh3 or PyYAML.
+without loading cmark, nh3 or PyYAML, and a build with nothing changed loads no template.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
+import marshal
 import os
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+import sqlite3
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from . import __version__
 from .config import Config
 from .errors import NewsletterError, PostError
+from .files import MANIFEST
 from .post import Post, PostMeta, check_unique
 
 CACHE_DIR = ".newsletter-cache"
-FORMAT = "newsletter-build-cache/1"
+CACHE_FILE = "cache.sqlite3"
+FORMAT = "newsletter-build-cache/2"
 # The modules whose code decides what a post parses to: a change to any of them re-parses all.
 PARSING_MODULES = ("content.py", "commonmark.py", "post.py", "plaintext.py", "textutil.py")
 # ...and the libraries: a new Markdown parser, sanitizer, highlighter or YAML parser may write other HTML.
@@ -74,14 +81,135 @@ def parsing_fingerprint(config: Config) -> str:
                   str(config.content_dir))  # fmt: skip
 
 
+class CacheStore:
+    """The cache's SQLite file: named blobs (marshal) and the posts' HTML by key.
+
+    Any problem with the file (missing, garbage, locked, read-only) makes it an empty cache
+    that keeps nothing: the build goes on, only slower next time.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.path = cache_dir(config) / CACHE_FILE
+        self._db: sqlite3.Connection | None = None
+        self.broken = False
+
+    def _connection(self, *, create: bool) -> sqlite3.Connection | None:
+        if self._db is not None or self.broken:
+            return self._db
+        if not create and not self.path.is_file():
+            return None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=OFF")  # regenerable: a torn write is a damaged cache, ignored
+                db.execute("CREATE TABLE IF NOT EXISTS blobs (name TEXT PRIMARY KEY, data BLOB NOT NULL)")
+                db.execute("CREATE TABLE IF NOT EXISTS html (key TEXT PRIMARY KEY, html BLOB NOT NULL)")
+            except sqlite3.DatabaseError:
+                db.close()
+                self.path.unlink(missing_ok=True)  # not a database (or not ours): started again
+                db = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+                db.execute("CREATE TABLE blobs (name TEXT PRIMARY KEY, data BLOB NOT NULL)")
+                db.execute("CREATE TABLE html (key TEXT PRIMARY KEY, html BLOB NOT NULL)")
+        except (OSError, sqlite3.Error):
+            self.broken = True
+            return None
+        self._db = db
+        return db
+
+    def load(self, name: str) -> Any:
+        """The blob ``name`` as it was saved, or None (absent, unreadable, or of another format)."""
+        db = self._connection(create=False)
+        if db is None:
+            return None
+        try:
+            row = db.execute("SELECT data FROM blobs WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return None
+            stored = marshal.loads(row[0])
+        except (sqlite3.Error, ValueError, EOFError, TypeError):
+            return None
+        if not isinstance(stored, tuple) or len(stored) != 2 or stored[0] != FORMAT:
+            return None
+        return stored[1]
+
+    def put_html(self, key: str, html: bytes) -> None:
+        """Store a post's HTML, in the transaction that :meth:`save` commits (or :meth:`rollback` drops)."""
+        db = self._connection(create=True)
+        if db is None:
+            return
+        try:
+            if not db.in_transaction:
+                db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT OR REPLACE INTO html (key, html) VALUES (?, ?)", (key, html))
+        except sqlite3.Error:
+            self.rollback()
+            self.broken = True
+
+    def save(self, name: str, value: Any) -> None:
+        """Save ``value`` as blob ``name``, and commit what :meth:`put_html` stored with it."""
+        db = self._connection(create=True)
+        if db is None:
+            return
+        try:
+            if not db.in_transaction:
+                db.execute("BEGIN IMMEDIATE")
+            data = marshal.dumps((FORMAT, value))
+            db.execute("INSERT OR REPLACE INTO blobs (name, data) VALUES (?, ?)", (name, data))
+            db.execute("COMMIT")
+        except (sqlite3.Error, ValueError, OverflowError):
+            self.rollback()
+
+    def rollback(self) -> None:
+        """Drop what was stored since the last save (a failed build leaves the cache as it was)."""
+        if self._db is not None and self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    def html(self, key: str) -> bytes | None:
+        db = self._connection(create=False)
+        if db is None:
+            return None
+        try:
+            row = db.execute("SELECT html FROM html WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error:
+            return None
+        return row[0] if row is not None and isinstance(row[0], bytes) else None
+
+    def keep_only_html(self, keys: set[str]) -> None:
+        """Remove the HTML of posts no longer in the index."""
+        db = self._connection(create=False)
+        if db is None:
+            return
+        try:
+            stale = [(k,) for (k,) in db.execute("SELECT key FROM html") if k not in keys]
+            if stale:
+                with db:
+                    db.executemany("DELETE FROM html WHERE key = ?", stale)
+        except sqlite3.Error:
+            pass
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
 class PostCache:
     """Posts read through the cache: ``read()`` then ``html(post)`` for the HTML of one."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.folder = cache_dir(config)
+        self.store = CacheStore(config)
         self.fingerprint = parsing_fingerprint(config)
         self.parsed = 0  # how many posts the last read() had to parse
+        self._entries: list[dict[str, Any]] = []  # the index as the last read() left it
+        self._inputs: str | None = None  # what, besides the posts, the site is built from
+        self._outputs: dict[str, list[int]] | None = None  # what the last build wrote (unchanged_build)
 
     def read(self) -> list[Post]:
         """Every post of ``content/`` (metadata only), newest first, as ``content.read_posts`` orders them.
@@ -89,57 +217,60 @@ class PostCache:
         Errors are the parser's own (:class:`PostError`), raised for the first bad post.
         """
         folder = self.config.content_dir
-        if not folder.is_dir():
-            raise PostError(
-                "content folder not found", where=str(folder), hint="create it or set paths.content in newsletter.toml"
-            )
-        sources = sorted([*folder.glob("*.md"), *folder.glob("*/index.md")])
+        sources = _sources(folder)
         known = self._load_index()
         entries: list[dict[str, Any] | None] = []
         posts: list[PostMeta | None] = []
         keys: list[str] = []
+        stats: list[list[int]] = []
         prefix = len(str(folder)) + 1
         for path in sources:
             relative = str(path)[prefix:]  # glob's paths all start with the folder's (on POSIX)
-            key = self._key(path, relative)
-            keys.append(key)
             entry = known.get(relative)
+            signature = _signature(path)  # before the file is read: an edit in between is seen next time
+            if entry is not None and signature and entry.get("stat") == signature and isinstance(entry.get("key"), str):
+                key = entry["key"]
+            else:
+                key = self._key(path, relative)
+            keys.append(key)
+            stats.append(signature)
             post = None
-            # (A cached HTML file that went missing is noticed when it is read: html() parses again.)
+            # (HTML missing from the cache is noticed when it is read: html() parses again.)
             if key and entry is not None and entry.get("key") == key:
                 post = _meta(folder, entry)
-            entries.append(entry if post else None)
+            entries.append(dict(entry, stat=signature) if post and entry is not None else None)
             posts.append(post)
         misses = [i for i, post in enumerate(posts) if post is None]
         self.parsed = len(misses)
-        existed = self.folder.is_dir(), (self.folder / "html").is_dir()
-        written: list[Path] = []
         try:
             for index, parsed in zip(misses, self._parse([sources[i] for i in misses]), strict=True):
-                new_file = self._write_html(keys[index], parsed.html)
-                if new_file is not None:
-                    written.append(new_file)
-                entries[index] = _entry(keys[index], str(sources[index])[prefix:], parsed)
+                self.store.put_html(keys[index], parsed.html.encode("utf-8"))
+                entries[index] = _entry(keys[index], str(sources[index])[prefix:], parsed, stats[index])
                 posts[index] = _meta(folder, entries[index])
             found = [post for post in posts if post is not None]
             check_unique(found)
         except BaseException:
-            self._undo(written, existed)  # a failed build leaves nothing behind, the cache included
+            self.store.rollback()  # a failed build leaves the cache as it was
             raise
-        if misses or len(known) != len(sources):
-            self._save_index({e["path"]: e for e in entries if e is not None})
+        self._entries = [e for e in entries if e is not None]
+        if misses or len(known) != len(sources) or any(e.get("stat") != k.get("stat") for e, k in self._changed(known)):
+            self._save_index(self._entries)
         return sorted(found, key=lambda p: p.date, reverse=True)
+
+    def _changed(self, known: dict[str, dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        for entry in self._entries:
+            yield entry, known.get(entry["path"], {})
 
     def html(self, post: Post) -> str:
         """The sanitized HTML of ``post`` (parsed again if its cached copy went missing)."""
         if not isinstance(post, PostMeta) or not post.cache_key:
             return post.html
-        try:
-            data = self._html_path(post.cache_key).read_bytes()
-            if hashlib.sha256(data).hexdigest() == post.html_hash:
+        data = self.store.html(post.cache_key)
+        if data is not None and hashlib.sha256(data).hexdigest() == post.html_hash:
+            try:
                 return data.decode("utf-8")
-        except (OSError, UnicodeDecodeError):
-            pass
+            except UnicodeDecodeError:
+                pass
         from .content import read_post  # the cached copy is gone or damaged: parse the post again
 
         return read_post(post.source, self.config).html
@@ -147,6 +278,71 @@ class PostCache:
     def full(self, post: Post) -> Post:
         """``post`` with its HTML, as the parser made it."""
         return dataclasses.replace(post, html=self.html(post)) if isinstance(post, PostMeta) else post
+
+    def unchanged_build(self, now: datetime) -> tuple[int, int] | None:
+        """``(posts, files)`` of the last build when nothing it read has changed since and its
+        output is as it left it, so that this build has nothing to do; otherwise None.
+
+        What it read: every post file (by its recorded size, times and inode), the posts
+        published at ``now``, the templates, the static and bundle files, the config and the
+        code.  Neither a post nor a template is opened, and no parser or template engine loaded.
+        """
+        record = self.store.load("build")
+        if not isinstance(record, tuple) or len(record) != 4 or not isinstance(record[3], dict):
+            return None
+        key, posts, files, outputs = record
+        self._outputs = outputs
+        known = self._load_index()
+        try:
+            sources = _sources(self.config.content_dir)
+        except PostError:
+            return None
+        if not known or len(sources) != len(known):
+            return None
+        prefix = len(str(self.config.content_dir)) + 1
+        entries = []
+        for path in sources:
+            entry = known.get(str(path)[prefix:])
+            if entry is None or entry.get("stat") != _signature(path):
+                return None
+            entries.append(entry)
+        try:
+            entries.sort(key=lambda e: e["when"], reverse=True)  # as read() sorts the posts (stable)
+            when = now.timestamp()
+            keys = [e["key"] for e in entries if not e["draft"] and e["when"] <= when]
+        except (KeyError, TypeError):
+            return None
+        if self._build_key(keys, entries) != key:
+            return None
+        public = str(self.config.public_dir)
+        if any(_output_signature(os.path.join(public, name)) != stat for name, stat in outputs.items()):
+            return None
+        return posts, files
+
+    def output_intact(self, relative: str) -> bool:
+        """Whether ``relative`` in ``public/`` is as the last build left it (as far as known)."""
+        if self._outputs is None:
+            return True  # no record: the page keys alone decide
+        wanted = self._outputs.get(relative)
+        return wanted is not None and _output_signature(os.path.join(self.config.public_dir, relative)) == wanted
+
+    def record_build(self, posts: Sequence[Post], names: Sequence[str]) -> None:
+        """Remember what a successful build of ``posts`` read and wrote, for :meth:`unchanged_build`."""
+        public = str(self.config.public_dir)
+        outputs = {name: _output_signature(os.path.join(public, name)) for name in [*names, MANIFEST]}
+        key = self._build_key(keys_of(posts), self._entries)
+        self.store.save("build", (key, len(posts), len(names), outputs))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _build_key(self, keys: list[str], entries: list[dict[str, Any]]) -> str:
+        if self._inputs is None:  # once, before the build reads anything: an edit during it is seen next time
+            self._inputs = _site_inputs(self.config)
+        bundles = sorted(e["path"] for e in entries if e.get("bundle"))
+        folder = self.config.content_dir
+        files = [repr(_tree_signature(folder / Path(path).parent)) for path in bundles]
+        return digest(self._inputs, *bundles, *files, "\0", *keys)
 
     # -- inside -------------------------------------------------------------------------------
 
@@ -157,9 +353,6 @@ class PostCache:
         except OSError:
             return ""  # the parser names the problem
         return digest(self.fingerprint, relative, data)
-
-    def _html_path(self, key: str) -> Path:
-        return self.folder / "html" / f"{key}.html"
 
     def _parse(self, paths: list[Path]) -> Iterator[Post]:
         """Parse ``paths``, yielding posts in order as they come, so that only a few are in memory;
@@ -188,45 +381,17 @@ class PostCache:
                 pool.shutdown(cancel_futures=True)  # after an error, the rest is not parsed for nothing
 
     def _load_index(self) -> dict[str, dict[str, Any]]:
-        try:
-            document = json.loads((self.folder / "posts.json").read_text(encoding="utf-8"))
-            if document.get("format") != FORMAT or document.get("fingerprint") != self.fingerprint:
-                return {}
-            posts = document["posts"]
-            return {e["path"]: e for e in posts if isinstance(e, dict) and isinstance(e.get("path"), str)}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return {}  # no cache, or not one of ours: rebuilt
+        stored = self.store.load("posts")
+        if not isinstance(stored, tuple) or len(stored) != 2 or stored[0] != self.fingerprint:
+            return {}  # no cache, or one made by other code or settings: rebuilt
+        entries = stored[1]
+        if not isinstance(entries, list):
+            return {}
+        return {e["path"]: e for e in entries if isinstance(e, dict) and isinstance(e.get("path"), str)}
 
-    def _save_index(self, entries: dict[str, dict[str, Any]]) -> None:
-        document = {"format": FORMAT, "fingerprint": self.fingerprint, "posts": list(entries.values())}
-        # Streamed to the file: the whole index as one string would be the build's peak of memory.
-        _write_quietly(self.folder / "posts.json", lambda handle: json.dump(document, handle, ensure_ascii=False))
-        wanted = {f"{e['key']}.html" for e in entries.values()}
-        try:
-            for stale in (self.folder / "html").iterdir():
-                if stale.name not in wanted:
-                    stale.unlink(missing_ok=True)
-        except OSError:
-            pass
-
-    def _write_html(self, key: str, html: str) -> Path | None:
-        """Store the HTML under its key; returns the file when it is new."""
-        path = self._html_path(key)
-        if path.is_file():  # the same post parsed before: the same HTML (checked by hash when read)
-            return None
-        _write_quietly(path, html.encode("utf-8"))
-        return path
-
-    def _undo(self, written: list[Path], existed: tuple[bool, bool]) -> None:
-        for path in written:
-            path.unlink(missing_ok=True)
-        for folder, was_there in ((self.folder / "html", existed[1]), (self.folder, existed[0])):
-            if not was_there:
-                try:
-                    folder.rmdir()
-                except OSError:
-                    pass
-
+    def _save_index(self, entries: list[dict[str, Any]]) -> None:
+        self.store.save("posts", (self.fingerprint, entries))
+        self.store.keep_only_html({e["key"] for e in entries})
 
 def _parse_quietly(path: Path, config: Config) -> Post | None:
     """A worker's parse: ``None`` for a bad post (its error is raised again in the parent)."""
@@ -238,9 +403,10 @@ def _parse_quietly(path: Path, config: Config) -> Post | None:
         return None
 
 
-def _entry(key: str, relative: str, post: Post) -> dict[str, Any]:
+def _entry(key: str, relative: str, post: Post, signature: list[int]) -> dict[str, Any]:
     return {
         "path": relative,
+        "stat": signature,
         "key": key,
         "content_hash": post.content_hash,
         "html_hash": hashlib.sha256(post.html.encode("utf-8")).hexdigest(),
@@ -256,7 +422,64 @@ def _entry(key: str, relative: str, post: Post) -> dict[str, Any]:
         "url": post.url,
         "draft": post.draft,
         "bundle": post.bundle is not None,
+        "when": post.date.timestamp(),  # to tell what is published without making dates (unchanged_build)
     }
+
+
+# What, besides the posts, shapes the site: the code that renders and writes it, the libraries
+# it renders with, and (in _site_inputs) the config, the templates and the static files.
+SITE_MODULES = ("site.py", "feed.py", "templates.py", "files.py", "i18n.py")
+SITE_LIBRARIES = ("Jinja2", "MarkupSafe", "feedgen", "lxml")
+
+
+def _site_inputs(config: Config) -> str:
+    from importlib import metadata
+
+    package = Path(__file__).resolve().parent
+    code = [(package / name).read_bytes() for name in SITE_MODULES]
+    for library in SITE_LIBRARIES:
+        try:
+            code.append(f"{library} {metadata.version(library)}".encode())
+        except metadata.PackageNotFoundError:
+            code.append(library.encode())
+    folders = [config.templates_dir, package / "templates", package / "locales", config.static_dir]
+    trees = [repr(_tree_signature(folder)) if folder is not None else "" for folder in folders]
+    return digest(parsing_fingerprint(config), *code, repr(config), *trees)
+
+
+def _tree_signature(folder: Path) -> list[tuple[str, list[int]]]:
+    """Every file under ``folder`` with its :func:`_signature` (a folder that is not there: none)."""
+    found = []
+    for root, _folders, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            found.append((path, _signature(Path(path))))
+    return sorted(found)
+
+
+def _output_signature(path: str) -> list[int]:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return []
+    return [info.st_size, info.st_mtime_ns, info.st_ino]
+
+
+def _sources(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise PostError(
+            "content folder not found", where=str(folder), hint="create it or set paths.content in newsletter.toml"
+        )
+    return sorted([*folder.glob("*.md"), *folder.glob("*/index.md")])
+
+
+def _signature(path: Path) -> list[int]:
+    """What changes whenever a file's bytes may have: size, modification and change times, inode."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return []
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
 
 
 def _meta(folder: Path, entry: dict[str, Any]) -> PostMeta | None:
@@ -296,17 +519,12 @@ def _checked_meta(folder: Path, entry: dict[str, Any]) -> PostMeta:
 
 
 class PageKeys:
-    """The key each generated page was last written from (``pages.json``), to skip unchanged ones."""
+    """The key each generated page was last written from, to skip unchanged ones."""
 
-    def __init__(self, config: Config) -> None:
-        self.path = cache_dir(config) / "pages.json"
-        self.old: dict[str, str] = {}
-        try:
-            document = json.loads(self.path.read_text(encoding="utf-8"))
-            if document.get("format") == FORMAT and isinstance(document.get("pages"), dict):
-                self.old = {k: v for k, v in document["pages"].items() if isinstance(v, str)}
-        except (OSError, ValueError, AttributeError):
-            pass
+    def __init__(self, store: CacheStore) -> None:
+        self.store = store
+        stored = store.load("pages")
+        self.old: dict[str, str] = stored if isinstance(stored, dict) else {}
         self.new: dict[str, str] = {}
 
     def unchanged(self, relative: str, key: str) -> bool:
@@ -319,29 +537,7 @@ class PageKeys:
 
     def save(self) -> None:
         if self.new != self.old:
-            document = {"format": FORMAT, "pages": self.new}
-            _write_quietly(self.path, json.dumps(document, sort_keys=True).encode("utf-8"))
-
-
-def _write_quietly(path: Path, data: bytes | Callable[[TextIO], object]) -> None:
-    """Write a cache file (bytes, or what a function writes to it as UTF-8 text) through a rename;
-    a failure only costs the next build some time."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            if callable(data):
-                with os.fdopen(fd, "w", encoding="utf-8") as text:
-                    data(text)
-            else:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-    except OSError:
-        pass
+            self.store.save("pages", self.new)
 
 
 def keys_of(posts: Sequence[Post]) -> list[str]:

@@ -51,15 +51,23 @@ def build(project: Newsletter, *, ping: bool = False) -> BuildReport:
     With ``ping`` and ``[feed] websub_hub`` set, the hub is told which feeds changed.
     """
     from .buildcache import PostCache
-    from .site import build_site
-    from .websub import changed_topics, topic_digests
 
     # Posts come through the build cache: metadata only, parsed again only when changed.
     cache = PostCache(project.config)
     now = project.clock()
-    posts = [post for post in cache.read() if post.is_published(now)]
-    before = topic_digests(project.config.public_dir)
-    result = build_site(project.config, posts, project.environment(), cache)
+    try:
+        last = cache.unchanged_build(now)
+        if last is not None:  # nothing changed since the last build: nothing to render or ping
+            return BuildReport(last[0], last[1], project.config.public_dir, (), (), ())
+        from .site import build_site
+        from .websub import changed_topics, topic_digests
+
+        posts = [post for post in cache.read() if post.is_published(now)]
+        before = topic_digests(project.config.public_dir)
+        result = build_site(project.config, posts, project.environment(), cache)
+        cache.record_build(now, len(posts), result.names)
+    finally:
+        cache.close()
     changed = tuple(changed_topics(before, result.files))
     pinged: tuple[str, ...] = ()
     if ping and project.config.feed.websub_hub:

@@ -87,7 +87,8 @@ class _Published(_Output):
         self.tree.add(relative, data)
 
     def unchanged(self, relative: str, *key: str) -> bool:
-        return self.pages.unchanged(relative, digest(*key)) and self.tree.keep(relative)
+        unchanged = self.pages.unchanged(relative, digest(*key))
+        return unchanged and self.cache.output_intact(relative) and self.tree.keep(relative)
 
     def full(self, post: Post) -> Post:
         return self.cache.full(post)
@@ -264,8 +265,9 @@ def build_site(
     With ``cache`` (posts read through it), pages whose inputs did not change are not rendered.
     """
     tree = StagedTree(config.public_dir)
-    pages = PageKeys(config)
-    out = _Published(tree, cache or PostCache(config), pages)
+    cache = cache or PostCache(config)
+    pages = PageKeys(cache.store)
+    out = _Published(tree, cache, pages)
     try:
         _generate(config, posts, env, out)
     except BaseException:

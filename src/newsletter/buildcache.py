@@ -44,8 +44,9 @@ CACHE_FILE = "cache.sqlite3"
 FORMAT = "newsletter-build-cache/2"
 # The modules whose code decides what a post parses to: a change to any of them re-parses all.
 PARSING_MODULES = ("content.py", "commonmark.py", "post.py", "plaintext.py", "textutil.py")
-# ...and the libraries: a new Markdown parser, sanitizer, highlighter or YAML parser may write other HTML.
-PARSING_LIBRARIES = ("cmarkgfm", "nh3", "Pygments", "PyYAML")
+# ...and the libraries (by import name): a new Markdown parser, sanitizer, highlighter or YAML
+# parser may write other HTML.
+PARSING_LIBRARIES = ("cmarkgfm", "nh3", "pygments", "yaml")
 # Below this many posts to parse, starting worker processes costs more than it saves.
 PARALLEL_MIN = 64
 MAX_POST_BYTES = 2_000_000  # content.MAX_POST_BYTES: a bigger file is left to the parser to refuse
@@ -65,17 +66,25 @@ def digest(*parts: str | bytes) -> str:
     return hasher.hexdigest()
 
 
+def library_signature(name: str) -> str:
+    """The installed copy of library ``name``, without importing it (nor importlib.metadata, which
+    costs more than a whole unchanged build): its module file's size, times and inode, which any
+    upgrade or reinstall changes."""
+    from importlib.util import find_spec
+
+    try:
+        spec = find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    origin = spec.origin if spec is not None and spec.origin else ""
+    return f"{name} {origin} {_signature(origin) if origin else ''}"
+
+
 def parsing_fingerprint(config: Config) -> str:
     """What, besides the file, shapes a parsed post: our code and the settings a post reads."""
-    from importlib import metadata  # reads the installed versions, imports none of the libraries
-
     package = Path(__file__).resolve().parent
     code = [(package / name).read_bytes() for name in PARSING_MODULES]
-    for library in PARSING_LIBRARIES:
-        try:
-            code.append(f"{library} {metadata.version(library)}".encode())
-        except metadata.PackageNotFoundError:
-            code.append(library.encode())
+    code += [library_signature(name).encode() for name in PARSING_LIBRARIES]
     site = config.site  # only what a post reads: its URL, default author, the zone named in hints
     return digest(FORMAT, __version__, *code, site.base_url, site.post_url("-"), site.author, str(site.timezone),
                   str(config.content_dir))  # fmt: skip
@@ -217,15 +226,14 @@ class PostCache:
         Errors are the parser's own (:class:`PostError`), raised for the first bad post.
         """
         folder = self.config.content_dir
-        sources = _sources(folder)
+        names = _sources(folder)
+        sources = [folder / name for name in names]
         known = self._load_index()
         entries: list[dict[str, Any] | None] = []
         posts: list[PostMeta | None] = []
         keys: list[str] = []
         stats: list[list[int]] = []
-        prefix = len(str(folder)) + 1
-        for path in sources:
-            relative = str(path)[prefix:]  # glob's paths all start with the folder's (on POSIX)
+        for relative, path in zip(names, sources, strict=True):
             entry = known.get(relative)
             signature = _signature(path)  # before the file is read: an edit in between is seen next time
             if entry is not None and signature and entry.get("stat") == signature and isinstance(entry.get("key"), str):
@@ -245,7 +253,7 @@ class PostCache:
         try:
             for index, parsed in zip(misses, self._parse([sources[i] for i in misses]), strict=True):
                 self.store.put_html(keys[index], parsed.html.encode("utf-8"))
-                entries[index] = _entry(keys[index], str(sources[index])[prefix:], parsed, stats[index])
+                entries[index] = _entry(keys[index], names[index], parsed, stats[index])
                 posts[index] = _meta(folder, entries[index])
             found = [post for post in posts if post is not None]
             check_unique(found)
@@ -288,35 +296,23 @@ class PostCache:
         code.  Neither a post nor a template is opened, and no parser or template engine loaded.
         """
         record = self.store.load("build")
-        if not isinstance(record, tuple) or len(record) != 4 or not isinstance(record[3], dict):
-            return None
-        key, posts, files, outputs = record
-        self._outputs = outputs
-        known = self._load_index()
         try:
-            sources = _sources(self.config.content_dir)
-        except PostError:
-            return None
-        if not known or len(sources) != len(known):
-            return None
-        prefix = len(str(self.config.content_dir)) + 1
-        entries = []
-        for path in sources:
-            entry = known.get(str(path)[prefix:])
-            if entry is None or entry.get("stat") != _signature(path):
+            key, posts, files, sources, outputs = record
+            self._outputs = {name: [size, mtime, inode] for name, size, mtime, inode in outputs}
+            folder = self.config.content_dir
+            if [source[0] for source in sources] != _sources(folder):
                 return None
-            entries.append(entry)
-        try:
-            entries.sort(key=lambda e: e["when"], reverse=True)  # as read() sorts the posts (stable)
-            when = now.timestamp()
-            keys = [e["key"] for e in entries if not e["draft"] and e["when"] <= when]
-        except (KeyError, TypeError):
-            return None
-        if self._build_key(keys, entries) != key:
-            return None
+            for relative, size, mtime, ctime, inode, *_ in sources:
+                if _signature(os.path.join(folder, relative)) != [size, mtime, ctime, inode]:
+                    return None
+            if self._build_key(sources, now) != key:
+                return None
+        except (TypeError, ValueError, PostError):
+            return None  # no record, or not one of ours
         public = str(self.config.public_dir)
-        if any(_output_signature(os.path.join(public, name)) != stat for name, stat in outputs.items()):
-            return None
+        for name, signature in self._outputs.items():
+            if _output_signature(os.path.join(public, name)) != signature:
+                return None
         return posts, files
 
     def output_intact(self, relative: str) -> bool:
@@ -326,23 +322,32 @@ class PostCache:
         wanted = self._outputs.get(relative)
         return wanted is not None and _output_signature(os.path.join(self.config.public_dir, relative)) == wanted
 
-    def record_build(self, posts: Sequence[Post], names: Sequence[str]) -> None:
-        """Remember what a successful build of ``posts`` read and wrote, for :meth:`unchanged_build`."""
+    def record_build(self, now: datetime, posts: int, names: Sequence[str]) -> None:
+        """Remember what a successful build (``posts`` published at ``now``) read and wrote."""
+        sources = [
+            (e["path"], *e["stat"], e["when"], e["draft"], e["key"], e["bundle"]) for e in self._entries if e["stat"]
+        ]
+        if len(sources) != len(self._entries):
+            return  # a file that could not be read: no shortcut
+        sources.sort(key=lambda source: source[0].split("/"))
         public = str(self.config.public_dir)
-        outputs = {name: _output_signature(os.path.join(public, name)) for name in [*names, MANIFEST]}
-        key = self._build_key(keys_of(posts), self._entries)
-        self.store.save("build", (key, len(posts), len(names), outputs))
+        outputs = [(name, *_output_signature(os.path.join(public, name))) for name in [*names, MANIFEST]]
+        self.store.save("build", (self._build_key(sources, now), posts, len(names), sources, outputs))
 
     def close(self) -> None:
         self.store.close()
 
-    def _build_key(self, keys: list[str], entries: list[dict[str, Any]]) -> str:
+    def _build_key(self, sources: Sequence[tuple[Any, ...]], now: datetime) -> str:
+        """The inputs of a build at ``now`` of the posts in ``sources`` (as :meth:`record_build` lists them)."""
         if self._inputs is None:  # once, before the build reads anything: an edit during it is seen next time
             self._inputs = _site_inputs(self.config)
-        bundles = sorted(e["path"] for e in entries if e.get("bundle"))
+        when = now.timestamp()
+        newest_first = sorted(sources, key=lambda source: source[5], reverse=True)  # as read() sorts (stable)
+        published = [source[7] for source in newest_first if not source[6] and source[5] <= when]
+        bundles = [source[0] for source in sources if source[8]]
         folder = self.config.content_dir
-        files = [repr(_tree_signature(folder / Path(path).parent)) for path in bundles]
-        return digest(self._inputs, *bundles, *files, "\0", *keys)
+        files = [repr(_tree_signature(folder / Path(relative).parent)) for relative in bundles]
+        return digest(self._inputs, *bundles, *files, "\0", *published)
 
     # -- inside -------------------------------------------------------------------------------
 
@@ -429,19 +434,13 @@ def _entry(key: str, relative: str, post: Post, signature: list[int]) -> dict[st
 # What, besides the posts, shapes the site: the code that renders and writes it, the libraries
 # it renders with, and (in _site_inputs) the config, the templates and the static files.
 SITE_MODULES = ("site.py", "feed.py", "templates.py", "files.py", "i18n.py")
-SITE_LIBRARIES = ("Jinja2", "MarkupSafe", "feedgen", "lxml")
+SITE_LIBRARIES = ("jinja2", "markupsafe", "feedgen", "lxml")
 
 
 def _site_inputs(config: Config) -> str:
-    from importlib import metadata
-
     package = Path(__file__).resolve().parent
     code = [(package / name).read_bytes() for name in SITE_MODULES]
-    for library in SITE_LIBRARIES:
-        try:
-            code.append(f"{library} {metadata.version(library)}".encode())
-        except metadata.PackageNotFoundError:
-            code.append(library.encode())
+    code += [library_signature(name).encode() for name in SITE_LIBRARIES]
     folders = [config.templates_dir, package / "templates", package / "locales", config.static_dir]
     trees = [repr(_tree_signature(folder)) if folder is not None else "" for folder in folders]
     return digest(parsing_fingerprint(config), *code, repr(config), *trees)
@@ -465,15 +464,28 @@ def _output_signature(path: str) -> list[int]:
     return [info.st_size, info.st_mtime_ns, info.st_ino]
 
 
-def _sources(folder: Path) -> list[Path]:
-    if not folder.is_dir():
+def _sources(folder: Path) -> list[str]:
+    """The posts' files, relative to ``folder`` (``x.md``, ``x/index.md``), in the order of the
+    sorted paths of ``folder.glob("*.md")`` and ``folder.glob("*/index.md")``, without making
+    10,000 Path objects."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
         raise PostError(
             "content folder not found", where=str(folder), hint="create it or set paths.content in newsletter.toml"
-        )
-    return sorted([*folder.glob("*.md"), *folder.glob("*/index.md")])
+        ) from None
+    found = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue  # glob's * leaves hidden names out
+        if entry.name.endswith(".md"):
+            found.append(entry.name)
+        if entry.is_dir() and os.path.lexists(os.path.join(entry.path, "index.md")):
+            found.append(f"{entry.name}/index.md")
+    return sorted(found, key=lambda relative: relative.split("/"))  # as paths sort: part by part
 
 
-def _signature(path: Path) -> list[int]:
+def _signature(path: Path | str) -> list[int]:
     """What changes whenever a file's bytes may have: size, modification and change times, inode."""
     try:
         info = os.stat(path)

@@ -36,7 +36,7 @@ from typing import Any
 from . import __version__
 from .config import Config
 from .errors import NewsletterError, PostError
-from .files import MANIFEST
+from .files import MANIFEST, published_mode
 from .post import Post, PostMeta, check_unique
 
 CACHE_DIR = ".newsletter-cache"
@@ -298,7 +298,7 @@ class PostCache:
         record = self.store.load("build")
         try:
             key, posts, files, sources, outputs = record
-            self._outputs = {name: [size, mtime, inode] for name, size, mtime, inode in outputs}
+            self._outputs = {name: list(signature) for name, *signature in outputs}
             folder = self.config.content_dir
             if [source[0] for source in sources] != _sources(folder):
                 return None
@@ -332,6 +332,8 @@ class PostCache:
         sources.sort(key=lambda source: source[0].split("/"))
         public = str(self.config.public_dir)
         outputs = [(name, *_output_signature(os.path.join(public, name))) for name in [*names, MANIFEST]]
+        if any(len(output) == 1 for output in outputs):
+            return  # a file gone already (removed by hand during the build): no shortcut
         self.store.save("build", (self._build_key(sources, now), posts, len(names), sources, outputs))
 
     def close(self) -> None:
@@ -443,7 +445,8 @@ def _site_inputs(config: Config) -> str:
     code += [library_signature(name).encode() for name in SITE_LIBRARIES]
     folders = [config.templates_dir, package / "templates", package / "locales", config.static_dir]
     trees = [repr(_tree_signature(folder)) if folder is not None else "" for folder in folders]
-    return digest(parsing_fingerprint(config), *code, repr(config), *trees)
+    # The umask, through the mode published files get: a new one makes the build correct their modes.
+    return digest(parsing_fingerprint(config), *code, repr(config), *trees, str(published_mode()))
 
 
 def _tree_signature(folder: Path) -> list[tuple[str, list[int]]]:
@@ -461,7 +464,7 @@ def _output_signature(path: str) -> list[int]:
         info = os.stat(path)
     except OSError:
         return []
-    return [info.st_size, info.st_mtime_ns, info.st_ino]
+    return [info.st_size, info.st_mtime_ns, info.st_ino, info.st_mode]
 
 
 def _sources(folder: Path) -> list[str]:

@@ -100,6 +100,7 @@ class CacheStore:
     def __init__(self, config: Config) -> None:
         self.path = cache_dir(config) / CACHE_FILE
         self._db: sqlite3.Connection | None = None
+        self._created = (False, False)  # whether this store made the file, and its folder
         self.broken = False
 
     def _connection(self, *, create: bool) -> sqlite3.Connection | None:
@@ -108,10 +109,10 @@ class CacheStore:
         if not create and not self.path.is_file():
             return None
         try:
+            self._created = not self.path.exists(), not self.path.parent.exists()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=5, isolation_level=None)
             try:
-                db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=OFF")  # regenerable: a torn write is a damaged cache, ignored
                 db.execute("CREATE TABLE IF NOT EXISTS blobs (name TEXT PRIMARY KEY, data BLOB NOT NULL)")
                 db.execute("CREATE TABLE IF NOT EXISTS html (key TEXT PRIMARY KEY, html BLOB NOT NULL)")
@@ -171,12 +172,23 @@ class CacheStore:
             self.rollback()
 
     def rollback(self) -> None:
-        """Drop what was stored since the last save (a failed build leaves the cache as it was)."""
+        """Drop what was stored since the last save (a failed build leaves the cache as it was,
+        or leaves none when there was none)."""
         if self._db is not None and self._db.in_transaction:
             try:
                 self._db.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+        made_file, made_folder = self._created
+        if made_file:
+            self.close()
+            self.path.unlink(missing_ok=True)
+            if made_folder:
+                try:
+                    self.path.parent.rmdir()
+                except OSError:
+                    pass
+            self._created = (False, False)
 
     def html(self, key: str) -> bytes | None:
         db = self._connection(create=False)

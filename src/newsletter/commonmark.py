@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import functools
 import re
-from html import unescape
+from html import escape, unescape
 from typing import Any
 
 import cffi
 from cmarkgfm import _cmark, cmark
-from markupsafe import escape
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
@@ -39,7 +38,7 @@ def highlight_code(code: str, language: str, attributes: Any = None) -> str:
     except ClassNotFound:
         lexer = None
     if lexer is None or len(code) > MAX_HIGHLIGHT_CHARS:
-        body = str(escape(code))
+        body = escape(code)  # the sanitizer writes the text again as it writes all text
     else:
         body = highlight(code, lexer, HtmlFormatter(nowrap=True))
     return f'<pre class="{CODE_CLASS}"><code>{body}</code></pre>\n'

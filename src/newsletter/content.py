@@ -15,14 +15,13 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from html import unescape
+from html import escape, unescape
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import nh3
 import yaml
-from markupsafe import escape
 
 from .commonmark import CODE_CLASS, TOKEN_CLASSES, commonmark_html
 from .config import Config, is_permanent_id
@@ -397,7 +396,7 @@ def _without_refused_urls(cleaned: str) -> str:
 
 def _image_text(match: re.Match[str]) -> str:
     alt = _ALT.search(match[1])
-    return str(escape(unescape(alt[1]))) if alt else ""
+    return escape(unescape(alt[1]), quote=False) if alt else ""  # as the sanitizer escapes text
 
 
 _CLEAN_TAG = re.compile(r'<(/?)([a-z0-9]+)(?:[^>"]|"[^"]*")*>')

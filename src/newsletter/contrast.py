@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 
 import cssselect
-import cssutils
-import lxml.html
-from lxml.cssselect import CSSSelector
+
+from .feed import css_selector, html_document
+from .render import css_parser, inline_style
 
 
 class UncheckedColour(ValueError):
@@ -39,7 +39,7 @@ class Rule:
 
 def _rules(css: str, mode: str) -> list[Rule]:
     """Style rules in effect on a wide screen in ``mode``: top level, plus dark-mode media blocks."""
-    parser = cssutils.CSSParser(validate=False, raiseExceptions=True, loglevel=100)
+    parser = css_parser(validate=False, raiseExceptions=True, loglevel=100)
     sheet = parser.parseString(css)
     rules: list[Rule] = []
 
@@ -109,7 +109,7 @@ class Cascade:
     def __init__(self, doc, rules: list[Rule], mode: str, dark_capable: bool) -> None:
         self.matches: dict = {}
         for rule in rules:
-            for element in CSSSelector(rule.selector)(doc):
+            for element in css_selector(rule.selector)(doc):
                 self.matches.setdefault(element, []).append(rule)
         self.text, self.canvas = CANVAS[mode if dark_capable else "light"]
 
@@ -120,7 +120,7 @@ class Cascade:
                 if prop in rule.declarations:
                     value, important = rule.declarations[prop]
                     candidates.append(((important, 0, rule.specificity, rule.order), value))
-        inline = cssutils.parseStyle(element.get("style") or "", validate=False)
+        inline = inline_style(element.get("style") or "")
         for prop in (name, "background") if name == "background-color" else (name,):
             if inline.getPropertyValue(prop):
                 important = inline.getPropertyPriority(prop) == "important"
@@ -188,7 +188,7 @@ def _texts(doc):
 
 def offending_pairs(html: str, name: str) -> list[str]:
     """One line per text whose colour pair falls below WCAG AA, in light or dark mode."""
-    doc = lxml.html.document_fromstring(html)
+    doc = html_document(html)
     css = "\n".join(style.text or "" for style in doc.iter("style"))
     scheme = " ".join(m.get("content", "") for m in doc.iter("meta") if m.get("name") == "color-scheme")
     dark_capable = "dark" in scheme or bool(re.search(r"color-scheme\s*:[^;}]*dark", css))
@@ -217,8 +217,8 @@ def offending_pairs(html: str, name: str) -> list[str]:
 def css_features(html: str) -> set[str]:
     """The CSS features a page uses, as :mod:`newsletter.css_support` names them: property names,
     ``display:VALUE``, and ``@media``, ``@media prefers-color-scheme``, ``@font-face``, ``@import``."""
-    doc = lxml.html.document_fromstring(html)
-    parser = cssutils.CSSParser(validate=False, loglevel=100)
+    doc = html_document(html)
+    parser = css_parser(validate=False, loglevel=100)
     features: set[str] = set()
 
     def declarations(style) -> None:

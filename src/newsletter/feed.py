@@ -25,6 +25,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from feedgen.feed import FeedGenerator
@@ -257,3 +258,17 @@ def json_feed(config: Config, posts: Sequence[Post], *, feed_url: str, title: st
 def build_feed(config: Config, posts: Sequence[Post]) -> bytes:
     """The subscription document alone (``feed.xml``)."""
     return feed_documents(config, posts)[FEED_FILE]
+
+
+def html_document(html: str) -> Any:
+    """An HTML page parsed with lxml (imported here only), for the checks that read the email."""
+    import lxml.html
+
+    return lxml.html.document_fromstring(html)
+
+
+def css_selector(selector: str) -> Any:
+    """A compiled CSS selector over documents from :func:`html_document`."""
+    from lxml.cssselect import CSSSelector
+
+    return CSSSelector(selector)

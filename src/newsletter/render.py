@@ -31,7 +31,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import cssutils
-import jinja2
 from premailer import Premailer
 
 from .config import Config
@@ -39,7 +38,7 @@ from .content import Post
 from .errors import ConfigError, IssueTooLarge, TemplateFailure
 from .images import sized_images
 from .plaintext import html_to_text
-from .templates import env_filename, labels, render, trusted_html
+from .templates import Environment, env_filename, labels, render, trusted_html
 from .textutil import check_header_value
 from .tokens import LONGEST_TOKEN_CHARS, unsubscribe_url
 
@@ -175,7 +174,7 @@ class Issue:
 
 
 def confirmation_message(
-    config: Config, env: jinja2.Environment, *, to: str, confirm_url: str, date: datetime, key: str
+    config: Config, env: Environment, *, to: str, confirm_url: str, date: datetime, key: str
 ) -> EmailMessage:
     """The double opt-in email: one link to a page with a confirm button (LAW-06)."""
     check_header_value(to, field="subscriber address")
@@ -289,7 +288,7 @@ class _CssErrorCollector(logging.Handler):
 def render_issue(
     config: Config,
     post: Post,
-    env: jinja2.Environment,
+    env: Environment,
     *,
     inliner: Premailer | None = None,
     subject_prefix: str = "",
@@ -405,7 +404,7 @@ class _FooterCheck:
     unsubscribe links the template puts there (not one fewer, not one more: a post cannot add
     one) and at least the template's postal addresses."""
 
-    def __init__(self, env: jinja2.Environment, post: Post, placeholder: str, postal_address: str) -> None:
+    def __init__(self, env: Environment, post: Post, placeholder: str, postal_address: str) -> None:
         self.env, self.post, self.placeholder = env, post, placeholder
         self.postal = " ".join(postal_address.split())
 
@@ -467,3 +466,13 @@ def _check_size(issue: Issue, unsubscribe_base: str) -> Issue:
         warning = f"the email HTML is {size / 1000:.1f} KB; Gmail clips above {MAX_HTML_BYTES // 1000} KB"
         return replace(issue, warnings=issue.warnings + (warning,))
     return issue
+
+
+def css_parser(**options: object) -> cssutils.CSSParser:
+    """A cssutils parser (cssutils, premailer's CSS parser, is imported here only)."""
+    return cssutils.CSSParser(**options)
+
+
+def inline_style(text: str) -> cssutils.css.CSSStyleDeclaration:
+    """The declarations of a ``style`` attribute, unvalidated."""
+    return cssutils.parseStyle(text, validate=False)

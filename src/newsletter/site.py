@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
-from jinja2 import meta
-
 from . import __version__
 from .buildcache import PageKeys, PostCache, digest, keys_of
 from .config import Config
@@ -37,7 +34,7 @@ from .feed import (
 )  # fmt: skip
 from .files import MANIFEST, StagedTree, publish_staged
 from .post import Post
-from .templates import labels, render, trusted_html
+from .templates import Environment, labels, render, template_digest, trusted_html
 
 
 @dataclass(frozen=True)
@@ -97,7 +94,7 @@ class _Published(_Output):
 TOPICS = ("feed.xml", "feed.json")
 
 
-def site_files(config: Config, posts: Sequence[Post], env: jinja2.Environment) -> dict[str, bytes | Path]:
+def site_files(config: Config, posts: Sequence[Post], env: Environment) -> dict[str, bytes | Path]:
     """Every file of the public site: rendered pages in memory, copied files as their source path.
 
     Nothing is written here, so a failure in any page leaves ``public/`` untouched.
@@ -107,7 +104,7 @@ def site_files(config: Config, posts: Sequence[Post], env: jinja2.Environment) -
     return out.files
 
 
-def _generate(config: Config, posts: Sequence[Post], env: jinja2.Environment, out: _Output) -> None:
+def _generate(config: Config, posts: Sequence[Post], env: Environment, out: _Output) -> None:
     """Render every file of the site into ``out``, one at a time, newest first.
 
     A page is skipped when ``out`` knows it was written from the same inputs: a post page
@@ -188,23 +185,6 @@ _CODE = digest(__version__, *(
 ))  # fmt: skip
 
 
-def template_digest(env: jinja2.Environment, name: str) -> str:
-    """A hash of template ``name`` and of every template it extends, includes or imports."""
-    seen: dict[str, str] = {}
-    pending = [name]
-    while pending:
-        current = pending.pop()
-        if current in seen:
-            continue
-        try:
-            source = env.loader.get_source(env, current)[0] if env.loader else ""
-            pending += [n for n in meta.find_referenced_templates(env.parse(source)) if isinstance(n, str)]
-        except jinja2.TemplateError:
-            source = ""  # a missing or broken template fails when rendered, with its own message
-        seen[current] = source
-    return digest(*(f"{n}\0{seen[n]}" for n in sorted(seen)))
-
-
 def tag_url(config: Config, tag: Tag) -> str:
     return f"{config.site.base_url}tags/{tag.slug}/"
 
@@ -256,7 +236,7 @@ def _files_under(folder: Path) -> Iterator[tuple[str, Path]]:
 
 
 def build_site(
-    config: Config, posts: Sequence[Post], env: jinja2.Environment, cache: PostCache | None = None
+    config: Config, posts: Sequence[Post], env: Environment, cache: PostCache | None = None
 ) -> SiteBuild:
     """Render the site into ``config.public_dir``, page by page, and remove the pages it no longer has.
 

@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 from markupsafe import Markup
 
+from .buildcache import digest
 from .errors import TemplateFailure
 from .i18n import Catalogue, catalogue
 
 Environment = jinja2.Environment  # the type other modules annotate with (jinja2 is imported here only)
 PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "templates"
+Environment = jinja2.Environment  # for type hints elsewhere: jinja2 is imported here only
 
 # The labels the default templates print come from newsletter/locales/LANG.toml (newsletter.i18n);
 # a project template may ignore them.
@@ -96,3 +99,20 @@ def labels(language: str) -> Catalogue:
 def trusted_html(sanitized: str) -> Markup:
     """Mark HTML that went through the sanitizer as safe for autoescaping templates."""
     return Markup(sanitized)
+
+
+def template_digest(env: Environment, name: str) -> str:
+    """A hash of template ``name`` and of every template it extends, includes or imports."""
+    seen: dict[str, str] = {}
+    pending = [name]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        try:
+            source = env.loader.get_source(env, current)[0] if env.loader else ""
+            pending += [n for n in jinja2.meta.find_referenced_templates(env.parse(source)) if isinstance(n, str)]
+        except jinja2.TemplateError:
+            source = ""  # a missing or broken template fails when rendered, with its own message
+        seen[current] = source
+    return digest(*(f"{n}\0{seen[n]}" for n in sorted(seen)))

@@ -327,12 +327,15 @@ class PostCache:
                 return None
         return posts, files
 
-    def output_intact(self, relative: str) -> bool:
-        """Whether ``relative`` in ``public/`` is as the last build left it (as far as known)."""
+    def output_intact(self, relative: str, mode: int) -> bool | None:
+        """Whether ``relative`` in ``public/`` is the very file the last build wrote, with ``mode``
+        (its size, mtime and inode as recorded); None when there is no record to tell."""
         if self._outputs is None:
-            return True  # no record: the page keys alone decide
+            return None
         wanted = self._outputs.get(relative)
-        return wanted is not None and _output_signature(os.path.join(self.config.public_dir, relative)) == wanted
+        if wanted is None or len(wanted) != 4 or wanted[3] & 0o7777 != mode:
+            return False
+        return _output_signature(os.path.join(self.config.public_dir, relative)) == wanted
 
     def record_build(self, now: datetime, posts: int, names: Sequence[str]) -> None:
         """Remember what a successful build (``posts`` published at ``now``) read and wrote."""

@@ -84,8 +84,13 @@ class _Published(_Output):
         self.tree.add(relative, data)
 
     def unchanged(self, relative: str, *key: str) -> bool:
-        unchanged = self.pages.unchanged(relative, digest(*key))
-        return unchanged and self.cache.output_intact(relative) and self.tree.keep(relative)
+        if not self.pages.unchanged(relative, digest(*key)):
+            return False
+        intact = self.cache.output_intact(relative, self.tree.mode)
+        if intact:  # the very file the last build wrote (same inode): kept without a look
+            self.tree.names.add(relative)
+            return True
+        return intact is None and self.tree.keep(relative)
 
     def full(self, post: Post) -> Post:
         return self.cache.full(post)

@@ -156,10 +156,16 @@ class StagedTree:
     def _directory(self, directory: Path) -> None:
         if directory in self._ready:
             return
-        directory.mkdir(parents=True, exist_ok=True)
-        # Temp files of a build killed mid-write are garbage: the real files were never touched.
-        for stale in directory.glob(".*.tmp"):  # before any of ours is staged there
-            stale.unlink(missing_ok=True)
+        try:
+            os.mkdir(directory)  # the usual case of a new page: a new folder, with nothing stale in it
+        except FileExistsError:
+            # Temp files of a build killed mid-write are garbage: the real files were never touched.
+            for stale in directory.glob(".*.tmp"):  # before any of ours is staged there
+                stale.unlink(missing_ok=True)
+        except FileNotFoundError:
+            directory.mkdir(parents=True, exist_ok=True)
+            for stale in directory.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
         self._ready.add(directory)
 
     def add(self, relative: str, data: bytes | Path) -> None:

@@ -1,4 +1,5 @@
-"""Posts: front matter, slugs, sanitizing, URLs and the one-line error contract (SEC-01/05/06, ATOM-16/21/31, INJ-01)."""
+"""Posts: front matter, slugs, sanitizing, URLs and the one-line error contract
+(SEC-01/05/06, ATOM-16/21/31, INJ-01)."""
 
 from __future__ import annotations
 
@@ -173,7 +174,8 @@ def test_duplicate_id_names_the_second_file(project, run, built, posts_dir, conf
     same = '"urn:uuid:11111111-2222-4333-8444-555555555555"'
     post(posts_dir, "a-un", id=same)
     second = post(posts_dir, "b-deux", id=same)
-    assert_fails_cleanly(project, run, built, str(second), "id 'urn:uuid:11111111-2222-4333-8444-555555555555' is already used by a-un.md")
+    message = "id 'urn:uuid:11111111-2222-4333-8444-555555555555' is already used by a-un.md"
+    assert_fails_cleanly(project, run, built, str(second), message)
     with pytest.raises(PostError) as caught:
         read_posts(config)
     assert caught.value.where == str(second)
@@ -187,7 +189,10 @@ BAD_FIELDS = {
     "blank-title": ({"title": '"   "'}, "'title' is empty"),
     "missing-date": ({"date": None}, "'date' is missing"),
     "unknown-field": ({"colour": "red"}, "unknown front matter field 'colour'"),
-    "impossible-date": ({"date": '"2013-02-30T10:00:00+01:00"'}, "'date' '2013-02-30T10:00:00+01:00' is not a valid date"),
+    "impossible-date": (
+        {"date": '"2013-02-30T10:00:00+01:00"'},
+        "'date' '2013-02-30T10:00:00+01:00' is not a valid date",
+    ),
     "fifty-years-ahead": ({"date": '"2076-05-01T10:00:00+02:00"'}, "more than five years ahead"),
     "updated-before-date": ({"updated": '"2024-04-01T10:00:00+02:00"'}, "'updated' is before 'date'"),
     "draft-string": ({"draft": '"yes"'}, "'draft' must be true or false"),
@@ -229,7 +234,9 @@ def test_date_without_time_zone_takes_the_site_zone_with_a_warning(project, run,
 
 
 def test_valid_fields_are_parsed(config, posts_dir):
-    path = post(posts_dir, "billet", updated='"2024-06-01T08:00:00Z"', tags="[un, deux]", author='"Camille"', draft="false")
+    path = post(
+        posts_dir, "billet", updated='"2024-06-01T08:00:00Z"', tags="[un, deux]", author='"Camille"', draft="false"
+    )
     result = read_post(path, config)
     assert result.updated.isoformat() == "2024-06-01T08:00:00+00:00" and result.date.utcoffset().total_seconds() == 7200
     assert result.tags == ("un", "deux") and result.author == "Camille" and result.draft is False
@@ -450,7 +457,8 @@ def test_the_yaml_loader_is_libyamls_when_pyyaml_has_it_and_pure_python_has_the_
         assert issubclass(_FastStringDatesLoader, yaml.CSafeLoader)
     assert issubclass(_StringDatesLoader, yaml.SafeLoader) and not issubclass(_StringDatesLoader, yaml.FullLoader)
     # libyaml refuses an escaped lone surrogate; PyYAML reads it (the XML filter strips it later)
-    assert load_front_matter('title: "A\\uD800B"\ndate: 2024-06-01', "p.md") == {"title": "A\ud800B", "date": "2024-06-01"}
+    expected = {"title": "A\ud800B", "date": "2024-06-01"}
+    assert load_front_matter('title: "A\\uD800B"\ndate: 2024-06-01', "p.md") == expected
 
 
 def test_front_matter_aliases_are_counted_and_ten_are_enough():

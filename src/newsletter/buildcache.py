@@ -265,8 +265,9 @@ class PostCache:
         try:
             for index, parsed in zip(misses, self._parse([sources[i] for i in misses]), strict=True):
                 self.store.put_html(keys[index], parsed.html.encode("utf-8"))
-                entries[index] = _entry(keys[index], names[index], parsed, stats[index])
-                posts[index] = _meta(folder, entries[index])
+                entry = _entry(keys[index], names[index], parsed, stats[index])
+                entries[index] = entry
+                posts[index] = _meta(folder, entry)
             found = [post for post in posts if post is not None]
             check_unique(found)
         except BaseException:

@@ -256,7 +256,7 @@ def _build_post(path: Path, meta: dict[str, Any], body: str, config: Config) -> 
     bundle = path.parent if path.name == "index.md" and path.parent != config.content_dir else None
     slug = field.slug(default=bundle.name if bundle else path.stem)
     post_id = field.post_id()
-    date = field.date("date", config, required=True)
+    date = field.required_date("date", config)
     updated = field.date("updated", config) or date
     if updated < date:
         raise PostError("field 'updated' is before 'date'", where=where, hint="updated must be on or after date")
@@ -531,10 +531,17 @@ class _FieldReader:
                 " — write the offset to silence this",
                 self.where, name, value, when.isoformat(),
             )  # fmt: skip
-        if when.utcoffset() % timedelta(minutes=1):
+        offset = when.utcoffset()
+        if offset is not None and offset % timedelta(minutes=1):
             raise self.fail(name, f"{value!r} has an offset with seconds (not RFC 3339)", "write the offset as +HH:MM")
         if when - datetime.now(when.tzinfo) > FAR_FUTURE:
             raise self.fail(name, f"{value!r} is more than five years ahead", "check the year")
+        return when
+
+    def required_date(self, name: str, config: Config) -> datetime:
+        when = self.date(name, config, required=True)
+        if when is None:  # date() raises for a missing required field: never reached
+            raise self.fail(name, "is missing", f"add '{name}: \"2013-03-18T09:12:00+01:00\"'")
         return when
 
     def tags(self) -> tuple[str, ...]:

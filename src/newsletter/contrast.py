@@ -137,8 +137,9 @@ class Cascade:
     def background(self, element) -> str:
         for node in [element, *element.iterancestors()]:
             value = self.declared(node, "background-color")
-            if value and _background(value):
-                return _background(value)
+            background = _background(value) if value else None
+            if background:
+                return background
         return self.canvas
 
     def font_px(self, element) -> float:

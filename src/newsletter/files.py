@@ -239,8 +239,8 @@ def read_manifest(folder: Path) -> set[str]:
 
 
 def _manifest_bytes(names: set[str]) -> bytes:
-    document = {"generator": "newsletter", "note": "files the last build wrote; the next one removes those it drops"}
-    document["files"] = sorted(names)
+    note = "files the last build wrote; the next one removes those it drops"
+    document: dict[str, object] = {"generator": "newsletter", "note": note, "files": sorted(names)}
     return (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
 
 

@@ -20,6 +20,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from typing import Any
 
 _BLOCKS = {"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "table", "tr", "hr", "dl", "dt", "dd", "figure"}
 CODE_INDENT = "    "
@@ -39,7 +40,7 @@ class PlainText:
 class _Walker(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.blocks: list[str] = []
+        self.blocks: list[tuple[Any, str]] = []  # (kind, text): kind is "block" or ("item", list serial)
         self.line: list[str] = []
         self.links: list[str] = []
         self.lists: list[list] = []  # each: [kind, next number, serial of the outermost list]

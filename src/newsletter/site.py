@@ -73,6 +73,7 @@ class _Published(_Output):
     def __init__(self, tree: StagedTree, cache: PostCache, pages: PageKeys) -> None:
         super().__init__()
         self.tree, self.cache, self.pages = tree, cache, pages
+        self.topics: dict[str, bytes] = {}  # the WebSub topics, compared after the build
 
     def __contains__(self, relative: str) -> bool:
         return relative in self.tree
@@ -80,7 +81,7 @@ class _Published(_Output):
     def add(self, relative: str, data: bytes | Path) -> None:
         is_topic = relative in TOPICS or (relative.startswith("tags/") and relative.endswith("/feed.xml"))
         if isinstance(data, bytes) and is_topic:
-            self.files[relative] = data  # the WebSub topics, compared after the build
+            self.topics[relative] = data
         self.tree.add(relative, data)
 
     def unchanged(self, relative: str, *key: str) -> bool:
@@ -153,8 +154,8 @@ def _generate(config: Config, posts: Sequence[Post], env: Environment, out: _Out
         if out.unchanged(path, settings, post_template, *keys_of([post])):
             continue
         post = out.full(post)
-        page = render(env, "site/post.html", post=post, content=trusted_html(post.html), canonical=post.url, **common)
-        out.add(path, page.encode("utf-8"))
+        html = render(env, "site/post.html", post=post, content=trusted_html(post.html), canonical=post.url, **common)
+        out.add(path, html.encode("utf-8"))
     tag_template = template_digest(env, "site/tag.html")
     for tag, tagged in tags.items():
         newest = tagged[: config.feed.entries]
@@ -263,4 +264,4 @@ def build_site(
     for relative in removed:
         pages.forget(relative)
     pages.save()
-    return SiteBuild(out.files, names, removed)
+    return SiteBuild(out.topics, names, removed)

@@ -20,7 +20,6 @@ from .i18n import Catalogue, catalogue
 
 Environment = jinja2.Environment  # the type other modules annotate with (jinja2 is imported here only)
 PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "templates"
-Environment = jinja2.Environment  # for type hints elsewhere: jinja2 is imported here only
 
 # The labels the default templates print come from newsletter/locales/LANG.toml (newsletter.i18n);
 # a project template may ignore them.

@@ -284,3 +284,14 @@ def test_a_large_import_shows_progress_on_a_terminal_and_none_with_quiet(project
     (project / "more.csv").write_text("email\n" + "".join(f"other{n}@example.org\n" for n in range(6_000)))
     quiet = _on_a_terminal(project, "--quiet", "subscribers", "import", "more.csv")
     assert "Importing [" not in quiet and "ETA" not in quiet
+
+
+def test_a_build_shows_progress_on_a_terminal_and_none_with_quiet(project):
+    """The posts parsed, then the post pages written: each phase ends at n/n on the terminal line."""
+    posts = len([p for p in (project / "content" / "posts").iterdir() if p.suffix == ".md" or p.is_dir()])
+    shown = _on_a_terminal(project, "build")
+    assert "Building [" in shown and f"{posts}/{posts}" in shown and "ETA" in shown
+    write_post(project / "content" / "posts", "encore", date='"2026-11-20T08:00:00+01:00"')
+    quiet = _on_a_terminal(project, "--quiet", "build")
+    assert "Building [" not in quiet and "ETA" not in quiet
+    assert (project / "public" / "encore" / "index.html").exists()

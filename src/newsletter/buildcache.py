@@ -28,7 +28,7 @@ import hashlib
 import marshal
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -232,10 +232,11 @@ class PostCache:
         self._inputs: str | None = None  # what, besides the posts, the site is built from
         self._outputs: dict[str, list[int]] | None = None  # what the last build wrote (unchanged_build)
 
-    def read(self) -> list[Post]:
+    def read(self, progress: Callable[[int, int], None] | None = None) -> list[Post]:
         """Every post of ``content/`` (metadata only), newest first, as ``content.read_posts`` orders them.
 
         Errors are the parser's own (:class:`PostError`), raised for the first bad post.
+        ``progress(done, total)`` hears each post parsed (those the cache knows cost nothing).
         """
         folder = self.config.content_dir
         names = _sources(folder)
@@ -263,7 +264,10 @@ class PostCache:
         misses = [i for i, post in enumerate(posts) if post is None]
         self.parsed = len(misses)
         try:
-            for index, parsed in zip(misses, self._parse([sources[i] for i in misses]), strict=True):
+            parsing = self._parse([sources[i] for i in misses])
+            for done, (index, parsed) in enumerate(zip(misses, parsing, strict=True), start=1):
+                if progress is not None:
+                    progress(done, len(misses))
                 self.store.put_html(keys[index], parsed.html.encode("utf-8"))
                 entry = _entry(keys[index], names[index], parsed, stats[index])
                 entries[index] = entry

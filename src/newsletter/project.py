@@ -165,10 +165,10 @@ class Newsletter:
 
     # -- publishing (newsletter.publishing) -------------------------------------------------
 
-    def build(self, *, ping: bool = False) -> BuildReport:
+    def build(self, *, ping: bool = False, progress: Progress | None = None) -> BuildReport:
         """Write the feeds and the web archive into ``public/`` (atomically: a failure changes
         nothing); with ``ping`` and ``[feed] websub_hub`` set, tell the hub which feeds changed."""
-        return publishing.build(self, ping=ping)
+        return publishing.build(self, ping=ping, progress=progress)
 
     def ping_hub(self, paths: Sequence[str] = ("feed.xml", "feed.json")) -> list[str]:
         """Tell the WebSub hub that the feeds at ``paths`` (site-relative) changed; returns their URLs."""

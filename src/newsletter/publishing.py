@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .check import IssueCheck
     from .content import Post
     from .preview import LivePreview, Screenshots
-    from .project import Newsletter
+    from .project import Newsletter, Progress
     from .send_session import PlannedSend
 
 
@@ -45,10 +45,11 @@ class PreviewReport:
     warnings: tuple[str, ...]
 
 
-def build(project: Newsletter, *, ping: bool = False) -> BuildReport:
+def build(project: Newsletter, *, ping: bool = False, progress: Progress | None = None) -> BuildReport:
     """Write the feeds and the web archive into ``public/`` (atomically: a failure changes nothing).
 
     With ``ping`` and ``[feed] websub_hub`` set, the hub is told which feeds changed.
+    ``progress(done, total)`` hears the posts parsed, then the post pages written.
     """
     from .buildcache import PostCache
 
@@ -62,9 +63,9 @@ def build(project: Newsletter, *, ping: bool = False) -> BuildReport:
         from .site import build_site
         from .websub import changed_topics, topic_digests
 
-        posts = [post for post in cache.read() if post.is_published(now)]
+        posts = [post for post in cache.read(progress) if post.is_published(now)]
         before = topic_digests(project.config.public_dir)
-        result = build_site(project.config, posts, project.environment(), cache)
+        result = build_site(project.config, posts, project.environment(), cache, progress)
         cache.record_build(now, len(posts), result.names)
     finally:
         cache.close()

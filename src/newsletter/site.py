@@ -13,7 +13,7 @@ of the shared ``content/static/`` folder are published at the root of the site.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,7 +110,13 @@ def site_files(config: Config, posts: Sequence[Post], env: Environment) -> dict[
     return out.files
 
 
-def _generate(config: Config, posts: Sequence[Post], env: Environment, out: _Output) -> None:
+def _generate(
+    config: Config,
+    posts: Sequence[Post],
+    env: Environment,
+    out: _Output,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
     """Render every file of the site into ``out``, one at a time, newest first.
 
     A page is skipped when ``out`` knows it was written from the same inputs: a post page
@@ -149,7 +155,9 @@ def _generate(config: Config, posts: Sequence[Post], env: Environment, out: _Out
             canonical=_page_url(config, number), **common,
         ).encode("utf-8"))  # fmt: skip
     post_template = template_digest(env, "site/post.html")
-    for post in posts:
+    for done, post in enumerate(posts, start=1):
+        if progress is not None:
+            progress(done, len(posts))
         path = f"{post.slug}/index.html"
         if out.unchanged(path, settings, post_template, *keys_of([post])):
             continue
@@ -242,20 +250,22 @@ def _files_under(folder: Path) -> Iterator[tuple[str, Path]]:
 
 
 def build_site(
-    config: Config, posts: Sequence[Post], env: Environment, cache: PostCache | None = None
-) -> SiteBuild:
+    config: Config, posts: Sequence[Post], env: Environment, cache: PostCache | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SiteBuild:  # fmt: skip
     """Render the site into ``config.public_dir``, page by page, and remove the pages it no longer has.
 
     Pages are staged on disk as they are rendered (only the posts' metadata stays in memory)
     and renamed into place at the end, so a failure in any page leaves ``public/`` as it was.
     With ``cache`` (posts read through it), pages whose inputs did not change are not rendered.
+    ``progress(done, total)`` hears each post page, rendered or found unchanged.
     """
     tree = StagedTree(config.public_dir)
     cache = cache or PostCache(config)
     pages = PageKeys(cache.store)
     out = _Published(tree, cache, pages)
     try:
-        _generate(config, posts, env, out)
+        _generate(config, posts, env, out, progress)
     except BaseException:
         tree.discard()
         raise

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 
 import click
 
+REDRAW_SECONDS = 0.1
+
 
 class ProgressLine:
     """``progress(done, total)`` drawn as one line with an ETA on a terminal's stderr; silent otherwise."""
@@ -17,12 +19,20 @@ class ProgressLine:
         self.label = label
         self.enabled = enabled
         self.started = time.monotonic()
+        self.total = 0
+        self.last = 0.0
         self.drawn = False
 
     def __call__(self, done: int, total: int) -> None:
         if not self.enabled or total <= 0:
             return
-        elapsed = time.monotonic() - self.started
+        now = time.monotonic()
+        if total != self.total:  # a new phase of the work (e.g. parsing, then writing): its own ETA
+            self.total, self.started, self.last = total, now, 0.0
+        if done < total and now - self.last < REDRAW_SECONDS:
+            return  # a terminal line redrawn ten times a second is enough, even for 10,000 steps
+        self.last = now
+        elapsed = now - self.started
         left = elapsed / done * (total - done) if done else 0.0
         width = 24
         filled = width * done // total

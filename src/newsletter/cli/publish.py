@@ -96,15 +96,19 @@ def new_command(state: State, title: str) -> None:
 def build(state: State, ping: bool) -> None:
     """Build the feeds (Atom with RFC 5005 archives, JSON Feed, one per tag) and the web archive into public/.
 
-    Every page is rendered in memory first and each file is replaced
-    atomically, so a failure leaves public/ as it was.
+    Pages are staged beside public/ as they are rendered and moved into
+    place at the end, so a failure leaves public/ as it was.  Only what
+    changed since the last build is parsed and rendered again.
 
     \b
     Examples:
       newsletter build && rsync -a public/ server:/srv/newsletter/
       newsletter build --ping      # after publishing: readers get the post at once
     """
-    report = state.project().build(ping=ping)
+    from .progress import progress_bar
+
+    with progress_bar("Building", quiet=state.quiet) as progress:
+        report = state.project().build(ping=ping, progress=progress)
     click.echo(f"Built {report.posts} posts into {report.public_dir} ({report.files} files).")
     if report.removed:
         shown = ", ".join(report.removed[:5]) + (", …" if len(report.removed) > 5 else "")

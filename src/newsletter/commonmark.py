@@ -45,14 +45,14 @@ def highlight_code(code: str, language: str, attributes: Any = None) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def code_stylesheet() -> str:
-    """The token colours: the light palette, then the dark one under ``prefers-color-scheme: dark``
-    (``!important``, so it wins over the light colours the email inliner wrote on each span)."""
+def code_stylesheets() -> tuple[str, str]:
+    """The light token rules (the email inlines them) and the dark ``@media`` block (kept as
+    written in the email's second ``<style>``: the inliner neither parses nor rewrites it)."""
     light = _token_rules(LIGHT_CODE_STYLE, important=False)
     dark = _token_rules(DARK_CODE_STYLE, important=True)
     background = get_style_by_name(DARK_CODE_STYLE).background_color
-    return (
-        f"{light}\n@media (prefers-color-scheme: dark) {{\n"
+    return light, (
+        "@media (prefers-color-scheme: dark) {\n"
         f"pre, code {{ background-color: {background} !important; color: #e6edf3 !important; }}\n"
         f"{dark}\n}}"
     )

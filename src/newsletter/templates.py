@@ -27,7 +27,7 @@ PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 def make_environment(project_templates: Path | None) -> jinja2.Environment:
     """A Jinja2 environment that looks in ``project_templates`` before the packaged defaults."""
-    from .commonmark import code_stylesheet
+    from .commonmark import code_stylesheets
 
     search = [str(p) for p in (project_templates, PACKAGED_TEMPLATES) if p is not None and p.is_dir()]
     env = jinja2.Environment(
@@ -37,7 +37,9 @@ def make_environment(project_templates: Path | None) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     # The code highlighter's colours, for the <style> of the site and the email (issue 15).
-    env.globals["code_css"] = Markup(code_stylesheet())
+    light, dark = code_stylesheets()
+    env.globals["code_css"] = Markup(f"{light}\n{dark}")
+    env.globals["code_css_light"], env.globals["code_css_dark"] = Markup(light), Markup(dark)
     return env
 
 

@@ -80,21 +80,91 @@ def test_smtputf8_server_receives_both_with_utf8_headers(run, project, certifica
     assert {state for state, _ in deliveries(project).values()} == {"accepted"}
 
 
-def test_server_without_smtputf8_refuses_the_unicode_local_part_only(run, project, certificate, smtp_password):
+def status_json(run) -> dict:
+    import json
+
+    outcome = run("status", "--json")
+    assert outcome.exit_code == 0, outcome.stderr
+    return json.loads(outcome.stdout)
+
+
+def test_server_without_smtputf8_refuses_both_and_nothing_else(run, project, certificate, smtp_password):
+    """Issue 15's done-when: a server without SMTPUTF8 gets neither josé@ nor user@café.fr (the
+    address the subscriber gave cannot travel there), each refused with its reason; the others
+    are sent as usual, and ``status`` shows the refusals."""
     cert, key = certificate
     with SmtpServer(cert, key, smtputf8=False) as server:
         use_smtp(project, server.port, ca_file=cert)
-        run("subscribers", "add", *SUBSCRIBERS, JOSE, CAFE)
+        assert run("subscribers", "add", *SUBSCRIBERS, JOSE, CAFE).exit_code == 0
         outcome = run("send", "--yes")
     assert outcome.exit_code == 0, outcome.stderr
     received = {rcpt[0]: raw for _, rcpt, raw in server.recorder.messages}
-    # The IDN domain travels as its A-label, which needs no extension; the others as before.
+    assert sorted(received) == sorted(SUBSCRIBERS)
+    assert all(raw.isascii() for raw in received.values())
+    states = deliveries(project)
+    for address in (JOSE, CAFE):
+        state, reason = states[address]
+        assert state == "rejected"
+        assert address in reason and "does not offer SMTPUTF8 (RFC 6531)" in reason and "127.0.0.1" in reason
+    assert 'idn_domains = "a-label"' in states[CAFE][1]  # the opt-in helps the IDN domain only
+    assert "idn_domains" not in states[JOSE][1]
+    assert all(states[a] == ("accepted", "") for a in SUBSCRIBERS)
+    # status: the issue is sent, with the two refusals counted and each reason listed.
+    (issue,) = [i for post in status_json(run)["posts"] for i in post["issues"]]
+    assert issue["status"] == "sent" and issue["counts"] == {"accepted": 3, "rejected": 2}
+    listed = {d["email"]: d for d in issue["deliveries"]}
+    assert {a for a, d in listed.items() if d["state"] == "rejected"} == {JOSE, CAFE}
+    assert "SMTPUTF8" in listed[CAFE]["error"] and "SMTPUTF8" in listed[JOSE]["error"]
+    line = next(line for line in run("status").stdout.splitlines() if "sent " in line)
+    assert "delivered 3, rejected 2" in line
+
+
+def test_a_label_opt_in_sends_the_idn_domain_as_xn_and_still_refuses_a_unicode_local_part(
+    run, project, certificate, smtp_password
+):
+    """``idn_domains = "a-label"``: for a relay without SMTPUTF8, user@café.fr goes to
+    user@xn--caf-dma.fr (the same mailbox, in DNS's spelling); josé@ still cannot travel."""
+    cert, key = certificate
+    with SmtpServer(cert, key, smtputf8=False) as server:
+        use_smtp(project, server.port, ca_file=cert, extra='idn_domains = "a-label"\n')
+        assert run("subscribers", "add", *SUBSCRIBERS, JOSE, CAFE).exit_code == 0
+        outcome = run("send", "--yes")
+    assert outcome.exit_code == 0, outcome.stderr
+    received = {rcpt[0]: raw for _, rcpt, raw in server.recorder.messages}
     assert sorted(received) == sorted([*SUBSCRIBERS, "user@xn--caf-dma.fr"])
     assert b"To: user@xn--caf-dma.fr" in received["user@xn--caf-dma.fr"]
     states = deliveries(project)
-    assert states[JOSE][0] == "rejected"
-    assert "SMTPUTF8" in states[JOSE][1] and JOSE in states[JOSE][1]
+    assert states[JOSE][0] == "rejected" and JOSE in states[JOSE][1] and "SMTPUTF8" in states[JOSE][1]
     assert all(states[a][0] == "accepted" for a in [*SUBSCRIBERS, CAFE])
+
+
+def test_the_a_label_opt_in_changes_nothing_on_a_server_with_smtputf8(run, project, certificate, smtp_password):
+    cert, key = certificate
+    with SmtpServer(cert, key, smtputf8=True) as server:
+        use_smtp(project, server.port, ca_file=cert, extra='idn_domains = "a-label"\n')
+        assert run("subscribers", "add", JOSE, CAFE).exit_code == 0
+        assert run("send", "--yes").exit_code == 0
+    assert sorted(rcpt[0] for _, rcpt, _ in server.recorder.messages) == sorted([JOSE, CAFE])
+
+
+@pytest.mark.parametrize("written, hint", [('"a_label"', "did you mean 'a-label'?"),
+                                           ('"alabel"', "did you mean 'a-label'?"), ("true", "known: a-label, refuse")])
+def test_a_misspelt_idn_domains_is_one_line_naming_the_setting(run, project, smtp_password, written, hint):
+    """Refused at the send's start, before the ledger records anything."""
+    use_smtp(project, 2525, extra=f"idn_domains = {written}\n")
+    assert run("subscribers", "add", JOSE).exit_code == 0
+    outcome = run("send", "--yes")
+    assert outcome.exit_code != 0
+    (line,) = outcome.stderr.strip().splitlines()
+    assert "providers.smtp.idn_domains" in line and hint in line and "Traceback" not in line
+    assert not any(p["issues"] for p in status_json(run)["posts"])
+
+
+def test_a_misspelt_setting_name_gets_its_did_you_mean(run, project):
+    use_smtp(project, 2525, extra='idn_domain = "a-label"\n')
+    outcome = run("send", "--yes")
+    assert outcome.exit_code != 0
+    assert "providers.smtp.idn_domain" in outcome.stderr and "did you mean 'idn_domains'?" in outcome.stderr
 
 
 def test_utf8_messages_read_back_by_mailparser(run, project, tmp_path):

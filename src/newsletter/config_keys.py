@@ -37,7 +37,18 @@ _HTTP_SETTINGS = {"base_url", "timeout", "tracking", "batch_size"}
 PROVIDER_KEYS: dict[str, frozenset[str]] = {
     "outbox": frozenset({"path", "batch_size"}),
     "smtp": frozenset(
-        {"host", "port", "security", "username", "password_env", "timeout", "envelope_from", "ca_file", "batch_size"}
+        {
+            "host",
+            "port",
+            "security",
+            "username",
+            "password_env",
+            "timeout",
+            "envelope_from",
+            "ca_file",
+            "batch_size",
+            "idn_domains",
+        }
     ),
     "mailgun": frozenset(_HTTP_SETTINGS | {"domain", "region", "api_key_env", "webhook_key_env"}),
     "postmark": frozenset(
@@ -89,10 +100,13 @@ def unknown_keys(raw: Mapping[str, Any], source: str = CONFIG_FILE) -> list[Conf
     return found
 
 
-def _unknown(shown: str, name: str, known: Any, source: str, where: str, kind: str) -> ConfigError:
+def did_you_mean(name: object, known: Any, *, otherwise: str = "remove it") -> str:
+    """The hint for an unknown name: the closest known one, else the list of known ones."""
     close = difflib.get_close_matches(str(name), sorted(known), n=1, cutoff=0.6)
     if close:
-        hint = f"did you mean {close[0]!r}?"
-    else:
-        hint = f"known: {', '.join(sorted(known))}" if known else "remove it"
-    return ConfigError(f"unknown {kind} {str(shown)[:60]!r}", where=where, hint=hint)
+        return f"did you mean {close[0]!r}?"
+    return f"known: {', '.join(sorted(known))}" if known else otherwise
+
+
+def _unknown(shown: str, name: str, known: Any, source: str, where: str, kind: str) -> ConfigError:
+    return ConfigError(f"unknown {kind} {str(shown)[:60]!r}", where=where, hint=did_you_mean(name, known))

@@ -17,12 +17,16 @@ from email.message import EmailMessage
 from typing import Any
 
 from ..config import Config, Secret, secret
+from ..config_keys import did_you_mean
 from ..errors import ConfigError, ProviderAuthError, ProviderRateLimited, ProviderRejected, ProviderTransient
 from ..textutil import is_email_address
 from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult
 
 SECURITY = ("starttls", "tls", "none")
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+# What becomes of user@café.fr on a server without SMTPUTF8: refused with the reason (the
+# address as the subscriber wrote it cannot travel), or sent to its A-label user@xn--caf-dma.fr.
+IDN_DOMAINS = ("refuse", "a-label")
 
 
 def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
@@ -52,6 +56,7 @@ class SmtpProvider(BatchProvider):
         envelope_from: str,
         timeout: float = 30.0,
         ca_file: str | None = None,
+        idn_domains: str = "refuse",
     ) -> None:
         self.host = host
         self.port = port
@@ -60,6 +65,7 @@ class SmtpProvider(BatchProvider):
         self.password = password
         self.envelope_from = envelope_from
         self.timeout = timeout
+        self.idn_domains = idn_domains
         self.context = tls_context(ca_file) if security != "none" else None
         self._connection: smtplib.SMTP | None = None
 
@@ -95,6 +101,13 @@ class SmtpProvider(BatchProvider):
                 f"envelope_from {str(envelope_from)[:60]!r} is not an email address",
                 where=f"{where}.envelope_from", hint="write a bare address such as bounces@example.org",
             )  # fmt: skip
+        idn_domains = settings.get("idn_domains", "refuse")
+        if idn_domains not in IDN_DOMAINS:
+            raise ConfigError(
+                f"idn_domains {str(idn_domains)[:40]!r} is unknown", where=f"{where}.idn_domains",
+                hint=did_you_mean(idn_domains, IDN_DOMAINS, otherwise="")
+                + ' ("a-label" sends user@café.fr as user@xn--caf-dma.fr to a server without SMTPUTF8)',
+            )  # fmt: skip
         return cls(
             host=host,
             port=port,
@@ -104,6 +117,7 @@ class SmtpProvider(BatchProvider):
             envelope_from=envelope_from,
             timeout=float(timeout),
             ca_file=settings.get("ca_file"),
+            idn_domains=idn_domains,
         )
 
     # -- connection ---------------------------------------------------------------------------
@@ -199,14 +213,16 @@ class SmtpProvider(BatchProvider):
 
     def _envelope(self, connection: smtplib.SMTP, recipient):
         """``(recipient, MAIL FROM options)`` for one message, or ``(None, [])`` when this server
-        cannot carry the address: a non-ASCII local part needs SMTPUTF8; an IDN domain alone is
-        sent as its A-label (``xn--…``), which every server takes."""
+        cannot carry the address.  Any non-ASCII address needs SMTPUTF8 (RFC 6531); with
+        ``idn_domains = "a-label"`` an IDN domain alone goes as its A-label (``xn--…``) instead."""
         if recipient.email.isascii():
             connection.command_encoding = "ascii"
             return recipient, []
         if connection.has_extn("smtputf8"):
             connection.command_encoding = "utf-8"  # smtplib's own switch for UTF-8 commands
             return recipient, ["SMTPUTF8", "BODY=8BITMIME"] if connection.has_extn("8bitmime") else ["SMTPUTF8"]
+        if self.idn_domains != "a-label":
+            return None, []
         from ..subscribers import ascii_address
 
         ascii_form = ascii_address(recipient.email)
@@ -215,10 +231,14 @@ class SmtpProvider(BatchProvider):
         return replace(recipient, email=ascii_form), []
 
     def _refused_utf8(self, recipient) -> DeliveryResult:
+        local_part, _, _ = recipient.email.rpartition("@")
+        fix = "send through a server that does"
+        if local_part.isascii() and self.idn_domains != "a-label":
+            fix += ', or set providers.smtp.idn_domains = "a-label" to send to the xn-- form of the domain'
         return DeliveryResult(
             recipient.subscriber_id, False, None,
-            f"{recipient.email}: the address is not ASCII and {self.host} does not offer SMTPUTF8 (RFC 6531); "
-            "send through a server that does", retryable=False,
+            f"{recipient.email}: the address is not ASCII and {self.host} does not offer SMTPUTF8 (RFC 6531); {fix}",
+            retryable=False,
         )  # fmt: skip
 
     def send_message(self, message: EmailMessage, *, key: str) -> str:

@@ -80,7 +80,9 @@ class SmtpProvider(BatchProvider):
             raise ConfigError("host is missing", where=where, hint='add host = "smtp.example.org"')
         security = settings.get("security", "starttls")
         if security not in SECURITY:
-            raise ConfigError(f"security {security!r} is unknown", where=where, hint=f"use one of {', '.join(SECURITY)}")
+            raise ConfigError(
+                f"security {security!r} is unknown", where=where, hint=f"use one of {', '.join(SECURITY)}"
+            )
         if security == "none" and host not in ("localhost", "127.0.0.1", "::1"):
             raise ConfigError(
                 "security = \"none\" sends in clear text", where=where, hint="use it only for a relay on localhost"

@@ -73,6 +73,10 @@ class FakeServerHarness(Harness):
     def without_secret(self):
         return lambda: self.factory.from_config(self.settings, config=self.config, environ={})
 
+    def with_wrong_secret(self):
+        wrong = {self.secret_variable: "wrong-" + self.secret[::-1]}
+        return lambda: self.factory.from_config(self.settings, config=self.config, environ=wrong)
+
     def received(self) -> list[Received]:
         return [Received(d.address, d.subject, d.text or "", d.html or "", {k.lower(): v for k, v in d.headers.items()})
                 for d in self.fake.delivered]  # fmt: skip
@@ -169,6 +173,10 @@ class SmtpHarness(Harness):
 
     def without_secret(self):
         return lambda: SmtpProvider.from_config(self.settings, config=self.config, environ={})
+
+    def with_wrong_secret(self):
+        wrong = {"NEWSLETTER_SMTP_PASSWORD": "wrong horse battery staple"}
+        return lambda: SmtpProvider.from_config(self.settings, config=self.config, environ=wrong)
 
     def received(self) -> list[Received]:
         recorder = self.server.recorder

@@ -46,7 +46,7 @@ def ses(moto_url):
                                            aws_access_key_id=KEY_ID, aws_secret_access_key=KEY)  # fmt: skip
     admin.create_email_identity(EmailIdentity="example.org")
     admin.close()
-    with FakeSes(moto_url) as fake:
+    with FakeSes(moto_url, access_key_id=KEY_ID) as fake:
         yield fake
 
 
@@ -65,6 +65,11 @@ class SesHarness(FakeServerHarness):
 
     def provider(self):
         return SesProvider.from_config(self.settings, config=self.config, environ=ENV)
+
+    def with_wrong_secret(self):
+        """A key id the account does not have (the fake front checks the id; moto takes any key)."""
+        wrong = {**ENV, "AWS_ACCESS_KEY_ID": "AKIDNOTTHEACCOUNTS"}
+        return lambda: SesProvider.from_config(self.settings, config=self.config, environ=wrong)
 
 
 class TestSesContract(BatchProviderContract):
@@ -163,3 +168,23 @@ def test_an_issue_is_sent_through_ses_by_the_cli_to_each_subscriber_once(ses, ru
     assert sorted(d.address for d in ses.delivered) == ["ann@example.org", "bob@example.org", "cy@example.org"]
     assert run("send", "--yes").exit_code != 0
     assert len(ses.sent()) == 3
+
+
+def test_check_access_finds_the_sender_identity_by_its_domain_and_sends_nothing(ses, config):
+    """GetEmailIdentity for news@example.org (not an identity), then example.org (verified): ok."""
+    provider = SesProvider.from_config(settings_for(ses), config=config, environ=ENV)
+    provider.check_access()
+    provider.close()
+    assert [(r.method, r.path) for r in ses.requests] == [
+        ("GET", "/v2/email/identities/news%40example.org"), ("GET", "/v2/email/identities/example.org")]
+    assert ses.sent() == []
+
+
+def test_check_access_of_a_sender_without_an_identity_says_what_to_verify(ses, config):
+    settings = {**settings_for(ses), "from_address": "news@not-verified.example"}
+    provider = SesProvider.from_config(settings, config=config, environ=ENV)
+    with pytest.raises(ProviderRejected) as caught:
+        provider.check_access()
+    provider.close()
+    assert "news@not-verified.example" in caught.value.message and REGION in caught.value.message
+    assert "verify the domain" in caught.value.hint and ses.sent() == []

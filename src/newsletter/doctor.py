@@ -3,7 +3,8 @@
 Each check is one :class:`Finding` (ok, warning or problem) with a line a person can act on:
 the Python version (the email package's header-injection fixes), the signing key's strength,
 the file modes of the ledger and ``.env`` (secrets and addresses readable by other users),
-and whether the configured provider answers its preflight (the outbox's creates its folders).
+and whether the configured provider answers its preflight: the outbox creates its folders, SMTP
+logs in and quits, an HTTP API answers one authenticated read-only call.  Nothing is ever sent.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Finding:
 
 def python_version(version: tuple[int, int, int] | None = None) -> Finding:
     """Python ≥ 3.11.10 (3.11) or ≥ 3.12.5 (3.12); 3.13 and later have the fixes from the start."""
-    found = version or tuple(sys.version_info[:3])
+    found: tuple[int, int, int] = version or (sys.version_info[0], sys.version_info[1], sys.version_info[2])
     shown = ".".join(map(str, found))
     least = SAFE_PYTHONS.get(found[:2])
     if found[:2] < (3, 11) or (least and found < least):
@@ -83,18 +84,27 @@ def file_mode(path: Path, label: str) -> Finding:
 
 
 def provider_preflight(config: Config) -> Finding:
-    """The configured provider can be built from its settings and answers its preflight."""
+    """The configured provider can be built from its settings, answers its preflight, and takes
+    our credentials (:meth:`~newsletter.providers.base.Provider.check_access`: an SMTP login and
+    QUIT, one read-only API call).  Nothing is sent and the ledger is not touched."""
     from .providers import load_provider
+    from .providers.base import Provider
 
+    label = f"provider {config.provider}"
     try:
         provider = load_provider(config)
         try:
             provider.preflight()
+            provider.check_access()
         finally:
             provider.close()
     except NewsletterError as error:
-        return Finding(f"provider {config.provider}", PROBLEM, error.one_line())
-    return Finding(f"provider {config.provider}", OK, "answers its preflight")
+        return Finding(label, PROBLEM, error.one_line())
+    except Exception as error:  # a plug-in's own bug: reported, not a traceback
+        return Finding(label, PROBLEM, f"the plug-in failed its check ({type(error).__name__}: {error})"[:300])
+    if type(provider).check_access is Provider.check_access:
+        return Finding(label, OK, "answers its preflight (it has no server to ask)")
+    return Finding(label, OK, "answers its preflight: the server took our credentials, nothing was sent")
 
 
 def diagnose(config: Config, environ: Mapping[str, str] | None = None) -> list[Finding]:

@@ -1,5 +1,8 @@
 """Fake Buttondown API (``/v1``): emails created, drafted, published and sent to an audience.
 
+``GET /v1/newsletters`` lists the key's newsletter (Buttondown API docs: Newsletters), as a page
+(``results``, ``count``, ``next``, ``previous``); a wrong key gets the same 401 as everywhere.
+
 Contract (Buttondown API docs): ``Authorization: Token <key>``;
 ``POST /v1/emails`` with ``EmailInput`` (unknown fields → 422 ``extra_forbidden``);
 ``status`` defaults to ``about_to_send``, so a bare create SENDS; on API version
@@ -149,6 +152,12 @@ class FakeButtondown(FakeServer):
         return self._route(req)
 
     def _route(self, req: Request) -> Response:
+        if re.fullmatch(r"/v1/newsletters/?", req.path):
+            if req.method != "GET":
+                return self.error(405, "Method not allowed.")
+            newsletter = {"id": "497f6eca-6276-4993-bfeb-53cbbbba6f08", "username": "journal", "name": "Le Journal",
+                          "description": "", "creation_date": now_iso(), "api_key": self.api_key}
+            return Response.json(200, {"results": [newsletter], "next": None, "previous": None, "count": 1})
         if re.fullmatch(r"/v1/subscribers/?", req.path):
             return self._create_subscriber(req) if req.method == "POST" else self.error(405, "Method not allowed.")
         m = re.fullmatch(r"/v1/emails(?:/([^/]+))?(/publish|/send-draft)?/?", req.path)

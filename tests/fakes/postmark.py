@@ -1,4 +1,4 @@
-"""Fake Postmark API: ``POST /email``, ``POST /email/batch``, ``GET /messages/outbound``.
+"""Fake Postmark API: ``POST /email``, ``POST /email/batch``, ``GET /messages/outbound``, ``GET /server``.
 
 Contract (Postmark docs: postmarkapp.com developer docs, postmark-python SDK,
 postmarker cassettes): ``X-Postmark-Server-Token`` (else 401 ErrorCode 10);
@@ -9,7 +9,8 @@ answered **200 even when some messages fail**: one item per message, in order,
 ``{"ErrorCode": 300|406|…, "Message"}``; ≤50 recipients per message; errors are
 ``{"ErrorCode", "Message"}`` (422 for bad requests); ``GET /messages/outbound``
 needs ``count`` (≤500) and ``offset`` (count+offset ≤10,000), filters ``recipient``,
-``tag``, ``subject``, ``fromemail``, ``messagestream`` and one ``metadata_<key>``.
+``tag``, ``subject``, ``fromemail``, ``messagestream`` and one ``metadata_<key>``;
+``GET /server`` answers the token's server (``ID``, ``Name``, ``ApiTokens``, tracking settings…).
 
 Assumptions [U]: without ``messagestream`` the search looks at the "outbound"
 stream only (set ``search_default_stream=None`` to search all); 429/5xx bodies use
@@ -84,6 +85,10 @@ class FakePostmark(FakeServer):
             return self._batch(req, payload) if req.path == "/email/batch" else self._single(req, payload)
         if req.path == "/messages/outbound" and req.method == "GET":
             return self._search(req)
+        if req.path == "/server" and req.method == "GET":
+            return Response.json(200, {"ID": 1, "Name": "Le Journal", "ApiTokens": [self.server_token],
+                                       "Color": "blue", "SmtpApiActivated": True, "RawEmailEnabled": False,
+                                       "DeliveryType": "Live", "TrackOpens": False, "TrackLinks": "None"})
         return self.error(404, "Not found.", code=0)
 
     # -- sending ----------------------------------------------------------------

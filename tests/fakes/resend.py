@@ -1,4 +1,4 @@
-"""Fake Resend API: ``POST /emails``, ``POST /emails/batch``, ``GET /emails/{id}``.
+"""Fake Resend API: ``POST /emails``, ``POST /emails/batch``, ``GET /emails/{id}``, ``GET /domains``.
 
 Contract (Resend docs: resend-openapi, resend docs mirror): a ``User-Agent``
 header is mandatory (missing → 403 "error code: 1010", a non-JSON body from the
@@ -12,7 +12,8 @@ JSON array of ≤100 emails, each ``from``, ``to`` (≤50), ``subject``, ``html`
 same body → the original answer, nothing sent; other body → 409
 ``invalid_idempotent_request``; same key while the first is running → 409
 ``concurrent_idempotent_requests``; every answer has ``ratelimit-limit/remaining/reset``,
-a 429 also ``retry-after``.
+a 429 also ``retry-after``; ``GET /domains`` lists ``{"object": "list", "data": [...]}``, and a key
+with sending access only gets 401 ``restricted_api_key`` there (Resend API: Errors).
 
 Assumptions [U]: payload problems answer 422 ``validation_error`` (or
 ``missing_required_field``); bodies are compared as parsed JSON; only 2xx answers are
@@ -54,9 +55,12 @@ class FakeResend(FakeServer):
     partial_path = r"^/emails/batch$"
 
     def __init__(self, api_key: str = "re_test_key", *, rate_limit: int | None = None,
-                 idempotency_ttl: float = 86_400.0, max_request_bytes: int = 40 * 1024 * 1024) -> None:
+                 idempotency_ttl: float = 86_400.0, max_request_bytes: int = 40 * 1024 * 1024,
+                 sending_only: bool = False, domain: str = "example.org") -> None:
         super().__init__()
         self.api_key = api_key
+        self.sending_only = sending_only  # the key has "Sending access" only, not "Full access"
+        self.domain = domain
         self.rate_limit = rate_limit
         self.idempotency_ttl = idempotency_ttl
         self.max_request_bytes = max_request_bytes
@@ -97,6 +101,8 @@ class FakeResend(FakeServer):
         if self.rate_limit is not None and len(window) >= self.rate_limit:
             return self.error(429, retry_after=1)
         window.append(now)
+        if re.fullmatch(r"/domains/?", req.path):
+            return self._domains(req)
         m = re.fullmatch(r"/emails(?:/(batch|[^/]+))?/?", req.path)
         if not m:
             return self.error(404)
@@ -116,6 +122,15 @@ class FakeResend(FakeServer):
             if replay is not None:
                 return replay
         return self._batch(req, payload) if target == "batch" else self._single(req, payload, key)
+
+    def _domains(self, req: Request) -> Response:
+        if self.sending_only:
+            return self.error(401, "This API key is restricted to only send emails.", name="restricted_api_key")
+        if req.method != "GET":
+            return self.error(405)
+        return Response.json(200, {"object": "list", "has_more": False, "data": [
+            {"id": "d91cd9bd-1176-453e-8fc1-35364d380206", "name": self.domain, "status": "verified",
+             "created_at": now_iso(), "region": "eu-west-1", "capabilities": {"sending": "enabled"}}]})
 
     def _idempotent(self, req: Request, key: str, payload: Any) -> Response | None:
         if not 1 <= len(key) <= 256:

@@ -5,6 +5,10 @@ keeps every raw message sent.  It cannot fail on purpose, so this fake sits in f
 of it: requests pass through to moto unless a :class:`~fakes.base.Fault` is queued,
 and faults answer as SES documents its errors (JSON ``{"message"}`` with the code in
 ``x-amzn-ErrorType``).  ``delivered`` is read back from moto's ``/moto-api/data.json``.
+
+moto takes any credentials; ``FakeSes(moto_url, access_key_id="AKID…")`` refuses a request signed
+with another key id as SES does (403 ``UnrecognizedClientException``, "The security token included
+in the request is invalid."), so a wrong key can be shown to fail.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import re
 from typing import Any
 
 import requests
@@ -33,12 +38,17 @@ class FakeSes(FakeServer):
 
     name = "ses"
 
-    def __init__(self, moto_url: str) -> None:
+    def __init__(self, moto_url: str, *, access_key_id: str | None = None) -> None:
         super().__init__()
         self.moto_url = moto_url.rstrip("/")
+        self.access_key_id = access_key_id
         self.session = requests.Session()
 
     def handle(self, req: Request) -> Response:
+        if self.access_key_id is not None:
+            signed = re.search(r"Credential=([^/,\s]+)/", req.headers.get("Authorization") or "")
+            if not signed or signed.group(1) != self.access_key_id:
+                return self.error(403, ERRORS[401][1], code="UnrecognizedClientException")
         query = "&".join(f"{k}={v}" for k, values in req.query.items() for v in values)
         headers = {k: v for k, v in req.headers.items() if k.lower() not in ("host", "content-length")}
         answer = self.session.request(req.method, self.moto_url + req.path + (f"?{query}" if query else ""),

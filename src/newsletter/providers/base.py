@@ -101,6 +101,18 @@ class Provider(ABC):
 
     def preflight(self) -> None:
         """Before an issue is planned: anything that would make the send fail half-way (nothing by default)."""
+        return None
+
+    def check_access(self) -> None:
+        """For ``newsletter doctor``: prove the provider takes our credentials, sending nothing.
+
+        One cheap, read-only, authenticated call from the provider's own documentation (an SMTP
+        login and QUIT, a GET of an account resource); a refused key raises
+        :class:`~newsletter.errors.ProviderAuthError` whose hint names the variable to fix.
+        Not part of ``preflight``: a send should not pay one more request per issue for it.
+        Nothing by default (a provider without a server, such as the outbox).
+        """
+        return None
 
     @abstractmethod
     def send_message(self, message: EmailMessage, *, key: str) -> str:
@@ -108,6 +120,7 @@ class Provider(ABC):
 
     def close(self) -> None:
         """Release connections (nothing by default)."""
+        return None
 
     # Webhooks: only for providers whose capabilities say ``webhooks=True``.  Class methods, because
     # the service verifies a call with the webhook secret alone, without the sending credentials.
@@ -165,7 +178,7 @@ class AudienceProvider(Provider):
 
 
 # Which method each capability promises; a plug-in declaring one must override it.
-_PROMISED = {
+_PROMISED: dict[str, dict[str, tuple[str, ...]]] = {
     "lookup": {BATCH: ("lookup_chunk",), AUDIENCE: ("lookup",)},
     "webhooks": {BATCH: ("verify_webhook", "parse_events"), AUDIENCE: ("verify_webhook", "parse_events")},
 }

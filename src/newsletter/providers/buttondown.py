@@ -16,7 +16,7 @@ from ..config import Config, secret
 from ..errors import ProviderError, ProviderRateLimited, ProviderRejected, ProviderTransient
 from ..render import Issue
 from .base import AUDIENCE, AudienceProvider, Capabilities
-from .http import HttpClient, api_base_url, timeout_setting
+from .http import HttpClient, api_base_url, check_access, timeout_setting
 
 BASE_URL = "https://api.buttondown.com"
 API_VERSION = "2026-04-01"
@@ -36,15 +36,19 @@ class ButtondownProvider(AudienceProvider):
         family=AUDIENCE, max_batch=None, idempotency=True, lookup=False, custom_headers=False, unsubscribe="provider"
     )
 
-    def __init__(self, client: HttpClient) -> None:
+    def __init__(self, client: HttpClient, key_variable: str = "NEWSLETTER_BUTTONDOWN_API_KEY") -> None:
         self.client = client
+        self.key_variable = key_variable
 
     def __repr__(self) -> str:
         return "ButtondownProvider(key=****)"
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> ButtondownProvider:
-        key = secret(settings.get("api_key_env", "NEWSLETTER_BUTTONDOWN_API_KEY"), environ)
+    def from_config(
+        cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]
+    ) -> ButtondownProvider:
+        key_variable = settings.get("api_key_env", "NEWSLETTER_BUTTONDOWN_API_KEY")
+        key = secret(key_variable, environ)
         client = HttpClient(
             "buttondown",
             api_base_url(settings, "buttondown", BASE_URL),
@@ -52,7 +56,14 @@ class ButtondownProvider(AudienceProvider):
             secret_headers=lambda: {"Authorization": f"Token {key.reveal()}"},
             timeout=timeout_setting(settings, "buttondown"),
         )
-        return cls(client)
+        return cls(client, key_variable)
+
+    def check_access(self) -> None:
+        """``GET /v1/newsletters`` (Buttondown API: Newsletters), the key's own newsletter, read-only."""
+        check_access(
+            self.client, "/v1/newsletters", key_variable=self.key_variable,
+            where_to_get="the API key from Buttondown's Settings → Programming page",
+        )  # fmt: skip
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         """One API call; a 409 (our idempotency key's first request is still running) is transient."""

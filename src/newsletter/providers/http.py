@@ -192,6 +192,17 @@ class HttpClient:
             self._calls.notify_all()
 
 
+def check_access(client: HttpClient, path: str, *, key_variable: str, where_to_get: str, **kwargs: Any) -> Any:
+    """``newsletter doctor``'s one authenticated, read-only GET; a refused key names its variable."""
+    try:
+        return client.request("GET", path, **kwargs)
+    except ProviderAuthError as error:
+        raise ProviderAuthError(
+            error.message, where=error.where,
+            hint=f"{key_variable} holds a key {client.provider} does not accept: {where_to_get}",
+        ) from None  # fmt: skip
+
+
 def _rate_limit(response: requests.Response) -> tuple[int, float] | None:
     """``(calls remaining, seconds until the window resets)`` from the rate-limit headers, if any."""
     headers = response.headers

@@ -32,7 +32,7 @@ from ..webhooks import (
     webhook_secret,
 )  # fmt: skip
 from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, ascii_recipients, message_parts
-from .http import HTTP_CONCURRENCY, HttpClient, api_base_url, timeout_setting, tracking_setting
+from .http import HTTP_CONCURRENCY, HttpClient, api_base_url, check_access, timeout_setting, tracking_setting
 
 BASE_URLS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
 PER_RECIPIENT_URL = "%recipient.unsubscribe_url%"
@@ -54,10 +54,18 @@ class MailgunProvider(BatchProvider):
         webhooks=True, tracking=True, concurrency=HTTP_CONCURRENCY,
     )  # fmt: skip
 
-    def __init__(self, client: HttpClient, domain: str, *, tracking: bool = False) -> None:
+    def __init__(
+        self,
+        client: HttpClient,
+        domain: str,
+        *,
+        tracking: bool = False,
+        key_variable: str = "NEWSLETTER_MAILGUN_API_KEY",
+    ) -> None:
         self.client = client
         self.domain = domain
         self.tracking = tracking
+        self.key_variable = key_variable
 
     def __repr__(self) -> str:
         return f"MailgunProvider({self.domain}, key=****)"
@@ -71,14 +79,23 @@ class MailgunProvider(BatchProvider):
         region = settings.get("region", "us")
         if region not in BASE_URLS:
             raise ConfigError(f"region {region!r} is unknown", where=where, hint='use "us" or "eu"')
-        key = secret(settings.get("api_key_env", "NEWSLETTER_MAILGUN_API_KEY"), environ)
+        key_variable = settings.get("api_key_env", "NEWSLETTER_MAILGUN_API_KEY")
+        key = secret(key_variable, environ)
         client = HttpClient(
             "mailgun",
             api_base_url(settings, "mailgun", BASE_URLS[region]),
             basic_auth=("api", key),
             timeout=timeout_setting(settings, "mailgun"),
         )
-        return cls(client, domain, tracking=tracking_setting(settings, "mailgun"))
+        return cls(client, domain, tracking=tracking_setting(settings, "mailgun"), key_variable=key_variable)
+
+    def check_access(self) -> None:
+        """The events API for our domain, one event (Mailgun API docs, Events): the key, the domain,
+        and the read permission the send's crash recovery (lookup_chunk) needs, in one GET."""
+        check_access(
+            self.client, f"/v3/{self.domain}/events", params={"limit": 1}, key_variable=self.key_variable,
+            where_to_get="a Mailgun private API key (Mailgun: API Security), not a domain sending key",
+        )  # fmt: skip
 
     def _tracking_fields(self) -> list[tuple[str, str]]:
         """Mailgun tracks opens and clicks unless told not to: every request says which (privacy by default)."""

@@ -27,7 +27,7 @@ from ..webhooks import (
     webhook_secret,
 )  # fmt: skip
 from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, ascii_recipients, message_parts
-from .http import HTTP_CONCURRENCY, HttpClient, api_base_url, timeout_setting, tracking_setting
+from .http import HTTP_CONCURRENCY, HttpClient, api_base_url, check_access, timeout_setting, tracking_setting
 
 BASE_URL = "https://api.postmarkapp.com"
 # ErrorCodes worth another try later (rate or account limits); everything else is final.
@@ -56,6 +56,7 @@ class PostmarkProvider(BatchProvider):
         self.stream = stream
         self.transactional_stream = transactional_stream
         self.tracking = tracking
+        self.key_variable = "NEWSLETTER_POSTMARK_SERVER_TOKEN"
 
     def _tracking_fields(self) -> dict[str, Any]:
         """Open and link tracking, off unless ``[providers.postmark] tracking = true`` (privacy by default)."""
@@ -65,8 +66,11 @@ class PostmarkProvider(BatchProvider):
         return f"PostmarkProvider({self.stream}, token=****)"
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> PostmarkProvider:
-        token = secret(settings.get("server_token_env", "NEWSLETTER_POSTMARK_SERVER_TOKEN"), environ)
+    def from_config(
+        cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]
+    ) -> PostmarkProvider:
+        token_variable = settings.get("server_token_env", "NEWSLETTER_POSTMARK_SERVER_TOKEN")
+        token = secret(token_variable, environ)
         client = HttpClient(
             "postmark",
             api_base_url(settings, "postmark", BASE_URL),
@@ -74,9 +78,18 @@ class PostmarkProvider(BatchProvider):
             secret_headers=lambda: {"X-Postmark-Server-Token": token.reveal()},
             timeout=timeout_setting(settings, "postmark"),
         )
-        return cls(
+        provider = cls(
             client, settings.get("message_stream", "broadcast"), settings.get("transactional_stream", "outbound"),
             tracking=tracking_setting(settings, "postmark"),
+        )  # fmt: skip
+        provider.key_variable = token_variable
+        return provider
+
+    def check_access(self) -> None:
+        """``GET /server``, the server the token belongs to (Postmark API: Server), read-only."""
+        check_access(
+            self.client, "/server", key_variable=self.key_variable,
+            where_to_get="the Server API token from the server's API Tokens tab (not an Account token)",
         )  # fmt: skip
 
     def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
@@ -108,12 +121,13 @@ class PostmarkProvider(BatchProvider):
             )
         answers = self.client.request("POST", "/email/batch", json=messages)
         results = []
-        for recipient, answer in zip(request.recipients, answers if isinstance(answers, list) else []):
+        for recipient, answer in zip(request.recipients, answers if isinstance(answers, list) else [], strict=False):
             code = answer.get("ErrorCode", -1) if isinstance(answer, dict) else -1
             if code == 0:
                 results.append(DeliveryResult(recipient.subscriber_id, True, answer.get("MessageID")))
             else:
-                error = f"Postmark ErrorCode {code}: {answer.get('Message', '') if isinstance(answer, dict) else answer}"
+                said = answer.get("Message", "") if isinstance(answer, dict) else answer
+                error = f"Postmark ErrorCode {code}: {said}"
                 results.append(DeliveryResult(recipient.subscriber_id, False, None, error, code in RETRYABLE_CODES))
         if len(results) != len(request.recipients):
             raise ProviderError(

@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from ..config import Config, secret
-from ..errors import ProviderError, ProviderRejected
+from ..errors import ProviderAuthError, ProviderError, ProviderRejected
 from ..store import BOUNCED, COMPLAINED
 from ..webhooks import (
     BadSignature,
@@ -29,7 +29,7 @@ from ..webhooks import (
     webhook_secret,
 )  # fmt: skip
 from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult, ascii_recipients, message_parts
-from .http import HTTP_CONCURRENCY, HttpClient, api_base_url, timeout_setting
+from .http import HTTP_CONCURRENCY, HttpClient, api_base_url, check_access, timeout_setting
 
 BASE_URL = "https://api.resend.com"
 
@@ -47,15 +47,17 @@ class ResendProvider(BatchProvider):
         webhooks=True, concurrency=HTTP_CONCURRENCY,
     )  # fmt: skip
 
-    def __init__(self, client: HttpClient) -> None:
+    def __init__(self, client: HttpClient, key_variable: str = "NEWSLETTER_RESEND_API_KEY") -> None:
         self.client = client
+        self.key_variable = key_variable
 
     def __repr__(self) -> str:
         return "ResendProvider(key=****)"
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> ResendProvider:
-        key = secret(settings.get("api_key_env", "NEWSLETTER_RESEND_API_KEY"), environ)
+        key_variable = settings.get("api_key_env", "NEWSLETTER_RESEND_API_KEY")
+        key = secret(key_variable, environ)
         client = HttpClient(
             "resend",
             api_base_url(settings, "resend", BASE_URL),
@@ -64,7 +66,19 @@ class ResendProvider(BatchProvider):
             # 409 for a key whose first request is still running: wait and replay.
             transient_errors=("concurrent_idempotent_requests",),
         )
-        return cls(client)
+        return cls(client, key_variable)
+
+    def check_access(self) -> None:
+        """``GET /domains`` (Resend API: List Domains), read-only.  A key with sending access only
+        answers 401 ``restricted_api_key`` there (Resend API: Errors): a valid key, enough to send."""
+        try:
+            check_access(
+                self.client, "/domains", key_variable=self.key_variable,
+                where_to_get="an API key from Resend's API Keys page (sending access is enough)",
+            )  # fmt: skip
+        except ProviderAuthError as error:
+            if "restricted_api_key" not in error.message:
+                raise
 
     def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
         request, refused = ascii_recipients(request, self.name)
@@ -113,7 +127,7 @@ class ResendProvider(BatchProvider):
                 "answered without one id per email", where="resend /emails/batch", maybe_delivered=True,
                 hint="check the Resend dashboard; a replay with the same key is safe",
             )  # fmt: skip
-        return [DeliveryResult(r.subscriber_id, True, item.get("id")) for r, item in zip(request.recipients, data)]
+        return [DeliveryResult(r.subscriber_id, True, item.get("id")) for r, item in zip(request.recipients, data, strict=False)]
 
     def send_message(self, message: EmailMessage, *, key: str) -> str:
         parts = message_parts(message)

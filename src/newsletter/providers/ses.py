@@ -42,7 +42,8 @@ THROTTLED = {"TooManyRequestsException", "Throttling", "ThrottlingException"}
 QUOTA_WORDS = ("quota", "Daily message")  # "Daily message quota exceeded": the 24-hour limit, not the rate
 AUTH = {
     "AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidClientTokenId",
-    "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException", "IncompleteSignature", "MissingAuthenticationToken",
+    "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException", "IncompleteSignature",
+    "MissingAuthenticationToken",
 }  # fmt: skip
 ACCOUNT = {"AccountSuspendedException", "SendingPausedException", "MailFromDomainNotVerifiedException"}
 TRANSIENT = {"InternalFailure", "InternalServerError", "ServiceUnavailable", "ServiceUnavailableException"}
@@ -62,6 +63,7 @@ class SesProvider(BatchProvider):
         self.region = region
         self.sender = sender
         self.configuration_set = configuration_set
+        self.key_variables = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
     def __repr__(self) -> str:
         return f"SesProvider({self.region}, key=****)"
@@ -73,8 +75,11 @@ class SesProvider(BatchProvider):
         if not isinstance(region, str) or not REGION.match(region):
             raise ConfigError("region is missing or not an AWS region", where=f"{where}.region",
                               hint='e.g. region = "eu-west-1"')  # fmt: skip
-        key_id = secret(settings.get("access_key_id_env", "AWS_ACCESS_KEY_ID"), environ)
-        key = secret(settings.get("secret_access_key_env", "AWS_SECRET_ACCESS_KEY"), environ)
+        key_variables = (
+            settings.get("access_key_id_env", "AWS_ACCESS_KEY_ID"),
+            settings.get("secret_access_key_env", "AWS_SECRET_ACCESS_KEY"),
+        )
+        key_id, key = secret(key_variables[0], environ), secret(key_variables[1], environ)
         token_variable = settings.get("session_token_env", "AWS_SESSION_TOKEN")
         token: Secret | None = secret(token_variable, environ) if environ.get(token_variable) else None
         sender = settings.get("from_address", config.email.from_address)
@@ -85,7 +90,9 @@ class SesProvider(BatchProvider):
         if not isinstance(configuration_set, str):
             raise ConfigError("must be text", where=f"{where}.configuration_set", hint='configuration_set = "news"')
         connect, read = timeout_setting(settings, "ses")
-        endpoint = api_base_url(settings, "ses", f"https://email.{region}.amazonaws.com") if "base_url" in settings else None
+        endpoint = None
+        if "base_url" in settings:
+            endpoint = api_base_url(settings, "ses", f"https://email.{region}.amazonaws.com")
         client = boto3.session.Session().client(
             "sesv2", region_name=region, endpoint_url=endpoint, aws_access_key_id=key_id.reveal(),
             aws_secret_access_key=key.reveal(), aws_session_token=token.reveal() if token else None,
@@ -94,7 +101,33 @@ class SesProvider(BatchProvider):
                 user_agent_extra="newsletter",
             ),
         )  # fmt: skip
-        return cls(client, region=region, sender=sender, configuration_set=configuration_set)
+        provider = cls(client, region=region, sender=sender, configuration_set=configuration_set)
+        provider.key_variables = key_variables
+        return provider
+
+    def check_access(self) -> None:
+        """``GetEmailIdentity`` for the sender's address, then its domain (SES API v2), read-only:
+        the keys are taken and the sender is an identity of this account in this region."""
+        for identity in (self.sender, self.sender.rpartition("@")[2]):
+            try:
+                self.client.get_email_identity(EmailIdentity=identity)
+                return
+            except botocore.exceptions.ClientError as error:
+                if error.response.get("Error", {}).get("Code") == "NotFoundException":
+                    continue
+                found = error_for(error, where="ses GetEmailIdentity")
+                if isinstance(found, ProviderAuthError):
+                    variables = " and ".join(self.key_variables)
+                    found.hint = f"{variables} hold keys SES does not accept (AWS: IAM access keys)"
+                raise found from None
+            except botocore.exceptions.BotoCoreError as error:
+                raise ProviderTransient(
+                    f"cannot reach SES ({type(error).__name__})", where="ses GetEmailIdentity", hint=RETRY_LATER
+                ) from None
+        raise ProviderRejected(
+            f"neither {self.sender} nor its domain is an SES identity in {self.region}", where="ses GetEmailIdentity",
+            hint="verify the domain (or the address) in the SES console for this region",
+        )  # fmt: skip
 
     def _send_raw(self, data: bytes, to: str, tags: list[dict[str, str]]) -> str:
         arguments: dict[str, Any] = {
@@ -140,13 +173,12 @@ class SesProvider(BatchProvider):
         self.client.close()
 
 
-def error_for(error: botocore.exceptions.ClientError) -> ProviderError:
+def error_for(error: botocore.exceptions.ClientError, where: str = "ses SendEmail") -> ProviderError:
     """The typed error for an SES error answer (its code, HTTP status and message)."""
     details = error.response.get("Error", {})
     code = str(details.get("Code", ""))
     message = str(details.get("Message", "")) or code
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-    where = "ses SendEmail"
     detail = f"{code}: {message}" if code and code not in message else message
     if code == "LimitExceededException" or (code in THROTTLED and any(w in message for w in QUOTA_WORDS)):
         return ProviderRejected(detail, where=where, hint=QUOTA_HINT)

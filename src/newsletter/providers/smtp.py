@@ -57,6 +57,7 @@ class SmtpProvider(BatchProvider):
         timeout: float = 30.0,
         ca_file: str | None = None,
         idn_domains: str = "refuse",
+        password_env: str = "NEWSLETTER_SMTP_PASSWORD",
     ) -> None:
         self.host = host
         self.port = port
@@ -66,6 +67,7 @@ class SmtpProvider(BatchProvider):
         self.envelope_from = envelope_from
         self.timeout = timeout
         self.idn_domains = idn_domains
+        self.password_env = password_env
         self.context = tls_context(ca_file) if security != "none" else None
         self._connection: smtplib.SMTP | None = None
 
@@ -89,8 +91,9 @@ class SmtpProvider(BatchProvider):
             )
         username = settings.get("username", "")
         password = None
+        password_env = settings.get("password_env", "NEWSLETTER_SMTP_PASSWORD")
         if username:
-            password = secret(settings.get("password_env", "NEWSLETTER_SMTP_PASSWORD"), environ)
+            password = secret(password_env, environ)
         port = settings.get("port", DEFAULT_PORTS[security])
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise ConfigError(f"port {port!r} is not a port number", where=where, hint="e.g. port = 587")
@@ -120,6 +123,7 @@ class SmtpProvider(BatchProvider):
             timeout=float(timeout),
             ca_file=settings.get("ca_file"),
             idn_domains=idn_domains,
+            password_env=password_env,
         )
 
     # -- connection ---------------------------------------------------------------------------
@@ -127,6 +131,7 @@ class SmtpProvider(BatchProvider):
     def _connect(self) -> smtplib.SMTP:
         if self._connection is not None:
             return self._connection
+        connection: smtplib.SMTP
         try:
             if self.security == "tls":
                 connection = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.context)
@@ -137,7 +142,7 @@ class SmtpProvider(BatchProvider):
                 connection.starttls(context=self.context)
                 connection.ehlo()
             if self.username:
-                connection.login(self.username, self.password.reveal())
+                connection.login(self.username, self.password.reveal() if self.password else "")
         except smtplib.SMTPAuthenticationError as error:
             raise ProviderAuthError(
                 f"the SMTP server refused the login ({error.smtp_code})",
@@ -160,6 +165,60 @@ class SmtpProvider(BatchProvider):
             ) from None
         self._connection = connection
         return connection
+
+    def check_access(self) -> None:
+        """``newsletter doctor``: connect, EHLO, STARTTLS when configured, AUTH when there are
+        credentials, QUIT — what a send does before its first MAIL FROM, and no more."""
+        where, step = f"smtp {self.host}:{self.port}", "connect"
+        connection: smtplib.SMTP | None = None
+        try:
+            if self.security == "tls":
+                connection = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.context)
+            else:
+                connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            step = "EHLO"
+            code, reply = connection.ehlo()
+            if code != 250:
+                raise ProviderRejected(f"EHLO refused: {code} {_text(reply)}", where=where,
+                                       hint="the server does not take this client; ask its operator")  # fmt: skip
+            if self.security == "starttls":
+                step = "STARTTLS"
+                if not connection.has_extn("starttls"):
+                    raise ProviderRejected(
+                        "the server does not offer STARTTLS", where=where,
+                        hint='use security = "tls" (usually port 465), or a server that offers it',
+                    )  # fmt: skip
+                connection.starttls(context=self.context)
+                connection.ehlo()
+            if self.username:
+                step = "AUTH"
+                if not connection.has_extn("auth"):
+                    raise ProviderRejected("the server offers no AUTH to log in with", where=where,
+                                           hint="remove providers.smtp.username for a relay without login")  # fmt: skip
+                connection.login(self.username, self.password.reveal() if self.password else "")
+            step = "QUIT"
+            connection.quit()
+            connection = None
+        except smtplib.SMTPAuthenticationError as error:
+            raise ProviderAuthError(
+                f"the server refused the login of {self.username!r} ({error.smtp_code})", where=where,
+                hint=f"check providers.smtp.username and the password in {self.password_env}",
+            ) from None  # fmt: skip
+        except ssl.SSLCertVerificationError as error:
+            raise ProviderRejected(
+                f"the server's TLS certificate is not trusted ({error.verify_message})", where=where,
+                hint="fix the server certificate, or set providers.smtp.ca_file to your private CA",
+            ) from None  # fmt: skip
+        except (smtplib.SMTPException, OSError) as error:
+            fix = {"connect": "check providers.smtp.host and port, and that the server is up",
+                   "STARTTLS": 'the TLS handshake failed: try security = "tls" on port 465'}  # fmt: skip
+            raise ProviderTransient(
+                f"{step} failed ({error or type(error).__name__})", where=where,
+                hint=fix.get(step, "check providers.smtp.security and port against what the server offers"),
+            ) from None  # fmt: skip
+        finally:
+            if connection is not None:
+                connection.close()
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None

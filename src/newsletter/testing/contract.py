@@ -66,6 +66,11 @@ class Harness(ABC):
         """A way to build the provider with its secret's variable unset, or ``None`` when it has no secret."""
         return None
 
+    def with_wrong_secret(self) -> Callable[[], Provider] | None:
+        """A way to build the provider with a wrong value in its secret's variable (the server must
+        refuse it), or ``None``: then an ``"auth"`` fault, if the harness stages one, stands for it."""
+        return None
+
     def audience(self) -> list[str]:
         """Audience providers: the addresses the fake server's list holds."""
         return []
@@ -155,7 +160,9 @@ class _Common:
 
     @pytest.mark.parametrize("kind, error", [("rate_limited", ProviderRateLimited), ("unavailable", ProviderError),
                                              ("auth", ProviderAuthError)])  # fmt: skip
-    def test_faults_raise_the_typed_error_and_deliver_nothing(self, harness: Harness, kind: str, error: type) -> None:
+    def test_faults_raise_the_typed_error_and_deliver_nothing(
+        self, harness: Harness, kind: str, error: type[ProviderError]
+    ) -> None:
         provider = harness.provider()
         try:
             if kind not in harness.faults:  # the fake server cannot stage it: the plain call must work
@@ -170,6 +177,39 @@ class _Common:
             assert harness.received() == []
         finally:
             provider.close()
+
+    def test_check_access_passes_with_the_right_secret_and_sends_nothing(self, harness: Harness) -> None:
+        """``newsletter doctor``'s call: authenticated and read-only, so nobody receives anything."""
+        provider = harness.provider()
+        try:
+            provider.check_access()
+            provider.check_access()  # read-only: asking twice changes nothing either
+        finally:
+            provider.close()
+        assert harness.received() == []
+
+    def test_check_access_with_a_wrong_secret_is_the_typed_auth_error_naming_the_variable(
+        self, harness: Harness
+    ) -> None:
+        build = harness.with_wrong_secret()
+        if build is None and "auth" not in harness.faults:
+            assert not harness.secret  # only a provider without credentials has no wrong one to try
+            return
+        if build is None:
+            harness.fail_next("auth")
+            build = harness.provider
+        provider = build()
+        try:
+            with pytest.raises(ProviderAuthError) as caught:
+                provider.check_access()
+        finally:
+            provider.close()
+        text = caught.value.one_line()
+        assert "\n" not in text and not caught.value.retryable
+        if harness.with_wrong_secret() is not None:
+            assert harness.secret_variable in text  # the hint says which variable to fix
+            assert harness.secret not in text
+        assert harness.received() == []
 
     def _exercise(self, provider: Provider) -> None:
         raise NotImplementedError

@@ -67,6 +67,8 @@ def fault_error(kind: str, where: str, *, retry_after: float | None = 0.0) -> Pr
 class _Faults:
     """The shared machinery: queued faults, latency, call counting."""
 
+    name: str  # the provider's, set by each fake class
+
     def __init__(self, latency: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> None:
         self._faults: deque[ProviderError | str] = deque()
         self.latency = latency
@@ -94,6 +96,10 @@ class _Faults:
         if fault is not None:
             raise fault_error(fault, where)
         return deliver()
+
+    def check_access(self) -> None:
+        """``newsletter doctor``'s call: delivers nothing, but meets the queued fault ("auth": a wrong key)."""
+        self._call(f"{self.name} check_access", lambda: None)
 
     def received_count(self) -> dict[str, int]:
         """How many messages each address received."""

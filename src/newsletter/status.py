@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from .post import Post
-from .store import Ledger
+from .store import MARKED, SENT, Ledger
 
 DELIVERY_FIELDS = ("email", "state", "provider_message_id", "error", "updated_at")
 
@@ -17,27 +18,14 @@ def post_statuses(
 ) -> list[dict[str, Any]]:
     """One dict per post (newest first): slug, id, title, date, state, and its issues with counts.
 
+    A digest (``send --digest``) is an issue of no file: it gets a row of its own, placed by the
+    time it was planned, so its counts and refusals show like any issue's.
     ``deliveries`` adds every per-recipient delivery to each issue (large: for ``--json`` only).
     """
     rows = []
     for post in posts:
-        issues = []
-        for record in ledger.issues.issues_for_post(post.id):
-            entry: dict[str, Any] = {
-                "key": record.key,
-                "kind": record.kind,
-                "status": record.status,
-                "provider": record.provider,
-                "recipients": record.recipients,
-                "created_at": record.created_at,
-                "sent_at": record.sent_at,
-                "changed_since_sent": record.content_hash != post.content_hash,
-                "counts": ledger.sends.delivery_counts(record.id),
-                "feedback": ledger.sends.feedback_counts(record.id),  # bounced / complained since, from webhooks
-            }
-            if deliveries:
-                entry["deliveries"] = [{k: d[k] for k in DELIVERY_FIELDS} for d in ledger.sends.deliveries(record.id)]
-            issues.append(entry)
+        records = ledger.issues.issues_for_post(post.id)
+        issues = [_issue(record, post.content_hash, ledger, deliveries) for record in records]
         rows.append(
             {
                 "slug": post.slug,
@@ -48,7 +36,52 @@ def post_statuses(
                 "issues": issues,
             }
         )
-    return rows
+    return _with_digests(rows, {post.id for post in posts}, ledger, deliveries)
+
+
+def _issue(record: Any, content_hash: str, ledger: Ledger, deliveries: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "key": record.key,
+        "kind": record.kind,
+        "status": record.status,
+        "provider": record.provider,
+        "recipients": record.recipients,
+        "created_at": record.created_at,
+        "sent_at": record.sent_at,
+        "changed_since_sent": record.content_hash != content_hash,
+        "counts": ledger.sends.delivery_counts(record.id),
+        "feedback": ledger.sends.feedback_counts(record.id),  # bounced / complained since, from webhooks
+    }
+    if deliveries:
+        entry["deliveries"] = [{k: d[k] for k in DELIVERY_FIELDS} for d in ledger.sends.deliveries(record.id)]
+    return entry
+
+
+def _with_digests(
+    rows: list[dict[str, Any]], file_ids: set[str], ledger: Ledger, deliveries: bool
+) -> list[dict[str, Any]]:
+    """``rows`` (newest first) with one row per digest issue of the ledger, merged in by the time it was planned."""
+    from .schedule import is_digest
+
+    digests = []
+    for record in ledger.issues.all_issues():
+        if not is_digest(record.slug) or record.post_id in file_ids:
+            continue
+        state = str(record.status) if record.status in (SENT, MARKED) else "sending"  # planning is sending too
+        digests.append(
+            {
+                "slug": record.slug,
+                "id": record.post_id,
+                "title": record.subject,
+                "date": record.created_at,
+                "state": state,
+                "issues": [_issue(record, record.content_hash, ledger, deliveries)],
+            }
+        )
+    if not digests:
+        return rows
+    digests.sort(key=lambda row: datetime.fromisoformat(row["date"]), reverse=True)
+    return list(heapq.merge(rows, digests, key=lambda row: datetime.fromisoformat(row["date"]), reverse=True))
 
 
 def post_state(post: Post, issues: list[dict[str, Any]], now: datetime) -> str:

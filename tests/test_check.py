@@ -106,10 +106,13 @@ def test_unsupported_css_is_a_warning_per_client(project, run, built):
     _override_issue_template(project, ".container { width: 600px;", ".container { position: relative; border-radius: 8px; width: 600px;")
     code, findings = _findings(run)
     assert code == 0  # warnings only
-    css = {f["message"].split(" ignores")[0]: f["message"] for f in findings if f["code"] == "css-unsupported"}
-    assert "position" in css["Gmail"] and "border-radius" not in css["Gmail"].split(";")[0]
+    css = {next(c for c in CLIENTS if f["message"].startswith(c + " ")): f["message"]
+           for f in findings if f["code"] == "css-unsupported"}  # fmt: skip
+    assert "position" in css["Gmail"] and "border-radius" not in css["Gmail"]
     assert "position" in css["Outlook for Windows"] and "border-radius" in css["Outlook for Windows"]
-    assert "Apple Mail" not in css  # Apple Mail renders all of it
+    # Apple Mail rounds the corners; it positions only partly (caniemail: not sticky, not fixed), and
+    # the packaged template's overflow scrolls only partly on macOS.
+    assert css["Apple Mail"] == "Apple Mail renders only partly overflow, position (caniemail.com)"
 
 
 def test_the_css_table_covers_the_four_clients_for_every_feature():

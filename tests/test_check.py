@@ -75,7 +75,9 @@ def test_an_issue_over_gmails_clip_is_an_error(project, run, built):
 
 
 def test_a_relative_link_is_an_error(project, run, built):
-    _override_issue_template(project, '<p>{{ postal_address }}</p>', '<p>{{ postal_address }} <a href="/a-propos/">À propos</a></p>')
+    _override_issue_template(
+        project, "<p>{{ postal_address }}</p>", '<p>{{ postal_address }} <a href="/a-propos/">À propos</a></p>'
+    )
     code, findings = _findings(run)
     assert code == 1
     relative = [f for f in findings if f["code"] == "relative-url"]
@@ -84,7 +86,9 @@ def test_a_relative_link_is_an_error(project, run, built):
 
 def test_a_link_to_the_site_with_no_built_file_is_a_warning(project, run, built):
     site = "https://claudesuper.example.org/"
-    _override_issue_template(project, '<p>{{ postal_address }}</p>', f'<p>{{{{ postal_address }}}} <a href="{site}nulle-part/">x</a></p>')
+    _override_issue_template(
+        project, "<p>{{ postal_address }}</p>", f'<p>{{{{ postal_address }}}} <a href="{site}nulle-part/">x</a></p>'
+    )
     code, findings = _findings(run)
     assert code == 0  # most often a build not run yet: said loudly, not refused
     assert [(f["severity"], f["message"]) for f in findings if f["code"] == "not-built"] == [
@@ -103,7 +107,9 @@ def test_low_contrast_text_is_an_error_in_the_mode_it_fails(project, run, built)
 
 
 def test_unsupported_css_is_a_warning_per_client(project, run, built):
-    _override_issue_template(project, ".container { width: 600px;", ".container { position: relative; border-radius: 8px; width: 600px;")
+    _override_issue_template(
+        project, ".container { width: 600px;", ".container { position: relative; border-radius: 8px; width: 600px;"
+    )
     code, findings = _findings(run)
     assert code == 0  # warnings only
     css = {next(c for c in CLIENTS if f["message"].startswith(c + " ")): f["message"]

@@ -63,7 +63,7 @@ def _with_digests(
     """``rows`` (newest first) with one row per digest issue of the ledger, merged in by the time it was planned."""
     from .schedule import is_digest
 
-    digests = []
+    digests: list[dict[str, Any]] = []
     for record in ledger.issues.all_issues():
         if not is_digest(record.slug) or record.post_id in file_ids:
             continue

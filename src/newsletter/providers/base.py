@@ -169,8 +169,10 @@ class AudienceProvider(Provider):
         """The issue to ``addresses`` only; the audience gets nothing."""
 
     @abstractmethod
-    def subscribe(self, email: str, *, key: str) -> None:
-        """Add an address to the provider's audience (the provider runs its own double opt-in)."""
+    def subscribe(self, email: str, *, key: str, ip_address: str | None = None) -> str | None:
+        """Add an address to the provider's audience (the provider runs its own double opt-in);
+        ``ip_address`` is where the request came from, for a provider that records it.  Returns
+        the provider's id for a new subscriber, or ``None`` (already known, or no id to give)."""
 
     def lookup(self, reference: str) -> str | None:
         """The provider's status for a published issue; only when ``capabilities.lookup`` is true."""

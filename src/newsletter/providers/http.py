@@ -228,7 +228,7 @@ def api_base_url(settings: Mapping[str, Any], provider: str, default: str) -> st
     except ValueError:
         parts, host = None, None
     local = parts is not None and parts.scheme == "http" and host in ("127.0.0.1", "localhost", "::1")
-    if not host or not (parts.scheme == "https" or local):
+    if parts is None or not host or not (parts.scheme == "https" or local):
         raise ConfigError(
             f"{url!r} is not an https URL", where=f"newsletter.toml: providers.{provider}.base_url",
             hint=f"the API key must not travel in clear; leave it out to use {default}",

@@ -127,7 +127,8 @@ class ResendProvider(BatchProvider):
                 "answered without one id per email", where="resend /emails/batch", maybe_delivered=True,
                 hint="check the Resend dashboard; a replay with the same key is safe",
             )  # fmt: skip
-        return [DeliveryResult(r.subscriber_id, True, item.get("id")) for r, item in zip(request.recipients, data, strict=False)]
+        answered = zip(request.recipients, data, strict=False)
+        return [DeliveryResult(r.subscriber_id, True, item.get("id")) for r, item in answered]
 
     def send_message(self, message: EmailMessage, *, key: str) -> str:
         parts = message_parts(message)
@@ -172,7 +173,8 @@ class ResendProvider(BatchProvider):
         addresses = [addresses] if isinstance(addresses, str) else addresses
         if not isinstance(addresses, list):
             return []
-        bounce = payload.get("bounce") if isinstance(payload.get("bounce"), dict) else {}
+        found = payload.get("bounce")
+        bounce = found if isinstance(found, dict) else {}
         if event == "email.complained":
             return [SuppressionEvent(str(a), COMPLAINED) for a in addresses]
         if event == "email.bounced" and bounce.get("type", "Permanent") != "Transient":

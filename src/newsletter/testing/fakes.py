@@ -218,12 +218,13 @@ class FakeAudienceProvider(_Faults, AudienceProvider):
     def send_test(self, issue: Issue, addresses: list[str]) -> None:
         self._call(f"{self.name} send_test", lambda: self._deliver_issue(issue, list(addresses), f"{issue.key}:test"))
 
-    def subscribe(self, email: str, *, key: str) -> None:
+    def subscribe(self, email: str, *, key: str, ip_address: str | None = None) -> str | None:
         def deliver() -> None:
             if email not in self.audience:
                 self.audience.append(email)
 
         self._call(f"{self.name} subscribe", deliver)
+        return None
 
     def send_message(self, message: EmailMessage, *, key: str) -> str:
         raise ProviderRejected("an audience provider sends no single messages", where=self.name)

@@ -15,13 +15,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import jinja2
-
-from .config import Config
-from .content import Post, published
+from .post import Post
 from .store import MARKED, SENT, Ledger
-from .templates import labels, render, trusted_html
+
+if TYPE_CHECKING:  # the parsers and Jinja2 load only when a digest is planned: status stays light
+    import jinja2
+
+    from .config import Config
 
 DIGEST_HTML = "email/digest.html"
 DIGEST_TEXT = "email/digest.txt"
@@ -38,6 +40,8 @@ def due_posts(posts: Sequence[Post], ledger: Ledger, now: datetime) -> list[Post
     records it once and for all).  One pass over the ledger's issues, whatever the
     number of posts.
     """
+    from .content import published
+
     done = {(r.post_id, r.slug) for r in ledger.issues.all_issues() if r.status in (SENT, MARKED)}
     candidates = published(posts, now)  # newest first
     sent_dates = [p.date for p in candidates if (p.id, p.slug) in done]
@@ -55,6 +59,8 @@ def is_digest(slug: str) -> bool:
 
 def digest_post(config: Config, posts: Sequence[Post], env: jinja2.Environment) -> tuple[Post, str]:
     """The digest of ``posts`` (oldest first) as a post, and its plain-text body."""
+    from .templates import labels, render, trusted_html
+
     ordered = sorted(posts, key=lambda p: (p.date, p.slug))
     newest = ordered[-1]
     namespace = uuid.uuid5(uuid.NAMESPACE_URL, config.site.id)

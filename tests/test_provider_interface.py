@@ -121,12 +121,15 @@ def test_every_built_in_provider_is_a_checked_subclass_of_its_family():
 def test_the_engine_never_probes_providers_for_methods():
     import inspect
 
+    import newsletter.chunk_delivery
     import newsletter.cli
     import newsletter.project
     import newsletter.send
+    import newsletter.send_plan
     import newsletter.web
 
-    for module in (newsletter.send, newsletter.web, newsletter.cli, newsletter.project):
+    engine = (newsletter.send, newsletter.send_plan, newsletter.chunk_delivery)
+    for module in (*engine, newsletter.web, newsletter.cli, newsletter.project):
         source = inspect.getsource(module)
         assert "hasattr(provider" not in source and "getattr(provider" not in source
         assert "getattr(factory" not in source and "hasattr(factory" not in source

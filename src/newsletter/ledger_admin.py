@@ -57,7 +57,7 @@ def status(project: Newsletter, *, deliveries: bool = False) -> list[dict[str, A
 
 def mark_sent(project: Newsletter, slugs: Sequence[str] = (), *, all_posts: bool = False) -> list[tuple[str, str]]:
     """Record posts as sent without mailing anyone; returns ``(slug, "marked" | "already sent")``."""
-    from .send import mark_posts_sent
+    from .send_plan import mark_posts_sent
 
     if not slugs and not all_posts:
         raise UsageError("name the posts to mark", hint="pass SLUG... or --all")

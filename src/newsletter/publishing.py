@@ -90,7 +90,8 @@ def preview(project: Newsletter, slug: str | None = None) -> PreviewReport:
     """Write the email of ``slug`` (default: the newest published post) to ``preview/SLUG/``."""
     from .files import write_tree
     from .render import render_issue
-    from .send import pick_post, preview_recipient
+    from .send import preview_recipient
+    from .send_plan import pick_post
 
     now = project.clock()
     post = pick_post(project.posts(), now, slug)
@@ -114,7 +115,7 @@ def preview(project: Newsletter, slug: str | None = None) -> PreviewReport:
 def check(project: Newsletter, slug: str | None = None, *, all_posts: bool = False) -> list[IssueCheck]:
     """The preflight of ``slug`` (default: the newest published post), or of every published post."""
     from .check import check_posts
-    from .send import pick_post
+    from .send_plan import pick_post
 
     if all_posts and slug:
         raise UsageError("SLUG and --all contradict each other", hint="pass one of them")

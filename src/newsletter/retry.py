@@ -1,7 +1,7 @@
 """The one retry policy of the send engine: exponential backoff, full jitter, a total deadline.
 
 Providers never retry; they raise typed errors (:mod:`newsletter.errors`) and
-:func:`newsletter.send.deliver_chunk` asks this policy how long to wait.
+:func:`newsletter.chunk_delivery.deliver_chunk` asks this policy how long to wait.
 """
 
 from __future__ import annotations

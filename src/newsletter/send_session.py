@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from .content import Post
     from .outgoing import OutgoingReport
     from .project import Newsletter, Progress
-    from .send import Plan, SendReport
+    from .send import SendReport
+    from .send_plan import Plan
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ class PlannedSend:
 def send_test(project: Newsletter, address: str, slug: str | None = None) -> TestSendReport:
     """One copy, subject prefixed ``[TEST]``, to ``address`` through the provider; records nothing."""
     from .render import render_issue
-    from .send import pick_post, send_test
+    from .send import send_test
+    from .send_plan import pick_post
     from .subscribers import normalize_address
     from .templates import labels
 
@@ -96,7 +98,7 @@ def plan(
     other sender can start between the plan the editor reads and the send.  With
     ``digest``, every due post goes into one issue (``templates/email/digest.*``).
     """
-    from .send import choose
+    from .send_plan import choose
 
     if digest:
         if slug is not None or correction:
@@ -116,8 +118,8 @@ def plan(
 
 def _planned(project: Newsletter, *, dry_run: bool, pick: Callable[[], tuple[Any, Any]]) -> PlannedSend:
     """The frame every plan shares: the lock (unless ``dry_run``), ``pick()`` choosing what to
-    send (a :class:`~newsletter.send.Choice` and the digest, if any), the provider, the render."""
-    from .send import plan_send
+    send (a :class:`~newsletter.send_plan.Choice` and the digest, if any), the provider, the render."""
+    from .send_plan import plan_send
     from .store import ACTIVE
 
     signing_keys = project.signing_keys()
@@ -154,7 +156,7 @@ def _planned(project: Newsletter, *, dry_run: bool, pick: Callable[[], tuple[Any
 def _pick_digest(project: Newsletter) -> tuple[Any, Any]:
     """The digest of every due post (or the unfinished digest, resumed), chosen like an issue."""
     from .schedule import digest_post, due_posts, is_digest
-    from .send import choose, mark_posts_sent, sent_record
+    from .send_plan import choose, mark_posts_sent, sent_record
 
     unfinished = project.ledger.issues.unfinished_issues()
     # Resuming: the digest gathers the posts that were due when it was planned, not later ones.
@@ -218,7 +220,7 @@ def send(
             progress,
         )
         if report.finished and planned.plan.digest_of:  # its posts went out in it: never again alone
-            from .send import mark_posts_sent
+            from .send_plan import mark_posts_sent
 
             mark_posts_sent(
                 project.config, project.ledger, planned.plan.digest_of, project.environment(), project.clock()

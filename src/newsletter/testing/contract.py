@@ -15,7 +15,7 @@ received).  pytest then runs every contract test against it::
                 yield AcmeHarness(server)
 
 The tests drive the provider directly and through the send engine's own retry
-and reconciliation (:func:`newsletter.send.deliver_chunk`), so "exactly once"
+and reconciliation (:func:`newsletter.chunk_delivery.deliver_chunk`), so "exactly once"
 is checked the way ``newsletter send`` relies on it.
 """
 
@@ -287,7 +287,7 @@ class BatchProviderContract(_Common):
         staged = [kind for kind in ("rate_limited", "unavailable", "drop") if kind in harness.faults]
         provider = harness.provider()
         assert isinstance(provider, BatchProvider)
-        from ..send import deliver_chunk
+        from ..chunk_delivery import deliver_chunk
 
         for kind in staged:
             harness.fail_next(kind)
@@ -302,7 +302,7 @@ class BatchProviderContract(_Common):
     def test_an_answer_lost_after_delivery_is_reconciled_never_resent(self, harness: Harness):
         provider = harness.provider()
         assert isinstance(provider, BatchProvider)
-        from ..send import deliver_chunk
+        from ..chunk_delivery import deliver_chunk
 
         people = recipients(min(2, provider.capabilities.max_batch or 2))
         landed: list = []
@@ -369,7 +369,7 @@ class AudienceProviderContract(_Common):
         assert counts(harness.received()) == {"editor@example.org": 1}
 
     def test_the_engine_replays_after_an_answer_lost_and_delivers_once(self, harness: Harness):
-        from ..send import with_retries
+        from ..chunk_delivery import with_retries
 
         provider = harness.provider()
         assert isinstance(provider, AudienceProvider)

@@ -135,3 +135,21 @@ def test_the_key_is_prepared_once_not_hashed_per_token(monkeypatch):
         token = make_token([key], purpose=UNSUBSCRIBE, list_id=LIST, subscriber_id=subscriber_id, issued_at=ISSUED)
         verify_token(token, [key], purpose=UNSUBSCRIBE, list_id=LIST)
     assert calls == []
+
+
+@pytest.mark.parametrize("value", ["clef-de-2024", "k" * 64, "x" * 65 + "-longer than one SHA-256 block-" * 3, "clé-é"])
+def test_the_signer_signs_as_the_standard_hmac_does(value):
+    """TokenSigner computes HMAC-SHA256 from the key's two prepared hash states; hmac.new must agree."""
+    import hmac
+
+    key = Secret("K", value)
+    signer = tokens.TokenSigner([key], purpose=UNSUBSCRIBE, list_id=LIST, issued_at=ISSUED)
+    for subscriber_id in (0, 1, 127, 128, 16383, 16384, 1503, 2**40):
+        token = signer.sign(subscriber_id)
+        payload, mac = _bytes(token)[:-MAC_BYTES], _bytes(token)[-MAC_BYTES:]
+        expected = hmac.new(value.encode(), b"newsletter-token\x00" + LIST.encode() + b"\x00" + payload, hashlib.sha256)
+        assert mac == expected.digest()[:MAC_BYTES]
+        assert token == _token(subscriber_id, keys=(key,))
+        assert verify_token(token, [key], purpose=UNSUBSCRIBE, list_id=LIST).subscriber_id == subscriber_id
+    with pytest.raises(ValueError):
+        signer.sign(-1)

@@ -7,8 +7,10 @@ never puts a credential in a message, a log line or a ``repr``.
 
 from __future__ import annotations
 
+import binascii
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -102,6 +104,11 @@ class HttpClient:
             auth = (user, password.reveal())
         where = f"{self.provider} {method} {path}"
         sent_headers = {**self._secret_headers(), **(headers or {})}
+        encoded = form_data(kwargs["files"]) if "files" in kwargs else None
+        if encoded is not None:
+            kwargs = {**kwargs, "data": encoded[0]}
+            del kwargs["files"]
+            sent_headers["Content-Type"] = encoded[1]
         try:
             response = self.session.request(
                 method, self.base_url + path, headers=sent_headers, auth=auth, timeout=self.timeout, **kwargs
@@ -201,6 +208,33 @@ def check_access(client: HttpClient, path: str, *, key_variable: str, where_to_g
             error.message, where=error.where,
             hint=f"{key_variable} holds a key {client.provider} does not accept: {where_to_get}",
         ) from None  # fmt: skip
+
+
+def form_data(fields: Any, boundary: str | None = None) -> tuple[bytes, str] | None:
+    """``(body, Content-Type)`` of text-only ``files=`` fields (``[(name, (None, text)), …]``), byte for
+    byte what requests writes, or ``None`` when a field is anything else (left to requests).
+
+    requests builds an object per field; a Mailgun call of 1,000 recipients has over 1,000
+    fields, and that cost more than the rest of the send.  Names are quoted as urllib3 quotes
+    them (``"``, CR and LF percent-encoded); the boundary is 128 random bits, as urllib3's.
+    """
+    if not isinstance(fields, (list, tuple)):
+        return None
+    boundary = boundary or binascii.hexlify(os.urandom(16)).decode("ascii")
+    parts = []
+    head = f"--{boundary}\r\nContent-Disposition: form-data; name="
+    for field in fields:
+        if not (isinstance(field, tuple) and len(field) == 2 and isinstance(field[1], tuple) and len(field[1]) == 2):
+            return None
+        name, (filename, value) = field
+        if filename is not None or not isinstance(name, str) or not isinstance(value, str):
+            return None
+        parts.append(f'{head}"{name.translate(_QUOTED)}"\r\n\r\n{value}\r\n')
+    parts.append(f"--{boundary}--\r\n")
+    return "".join(parts).encode("utf-8"), f"multipart/form-data; boundary={boundary}"
+
+
+_QUOTED = {10: "%0A", 13: "%0D", 34: "%22"}
 
 
 def _rate_limit(response: requests.Response) -> tuple[int, float] | None:

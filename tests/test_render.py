@@ -483,7 +483,7 @@ def _raw_header(raw: bytes, name: bytes) -> bytes:
 
 
 def _signed_recipient(config, subscriber_id=1503, email="ann@example.org"):
-    from newsletter.send import recipient_for
+    from newsletter.recipients import recipient_for
 
     return recipient_for(config, config.token_keys(), subscriber_id, email, FIXED_NOW)
 

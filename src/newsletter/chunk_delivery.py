@@ -130,8 +130,13 @@ def reconcile(
             return replace(request, recipients=[r for r in request.recipients if r.subscriber_id not in done])
     if capabilities.idempotency:
         return request
-    raise DeliveryUncertain(
-        f"chunk {chunk} ({len(request.recipients)} recipients) may or may not have been delivered"
+    raise uncertain(provider, chunk, len(request.recipients), cause)
+
+
+def uncertain(provider: BatchProvider, chunk: int, count: int, cause: ProviderError | None = None) -> DeliveryUncertain:
+    """The error that stops a send when nothing can tell whether ``count`` recipients got the issue."""
+    return DeliveryUncertain(
+        f"chunk {chunk} ({count} recipients) may or may not have been delivered"
         + (f" after: {cause.message}" if cause else ""),
         where=f"provider {provider.name}",
         hint="check the provider's logs before sending again; nothing is re-sent automatically",

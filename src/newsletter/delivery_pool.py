@@ -37,12 +37,15 @@ class Outcome(Generic[Tag]):
 class DeliveryPool(Generic[Tag]):
     """Runs calls on up to ``workers`` threads; :meth:`submit` and :meth:`drain` return finished outcomes.
 
-    With one worker the call runs at once on the caller's thread (no thread at all).
+    With one worker the call runs at once on the caller's thread (no thread at all).  ``ready``
+    more calls may wait for a free worker: the engine prepares the next chunk while every worker
+    is busy, instead of after one is free.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, *, ready: int = 0) -> None:
         self.workers = max(1, int(workers))
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="deliver") if self.workers > 1 else None
+        self._limit = self.workers + max(0, int(ready))
         self._pending: dict[Future, Tag] = {}
 
     def __enter__(self) -> DeliveryPool[Tag]:
@@ -60,7 +63,7 @@ class DeliveryPool(Generic[Tag]):
             return [_run(tag, call)]
         self._pending[self._executor.submit(call)] = tag
         finished: list[Outcome[Tag]] = []
-        while len(self._pending) >= self.workers:
+        while len(self._pending) >= self._limit:
             finished += self._collect(wait(self._pending, return_when=FIRST_COMPLETED).done)
         return finished
 

@@ -200,6 +200,16 @@ def m008_outgoing_messages(db: Database) -> None:
     db.table("outgoing_messages").create_index(["state", "next_attempt_at"])
 
 
+@MIGRATIONS()
+def m007_chunk_hand_over(db: Database) -> None:
+    """For providers that take one message per call (SMTP): the delivery being handed over now,
+    and the boot the chunk was marked ``in_flight`` under, so that a resume after a crash of the
+    process alone knows which ``in_flight`` deliveries never reached the provider
+    (:meth:`.send_ledger.ChunkOutcomes.release_unsent`)."""
+    db.table("chunks").add_column("handing_over", int)
+    db.table("chunks").add_column("boot_id", str)
+
+
 # Keep this migration last: other migrations are numbered before it.
 @MIGRATIONS()
 def m009_webhook_replay(db: Database) -> None:

@@ -158,8 +158,8 @@ class LivePreview:
 
     def email(self, slug: str, part: str) -> str:
         """The email of ``slug`` as a reader gets it (``part`` html or text), rendered now."""
+        from .recipients import preview_recipient
         from .render import render_issue
-        from .send import preview_recipient
         from .templates import make_environment
 
         with self.open_project() as project:

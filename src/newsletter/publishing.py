@@ -89,8 +89,8 @@ def ping_hub(project: Newsletter, paths: Sequence[str] = ("feed.xml", "feed.json
 def preview(project: Newsletter, slug: str | None = None) -> PreviewReport:
     """Write the email of ``slug`` (default: the newest published post) to ``preview/SLUG/``."""
     from .files import write_tree
+    from .recipients import preview_recipient
     from .render import render_issue
-    from .send import preview_recipient
     from .send_plan import pick_post
 
     now = project.clock()

@@ -11,7 +11,7 @@ from :mod:`newsletter.send_plan`; one call's retries and reconciliation from
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
@@ -20,9 +20,11 @@ from .config import Config, Secret
 from .delivery_pool import DeliveryPool, Outcome, PausedProvider, SharedPause
 from .errors import ConfigError, ProviderError, ProviderRejected
 from .providers.base import AudienceProvider, BatchProvider, ChunkRequest, DeliveryResult, Provider
-from .render import Issue, Recipient
+from .recipients import RecipientMaker, recipient_for
+from .render import Issue
 from .retry import RetryPolicy
 from .send_plan import Plan
+from .send_sequential import one_by_one, send_chunk_one_by_one
 from .store import IN_FLIGHT, PLANNED, UNKNOWN, IssueRecord, Ledger
 from .tokens import UNSUBSCRIBE, make_token, unsubscribe_url
 
@@ -39,9 +41,21 @@ class SendReport:
 
 
 
+# Messages per chunk for a provider that takes one message per call (SMTP): one synchronous
+# commit marks them all in_flight, so a power cut can leave at most this many uncertain.
+ONE_BY_ONE_CHUNK = 100
+
+
 def chunk_size(config: Config, provider: Provider) -> int:
-    """Recipients per call: the provider's maximum, or less if ``[providers.NAME] batch_size`` says so."""
+    """Recipients per chunk, each chunk marked ``in_flight`` by one synchronous commit.
+
+    A batch provider's chunk is one call: its maximum per call.  A provider that takes one
+    message per call gets :data:`ONE_BY_ONE_CHUNK` messages per chunk.  ``[providers.NAME]
+    batch_size`` may lower either.
+    """
     largest = provider.capabilities.max_batch or 1_000_000_000
+    if largest == 1:
+        largest = ONE_BY_ONE_CHUNK
     wanted = config.provider_settings(provider.name).get("batch_size", largest)
     if isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < 1:
         raise ConfigError(
@@ -51,18 +65,12 @@ def chunk_size(config: Config, provider: Provider) -> int:
     return min(largest, wanted)
 
 
-def recipient_for(config: Config, keys: Sequence[Secret], subscriber_id: int, email: str, issued: datetime) -> Recipient:
-    """A recipient with their signed unsubscribe URL (no address in the token; SEC-09)."""
-    token = make_token(keys, purpose=UNSUBSCRIBE, list_id=config.email.list_id, subscriber_id=subscriber_id, issued_at=issued)
-    return Recipient(subscriber_id, email, unsubscribe_url(config.email.unsubscribe_url, token))
-
-
 def deliver_issue(
     config: Config,
     ledger: Ledger,
     plan: Plan,
     provider: Provider,
-    keys: Sequence[Secret],
+    signing_keys: Sequence[Secret],
     clock: Clock,
     policy: RetryPolicy | None = None,
     progress: Progress | None = None,
@@ -93,28 +101,58 @@ def deliver_issue(
         raise TypeError(f"provider {provider.name!r} is neither a batch nor an audience provider")
     # Everything personal is derived from the plan's time, so a replay is byte-identical.
     planned_at = datetime.fromisoformat(record.created_at)
-    # HTTP providers take several requests at once; this thread stays the ledger's only writer.
+    make_recipient = RecipientMaker(config, signing_keys, planned_at)
+    chunks = counted(ledger.sends.open_chunks(record.id), progress)
+    if provider.capabilities.max_batch == 1:
+        send = one_by_one(ledger, record, issue, provider, make_recipient, clock, policy, planned_at)
+        for number, chunk_key in chunks:
+            send_chunk_one_by_one(send, number, chunk_key)
+    else:
+        _deliver_chunks(ledger, record, issue, provider, make_recipient, clock, policy, planned_at, chunks)
+    finished = ledger.sends.finish_issue(record.id, now=clock())
+    return SendReport(issue_key=record.key, counts=ledger.sends.delivery_counts(record.id), finished=finished)
+
+
+@dataclass
+class _Started:
+    """A chunk committed ``in_flight``: how to build its request, and its deliveries by subscriber."""
+
+    number: int
+    by_id: dict[int, int]
+    request: Callable[[], ChunkRequest]
+    landed: list[DeliveryResult] = field(default_factory=list)  # found by a reconciliation inside the call
+
+
+def _deliver_chunks(
+    ledger: Ledger, record: IssueRecord, issue: Issue, provider: BatchProvider, make_recipient: RecipientMaker,
+    clock: Clock, policy: RetryPolicy, planned_at: datetime, chunks: Iterator[tuple[int, str]],
+) -> None:  # fmt: skip
+    """Batch providers: each chunk one call (retried, reconciled), several in flight when the provider allows.
+
+    This thread is the ledger's only writer.  While the workers wait on the provider it
+    commits the next chunk ``in_flight``, so a worker that frees finds one ready; the workers
+    sign the recipients' tokens and build the requests.
+    """
     workers = max(1, provider.capabilities.concurrency)
     caller = PausedProvider(provider, SharedPause(policy)) if workers > 1 else provider
     failure: BaseException | None = None
-    with DeliveryPool[tuple[int, dict, list]](workers) as pool:
-        for number, idempotency_key in counted(ledger.sends.open_chunks(record.id), progress):
-            started = _start_chunk(config, ledger, record, provider, keys, clock, policy, planned_at, number,
-                                   idempotency_key, issue)  # fmt: skip
+    with DeliveryPool[_Started](workers, ready=1 if workers > 1 else 0) as pool:
+        for number, chunk_key in chunks:
+            started = _start_chunk(ledger, record, issue, provider, make_recipient, clock, policy, planned_at,
+                                   number, chunk_key)  # fmt: skip
             if started is None:
                 continue
-            request, by_id = started
-            landed: list[DeliveryResult] = []
             if workers == 1:  # what landed during a reconciliation is recorded at once
-                def record_landed(found, number=number, by_id=by_id) -> None:
-                    ledger.sends.settle_chunk(record.id, number, outcomes(found, by_id), now=clock())
+
+                def record_landed(found: Sequence[DeliveryResult], started: _Started = started) -> None:
+                    ledger.sends.settle_chunk(record.id, started.number, outcomes(found, started.by_id), now=clock())
             else:  # a worker never writes: this thread records it with the chunk's outcome
-                record_landed = landed.extend
+                record_landed = started.landed.extend
 
-            def call(request=request, number=number, record_landed=record_landed):
-                return deliver_chunk(caller, request, policy, record_landed, chunk=number)
+            def call(started: _Started = started, record_landed=record_landed) -> list[DeliveryResult]:
+                return deliver_chunk(caller, started.request(), policy, record_landed, chunk=started.number)
 
-            for outcome in pool.submit((number, by_id, landed), call):
+            for outcome in pool.submit(started, call):
                 failure = _record_outcome(ledger, record, outcome, clock) or failure
             if failure is not None:
                 break
@@ -122,46 +160,51 @@ def deliver_issue(
             failure = _record_outcome(ledger, record, outcome, clock) or failure
     if failure is not None:
         raise failure
-    finished = ledger.sends.finish_issue(record.id, now=clock())
-    return SendReport(issue_key=record.key, counts=ledger.sends.delivery_counts(record.id), finished=finished)
 
 
 def _start_chunk(
-    config: Config, ledger: Ledger, record: IssueRecord, provider: BatchProvider, keys: Sequence[Secret],
-    clock: Clock, policy: RetryPolicy, planned_at: datetime, number: int, idempotency_key: str, issue: Issue,
-) -> tuple[ChunkRequest, dict[int, int]] | None:  # fmt: skip
+    ledger: Ledger, record: IssueRecord, issue: Issue, provider: BatchProvider, make_recipient: RecipientMaker,
+    clock: Clock, policy: RetryPolicy, planned_at: datetime, number: int, chunk_key: str,
+) -> _Started | None:  # fmt: skip
     """Reconcile what a crash left of a chunk, then commit it ``in_flight``; ``None`` if nothing is left to send."""
     # People who left since planning are never sent to; their rows are skipped in the
     # chunk's next commit (start or settle), so reading the chunk writes nothing.
     rows = [r for r in ledger.sends.chunk_deliveries(record.id, number) if not (r.departed and r.state == PLANNED)]
     by_id = {r.subscriber_id: r.id for r in rows}
-    recipients = [recipient_for(config, keys, r.subscriber_id, r.email, planned_at) for r in rows]
-    request = ChunkRequest(issue=issue, recipients=recipients, idempotency_key=idempotency_key, date=planned_at)
-
-    def record_landed(found: Sequence[DeliveryResult]) -> None:
-        ledger.sends.settle_chunk(record.id, number, outcomes(found, by_id), now=clock())
-
+    people = [(r.subscriber_id, r.email) for r in rows]
     if any(r.state in (IN_FLIGHT, UNKNOWN) for r in rows):
+        request = ChunkRequest(issue, [make_recipient(*person) for person in people], chunk_key, planned_at)
+
+        def record_landed(found: Sequence[DeliveryResult]) -> None:
+            ledger.sends.settle_chunk(record.id, number, outcomes(found, by_id), now=clock())
+
         try:
             request = reconcile(provider, request, record_landed, chunk=number, policy=policy)
         except ProviderError:
             ledger.sends.mark_chunk_unknown(record.id, number, now=clock())
             raise
-    if not request.recipients:
+        people = [(r.subscriber_id, r.email) for r in request.recipients]
+    if not people:
         ledger.sends.settle_chunk(record.id, number, [], now=clock())
         return None
     left = ledger.sends.start_chunk(record.id, number, now=clock())
     if left:  # unsubscribed since the rows were read: skipped in the same commit as in_flight
-        request = replace(request, recipients=[r for r in request.recipients if r.subscriber_id not in left])
-        if not request.recipients:
+        people = [person for person in people if person[0] not in left]
+        if not people:
             ledger.sends.settle_chunk(record.id, number, [], now=clock())
             return None
-    return request, by_id
+
+    def request_of_chunk() -> ChunkRequest:
+        return ChunkRequest(issue, [make_recipient(*person) for person in people], chunk_key, planned_at)
+
+    return _Started(number, by_id, request_of_chunk)
 
 
-def _record_outcome(ledger: Ledger, record: IssueRecord, outcome: Outcome, clock: Clock) -> BaseException | None:
+def _record_outcome(
+    ledger: Ledger, record: IssueRecord, outcome: Outcome[_Started], clock: Clock
+) -> BaseException | None:
     """Write one chunk call's outcome to the ledger (this thread only); returns its error, if any."""
-    number, by_id, landed = outcome.tag
+    number, by_id, landed = outcome.tag.number, outcome.tag.by_id, outcome.tag.landed
     if landed:  # found at the provider during a reconciliation inside the call
         ledger.sends.settle_chunk(record.id, number, outcomes(landed, by_id), now=clock())
     error = outcome.error
@@ -191,7 +234,7 @@ def _publish_to_audience(
         ledger.sends.start_chunk(record.id, number, now=clock())
         try:
             # Idempotent provider: a replay after an uncertain failure cannot send twice.
-            reference = with_retries(lambda: provider.publish(issue, idempotency_key=idempotency_key), policy)
+            reference = with_retries(lambda key=idempotency_key: provider.publish(issue, idempotency_key=key), policy)
         except ProviderError as error:
             if error.maybe_delivered:
                 ledger.sends.mark_chunk_unknown(record.id, number, now=clock())
@@ -203,12 +246,11 @@ def _publish_to_audience(
     return SendReport(issue_key=record.key, counts={}, finished=finished)
 
 
-
 def send_test(
     config: Config,
     issue: Issue,
     provider: Provider,
-    keys: Sequence[Secret],
+    signing_keys: Sequence[Secret],
     address: str,
     clock: Clock,
     policy: RetryPolicy,
@@ -221,7 +263,7 @@ def send_test(
         return
     if not isinstance(provider, BatchProvider):
         raise TypeError(f"provider {provider.name!r} is neither a batch nor an audience provider")
-    recipient = recipient_for(config, keys, 0, address, now)
+    recipient = recipient_for(config, signing_keys, 0, address, now)
     key = f"{issue.key}:test:{int(now.timestamp())}"
     request = ChunkRequest(issue=issue, recipients=[recipient], idempotency_key=key, date=now)
     results = deliver_chunk(provider, request, policy, lambda found: None, chunk=0)
@@ -231,29 +273,26 @@ def send_test(
 
 
 def render_all(
-    config: Config, ledger: Ledger, plan: Plan, keys: Sequence[Secret], clock: Clock, progress: Progress | None = None
+    config: Config,
+    ledger: Ledger,
+    plan: Plan,
+    signing_keys: Sequence[Secret],
+    clock: Clock,
+    progress: Progress | None = None,
 ) -> int:
     """Build every recipient's message without sending or recording anything; returns how many.
 
     ``progress(done, total)`` is called every 500 messages and at the end.
     """
     now = clock()
+    make_recipient = RecipientMaker(config, signing_keys, now)
     count = 0
     total = ledger.subscribers.count_subscribers("active") if progress is not None else 0
     for row in ledger.subscribers.stream("active"):
-        recipient = recipient_for(config, keys, row["id"], row["email"], now)
-        plan.issue.message_bytes(recipient, date=now)
+        plan.issue.message_bytes(make_recipient(row["id"], row["email"]), date=now)
         count += 1
         if progress is not None and count % 500 == 0:
             progress(count, total)
     if progress is not None:
         progress(count, max(total, count))
     return count
-
-
-def preview_recipient(config: Config, keys: Sequence[Secret] | None, now: datetime) -> Recipient:
-    """A stand-in recipient for previews (a real signed URL when a key is set)."""
-    if keys:
-        return recipient_for(config, keys, 0, "preview@example.invalid", now)
-    return Recipient(0, "preview@example.invalid", unsubscribe_url(config.email.unsubscribe_url, "PREVIEW"))
-

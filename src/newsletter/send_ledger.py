@@ -9,6 +9,7 @@ that the ledger does not know about.  Every update names the states it leaves
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -54,10 +55,45 @@ SKIP_DEPARTED_SQL = """UPDATE deliveries SET state = ?, updated_at = ? WHERE iss
 START_DELIVERIES_SQL = "UPDATE deliveries SET state = ?, updated_at = ? WHERE issue_id = ? AND chunk = ? AND state = ?"
 CHUNK_TALLY_SQL = """SELECT count(*) FILTER (WHERE state IN (?, ?, ?)), count(*) FILTER (WHERE state = ?)
     FROM deliveries WHERE issue_id = ? AND chunk = ?"""
+# A chunk's outcomes: those that share a state, message id and error (a batch call answers with
+# one id for all) are one statement over the list of their ids; the rest one statement each.
+SETTLE_ALIKE_SQL = """UPDATE deliveries SET state = ?, provider_message_id = ?, error = ?, updated_at = ?
+    WHERE issue_id = ? AND chunk = ? AND state IN (?, ?, ?) AND id IN (SELECT value FROM json_each(?))"""
+SETTLE_ONE_SQL = """UPDATE deliveries SET state = ?, provider_message_id = ?, error = ?, updated_at = ?
+    WHERE id = ? AND issue_id = ? AND chunk = ? AND state IN (?, ?, ?)"""
+# One message per call (SMTP): what a resume releases, and what a failed call leaves unsent.
+RELEASE_UNSENT_SQL = """UPDATE deliveries SET state = ?, updated_at = ? WHERE issue_id = ? AND chunk = ? AND state = ?
+    AND id IS NOT (SELECT handing_over FROM chunks WHERE issue_id = ? AND number = ?)
+    AND EXISTS (SELECT 1 FROM chunks WHERE issue_id = ? AND number = ? AND boot_id = ?)"""
+STOP_UNSENT_SQL = """UPDATE deliveries SET state = ?, updated_at = ? WHERE issue_id = ? AND chunk = ? AND state = ?
+    AND id IS NOT ?"""
 PER_CHUNK_SQL = {
     "chunk rows": CHUNK_ROWS_SQL, "skip departed": SKIP_DEPARTED_SQL, "start deliveries": START_DELIVERIES_SQL,
-    "chunk tally": CHUNK_TALLY_SQL,
+    "chunk tally": CHUNK_TALLY_SQL, "settle alike": SETTLE_ALIKE_SQL, "release unsent": RELEASE_UNSENT_SQL,
+    "stop unsent": STOP_UNSENT_SQL,
 }  # fmt: skip
+MARK_UNCERTAIN_SQL = """UPDATE deliveries SET state = ?, updated_at = ?
+    WHERE id = ? AND issue_id = ? AND chunk = ? AND state = ?"""
+HAND_OVER_SQL = "UPDATE chunks SET handing_over = ?, updated_at = ? WHERE issue_id = ? AND number = ? AND state = ?"
+# Statements on one delivery, found by its primary key (and checked against its chunk), or on one chunk.
+PER_DELIVERY_SQL = {"settle one": SETTLE_ONE_SQL, "mark uncertain": MARK_UNCERTAIN_SQL}
+PER_CHUNK_ROW_SQL = {"hand over": HAND_OVER_SQL}
+# Beyond this many distinct outcomes in a chunk, one statement per delivery is the cheaper way.
+ALIKE_GROUPS = 8
+Outcomes = Sequence[tuple[int, str, str | None, str | None]]
+
+
+def boot_id() -> str | None:
+    """This boot of the machine (Linux's random boot id), ``None`` where the system has none.
+
+    A commit that SQLite did not sync (``synchronous = NORMAL``) survives the death of the
+    process but maybe not a power cut; under the same boot id, every such commit is still there.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
 
 
 @translating_errors
@@ -160,7 +196,9 @@ class IssueLedger(LedgerPart):
                 )
                 (source,) = _leaving("issue", [PLANNING], SENDING)
                 _expect_one(
-                    self.db.execute("UPDATE issues SET status = ? WHERE id = ? AND status = ?", [SENDING, issue_id, source]),
+                    self.db.execute(
+                        "UPDATE issues SET status = ? WHERE id = ? AND status = ?", [SENDING, issue_id, source]
+                    ),
                     f"plan issue {issue_id}",
                 )
                 return self.issue_by_key(key)
@@ -257,13 +295,15 @@ class SendLedger(LedgerPart):
         rows = self.db.execute(SKIP_DEPARTED_SQL, [SKIPPED, stamp, issue_id, chunk, source, ACTIVE]).fetchall()
         return {row[0] for row in rows}
 
-    def start_chunk(self, issue_id: int, chunk: int, *, now: datetime) -> set[int]:
+    def start_chunk(self, issue_id: int, chunk: int, *, now: datetime, boot: str | None = None) -> set[int]:
         """Commit ``in_flight`` for a chunk and its deliveries *before* the provider is called.
 
         In the same transaction, planned deliveries whose subscriber is no longer active are
         skipped: an unsubscribe committed before this call is never sent.  Returns the
         subscriber ids skipped here, which the caller must leave out of the request.  This
         commit is synchronous (fsynced): it must survive a power cut before the call is made.
+        ``boot`` (:func:`boot_id`) is given when the chunk's messages will be handed over one at
+        a time, each recorded first by :meth:`hand_over`.
         """
         stamp = now.isoformat()
         with self._write():
@@ -271,9 +311,9 @@ class SendLedger(LedgerPart):
             sources = _leaving("chunk", UNSETTLED, IN_FLIGHT)
             _expect_one(
                 self.db.execute(
-                    "UPDATE chunks SET state = ?, attempts = attempts + 1, updated_at = ? WHERE issue_id = ? AND number = ?"
-                    " AND state IN (?, ?, ?)",
-                    [IN_FLIGHT, stamp, issue_id, chunk, *sources],
+                    "UPDATE chunks SET state = ?, attempts = attempts + 1, updated_at = ?, handing_over = NULL,"
+                    " boot_id = ? WHERE issue_id = ? AND number = ? AND state IN (?, ?, ?)",
+                    [IN_FLIGHT, stamp, boot, issue_id, chunk, *sources],
                 ),
                 f"start chunk {chunk} of issue {issue_id}",
             )
@@ -281,9 +321,7 @@ class SendLedger(LedgerPart):
             self.db.execute(START_DELIVERIES_SQL, [IN_FLIGHT, stamp, issue_id, chunk, source])
         return left
 
-    def settle_chunk(
-        self, issue_id: int, chunk: int, outcomes: Sequence[tuple[int, str, str | None, str | None]], *, now: datetime
-    ) -> None:
+    def settle_chunk(self, issue_id: int, chunk: int, outcomes: Outcomes, *, now: datetime) -> None:
         """Record ``(delivery id, state, provider message id, error)`` for each delivery, then the chunk.
 
         One transaction for the whole chunk, not synchronous: a power cut may lose it, leaving
@@ -294,18 +332,7 @@ class SendLedger(LedgerPart):
         """
         stamp = now.isoformat()
         with self._write(durable=False):
-            for target in {state for _, state, _, _ in outcomes}:
-                _leaving("delivery", UNSETTLED, target)
-            settled = self.db.conn.executemany(
-                "UPDATE deliveries SET state = ?, provider_message_id = ?, error = ?, updated_at = ? WHERE id = ?"
-                " AND issue_id = ? AND chunk = ? AND state IN (?, ?, ?)",
-                [(state, message_id, error, stamp, delivery_id, issue_id, chunk, *UNSETTLED)
-                 for delivery_id, state, message_id, error in outcomes],
-            ).rowcount  # fmt: skip
-            if settled != len(outcomes):
-                raise LedgerStateError(
-                    f"settle chunk {chunk} of issue {issue_id}: {len(outcomes) - settled} deliveries were already settled"
-                )
+            self._record_outcomes(issue_id, chunk, outcomes, stamp)
             self._skip_departed(issue_id, chunk, stamp)
             left, accepted = self.db.execute(CHUNK_TALLY_SQL, [*UNSETTLED, ACCEPTED, issue_id, chunk]).fetchone()
             state = UNKNOWN if left else (ACCEPTED if accepted else REJECTED)
@@ -313,12 +340,97 @@ class SendLedger(LedgerPart):
             # Settling again to the same state is idempotent (reconciliation may have settled it).
             _expect_one(
                 self.db.execute(
-                    "UPDATE chunks SET state = ?, updated_at = ? WHERE issue_id = ? AND number = ?"
+                    "UPDATE chunks SET state = ?, updated_at = ?, handing_over = NULL WHERE issue_id = ? AND number = ?"
                     " AND (state IN (?, ?, ?) OR state = ?)",
                     [state, stamp, issue_id, chunk, *sources, state],
                 ),
                 f"settle chunk {chunk} of issue {issue_id}",
             )
+
+    def _record_outcomes(self, issue_id: int, chunk: int, outcomes: Outcomes, stamp: str) -> None:
+        """Each delivery's outcome, in the caller's transaction; a delivery already settled is a bug."""
+        alike: dict[tuple[str, str | None, str | None], list[int]] = {}
+        for delivery_id, state, message_id, error in outcomes:
+            alike.setdefault((state, message_id, error), []).append(delivery_id)
+        for target in {state for state, _, _ in alike}:
+            _leaving("delivery", UNSETTLED, target)
+        if len(alike) <= ALIKE_GROUPS:
+            settled = sum(
+                self.db.execute(
+                    SETTLE_ALIKE_SQL, [state, message_id, error, stamp, issue_id, chunk, *UNSETTLED, json.dumps(ids)]
+                ).rowcount
+                for (state, message_id, error), ids in alike.items()
+            )
+        else:
+            settled = self.db.conn.executemany(
+                SETTLE_ONE_SQL,
+                [(state, message_id, error, stamp, delivery_id, issue_id, chunk, *UNSETTLED)
+                 for delivery_id, state, message_id, error in outcomes],
+            ).rowcount  # fmt: skip
+        if settled != len(outcomes):
+            raise LedgerStateError(
+                f"settle chunk {chunk} of issue {issue_id}: {len(outcomes) - settled} deliveries were already settled"
+            )
+
+    # -- one message per call (SMTP) ----------------------------------------------------------------
+    #
+    # The chunk is marked in_flight once, synchronously (start_chunk with a boot id).  Then before
+    # each message is handed over, one commit that SQLite does not sync records the outcome of the
+    # message before it and names this one in chunks.handing_over.  Such a commit survives the
+    # death of the process (it is in the WAL, in the kernel's cache) but maybe not a power cut.
+    # So after a crash under the same boot, the in_flight deliveries other than handing_over never
+    # reached the provider and are released (release_unsent); under another boot nothing is
+    # assumed and they are all reconciled, as in any other chunk.
+
+    def hand_over(self, issue_id: int, chunk: int, delivery_id: int, outcomes: Outcomes, *, now: datetime) -> None:
+        """Record ``outcomes`` (of the messages before) and that ``delivery_id`` is handed over next."""
+        stamp = now.isoformat()
+        with self._write(durable=False):
+            self._record_outcomes(issue_id, chunk, outcomes, stamp)
+            _expect_one(
+                self.db.execute(HAND_OVER_SQL, [delivery_id, stamp, issue_id, chunk, IN_FLIGHT]),
+                f"hand over delivery {delivery_id} of chunk {chunk} of issue {issue_id}",
+            )
+
+    def stop_chunk(
+        self, issue_id: int, chunk: int, outcomes: Outcomes, *, uncertain: int | None, now: datetime
+    ) -> None:
+        """A call failed part-way through a chunk: record ``outcomes``, make ``uncertain`` (the delivery
+        the provider may have) ``unknown``, and release every other ``in_flight`` one, which was never
+        handed over, back to ``planned``.  Synchronous: a resume relies on it."""
+        stamp = now.isoformat()
+        (unsent_source,) = _leaving("delivery", [IN_FLIGHT], PLANNED)
+        with self._write():
+            self._record_outcomes(issue_id, chunk, outcomes, stamp)
+            if uncertain is not None:
+                (source,) = _leaving("delivery", [IN_FLIGHT], UNKNOWN)
+                self.db.execute(MARK_UNCERTAIN_SQL, [UNKNOWN, stamp, uncertain, issue_id, chunk, source])
+            self.db.execute(STOP_UNSENT_SQL, [PLANNED, stamp, issue_id, chunk, unsent_source, uncertain])
+            # The tally's first count, asked for unknown deliveries only.
+            unknown, _ = self.db.execute(CHUNK_TALLY_SQL, [UNKNOWN] * 4 + [issue_id, chunk]).fetchone()
+            state = UNKNOWN if unknown else PLANNED
+            (source,) = _leaving("chunk", [IN_FLIGHT], state)
+            _expect_one(
+                self.db.execute(
+                    "UPDATE chunks SET state = ?, updated_at = ?, handing_over = NULL WHERE issue_id = ? AND number = ?"
+                    " AND state = ?",
+                    [state, stamp, issue_id, chunk, source],
+                ),
+                f"stop chunk {chunk} of issue {issue_id}",
+            )
+
+    def release_unsent(self, issue_id: int, chunk: int, *, boot: str | None, now: datetime) -> int:
+        """After a crash: back to ``planned``, the ``in_flight`` deliveries of a one-message-per-call
+        chunk that were never handed over, if the chunk was started under this ``boot`` (see above).
+        Returns how many; the delivery being handed over stays ``in_flight``, for reconciliation."""
+        if boot is None:
+            return 0
+        (source,) = _leaving("delivery", [IN_FLIGHT], PLANNED)
+        with self._write():
+            return self.db.execute(
+                RELEASE_UNSENT_SQL,
+                [PLANNED, now.isoformat(), issue_id, chunk, source, issue_id, chunk, issue_id, chunk, boot],
+            ).rowcount
 
     def accept_chunk(self, issue_id: int, chunk: int, reference: str, *, now: datetime) -> None:
         """A whole chunk the provider took at once (audience family), with its reference."""
@@ -326,8 +438,8 @@ class SendLedger(LedgerPart):
         with self._write():
             _expect_one(
                 self.db.execute(
-                    "UPDATE chunks SET state = ?, provider_reference = ?, updated_at = ? WHERE issue_id = ? AND number = ?"
-                    " AND state = ?",
+                    "UPDATE chunks SET state = ?, provider_reference = ?, updated_at = ? WHERE issue_id = ?"
+                    " AND number = ? AND state = ?",
                     [ACCEPTED, reference, now.isoformat(), issue_id, chunk, source],
                 ),
                 f"accept chunk {chunk} of issue {issue_id}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import subprocess
@@ -40,6 +41,7 @@ class Faults:
     rcpt_550: set[str] = field(default_factory=set)  # refuse these addresses for good
     drop_at_mail: list[int] = field(default_factory=list)  # close the connection at the Nth MAIL FROM
     drop_after_data: list[int] = field(default_factory=list)  # accept the Nth message, then close unanswered
+    data_delay: float = 0.0  # seconds before each DATA answer (a slow server), so a kill lands mid-chunk
 
 
 class Recorder:
@@ -72,6 +74,8 @@ class Recorder:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.faults.data_delay:
+            await asyncio.sleep(self.faults.data_delay)
         with self.lock:
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
             if len(self.messages) in self.faults.drop_after_data:

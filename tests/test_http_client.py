@@ -24,7 +24,8 @@ def test_text_fields_are_encoded_byte_for_byte_as_requests_encodes_them():
     ours, our_type = form_data(fields, boundary=boundary)
     assert (ours, our_type) == (theirs, their_type)
     # And a MIME parser reads the same fields back.
-    parsed = email.message_from_bytes(b"Content-Type: " + our_type.encode() + b"\r\n\r\n" + ours, policy=email.policy.default)
+    head = b"Content-Type: " + our_type.encode() + b"\r\n\r\n"
+    parsed = email.message_from_bytes(head + ours, policy=email.policy.default)
     assert [part.get_payload(decode=True).decode() for part in parsed.iter_parts()] == [v for _, (_, v) in fields]
 
 

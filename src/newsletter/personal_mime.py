@@ -125,7 +125,7 @@ class PersonalMessages:
             pieces.append(slot if slot else field + b"\r\n")
         body = whole[head_end:]
         for part, slot in zip(message.iter_parts(), (_TEXT, _HTML), strict=True):
-            payload = part.get_payload().replace("\n", "\r\n").encode("ascii")
+            payload = str(part.get_payload()).replace("\n", "\r\n").encode("ascii")
             if body.count(payload) != 1:
                 return None
             before, body = body.split(payload)

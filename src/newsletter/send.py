@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from functools import partial
+from typing import TypeVar, cast
 
 from .chunk_delivery import deliver_chunk, outcomes, reconcile, with_retries
 from .config import Config, Secret
@@ -142,15 +143,15 @@ def _deliver_chunks(
                                    number, chunk_key)  # fmt: skip
             if started is None:
                 continue
+            record_landed: Callable[[Sequence[DeliveryResult]], None]
             if workers == 1:  # what landed during a reconciliation is recorded at once
-
-                def record_landed(found: Sequence[DeliveryResult], started: _Started = started) -> None:
-                    ledger.sends.settle_chunk(record.id, started.number, outcomes(found, started.by_id), now=clock())
+                record_landed = partial(_settle_landed, ledger, record, started, clock)
             else:  # a worker never writes: this thread records it with the chunk's outcome
                 record_landed = started.landed.extend
 
             def call(started: _Started = started, record_landed=record_landed) -> list[DeliveryResult]:
-                return deliver_chunk(caller, started.request(), policy, record_landed, chunk=started.number)
+                return deliver_chunk(cast(BatchProvider, caller), started.request(), policy, record_landed,
+                                     chunk=started.number)  # fmt: skip
 
             for outcome in pool.submit(started, call):
                 failure = _record_outcome(ledger, record, outcome, clock) or failure
@@ -200,6 +201,12 @@ def _start_chunk(
     return _Started(number, by_id, request_of_chunk)
 
 
+def _settle_landed(
+    ledger: Ledger, record: IssueRecord, started: _Started, clock: Clock, found: Sequence[DeliveryResult]
+) -> None:
+    ledger.sends.settle_chunk(record.id, started.number, outcomes(found, started.by_id), now=clock())
+
+
 def _record_outcome(
     ledger: Ledger, record: IssueRecord, outcome: Outcome[_Started], clock: Clock
 ) -> BaseException | None:
@@ -234,7 +241,7 @@ def _publish_to_audience(
         ledger.sends.start_chunk(record.id, number, now=clock())
         try:
             # Idempotent provider: a replay after an uncertain failure cannot send twice.
-            reference = with_retries(lambda key=idempotency_key: provider.publish(issue, idempotency_key=key), policy)
+            reference = with_retries(partial(provider.publish, issue, idempotency_key=idempotency_key), policy)
         except ProviderError as error:
             if error.maybe_delivered:
                 ledger.sends.mark_chunk_unknown(record.id, number, now=clock())

@@ -176,7 +176,7 @@ class IssueLedger(LedgerPart):
         """
         stamp = now.isoformat()
         with self._write():
-            table = self.db["issues"]
+            table = self.db.table("issues")
             existing = self.issue_by_key(key)
             if existing is not None and existing.status == PLANNING:
                 issue_id = existing.id
@@ -187,7 +187,7 @@ class IssueLedger(LedgerPart):
                         "provider": provider, "status": PLANNING, "created_at": stamp, "kind": kind,
                     }  # fmt: skip
                 )
-                issue_id = table.last_pk
+                issue_id = int(table.last_pk or 0)
             if not local_audience:
                 self.db.execute(
                     "INSERT OR IGNORE INTO chunks (issue_id, number, state, idempotency_key, attempts, updated_at)"
@@ -201,7 +201,7 @@ class IssueLedger(LedgerPart):
                     ),
                     f"plan issue {issue_id}",
                 )
-                return self.issue_by_key(key)
+                return self._planned(key)
             last_id, planned = self.db.execute(
                 "SELECT coalesce(max(subscriber_id), 0), count(*) FROM deliveries WHERE issue_id = ?", [issue_id]
             ).fetchone()
@@ -248,13 +248,19 @@ class IssueLedger(LedgerPart):
                         f"plan issue {issue_id}",
                     )
                     break
-        return self.issue_by_key(key)
+        return self._planned(key)
+
+    def _planned(self, key: str) -> IssueRecord:
+        record = self.issue_by_key(key)
+        if record is None:  # written in this call: only a bug could lose it
+            raise LedgerStateError(f"the issue {key!r} just planned is not in the ledger")
+        return record
 
     def mark_issue(self, *, key: str, post_id: str, slug: str, content_hash: str, subject: str, now: datetime) -> None:
         """Record a post as sent without mailing anyone (``newsletter mark-sent``)."""
         stamp = now.isoformat()
         with self._write():
-            self.db["issues"].insert(
+            self.db.table("issues").insert(
                 {
                     "key": key, "post_id": post_id, "slug": slug, "content_hash": content_hash, "subject": subject,
                     "provider": "mark-sent", "status": MARKED, "recipients": 0, "created_at": stamp, "sent_at": stamp,

@@ -172,13 +172,13 @@ def choose(
     done = _done_under_id(ledger, post)
     if correction:
         return _correction_of(post, ledger, done[0] if done else None)
-    record = next((r for r in done if r.slug == post.slug), None)
-    if record is not None:
-        message = f"«{post.title}» ({post.slug}) was already {_how_sent(record)}"
+    sent = next((r for r in done if r.slug == post.slug), None)
+    if sent is not None:
+        message = f"«{post.title}» ({post.slug}) was already {_how_sent(sent)}"
         if slug is None:
             raise NothingToSend(message, hint="nothing new to send; publish a new post first")
         hint = "an issue is never sent twice"
-        if record.content_hash != post.content_hash:
+        if sent.content_hash != post.content_hash:
             hint = "it changed since; send it as a correction with 'newsletter send --correction SLUG'"
         raise AlreadySent(message, hint=hint)
     if done:

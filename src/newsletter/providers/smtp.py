@@ -328,8 +328,10 @@ class SmtpProvider(BatchProvider):
                 self._drop()
             raise ProviderRateLimited(f"{step}: {code} {_text(reply)}", where=f"smtp {self.host}")
         if code >= 500:
-            raise ProviderRejected(f"{step} refused: {code} {_text(reply)}", where=f"smtp {self.host}",
-                                   hint="check providers.smtp.envelope_from and the server's sending rules")  # fmt: skip
+            raise ProviderRejected(
+                f"{step} refused: {code} {_text(reply)}", where=f"smtp {self.host}",
+                hint="check providers.smtp.envelope_from and the server's sending rules",
+            )  # fmt: skip
         if code >= 400:
             raise ProviderTransient(f"{step}: {code} {_text(reply)}", where=f"smtp {self.host}")
 

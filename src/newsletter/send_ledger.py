@@ -268,90 +268,11 @@ class IssueLedger(LedgerPart):
             )
 
 
-
 @translating_errors
-class SendLedger(LedgerPart):
-    """Chunks and deliveries as a send moves them (``ledger.sends``), through :data:`.store.TRANSITIONS`."""
+class ChunkOutcomes(LedgerPart):
+    """Per-delivery outcomes, and the chunks handed over one message at a time (SMTP).
 
-    def open_chunks(self, issue_id: int) -> list[tuple[int, str]]:
-        """``(number, idempotency key)`` of each chunk not yet settled, in order."""
-        rows = self.db.execute(
-            "SELECT number, idempotency_key FROM chunks WHERE issue_id = ? AND state IN (?, ?, ?) ORDER BY number",
-            [issue_id, PLANNED, IN_FLIGHT, UNKNOWN],
-        ).fetchall()
-        return [(number, key) for number, key in rows]
-
-    def chunk_deliveries(self, issue_id: int, chunk: int) -> list[DeliveryRow]:
-        """The unsettled deliveries of a chunk in subscriber order, each saying whether its person left.
-
-        A read only: a planned delivery whose subscriber left (``departed``) must not be sent;
-        it is skipped in the same commit as the chunk's ``in_flight`` (:meth:`start_chunk`) or
-        its settling (:meth:`settle_chunk`).
-        """
-        rows = self.db.execute(CHUNK_ROWS_SQL, [ACTIVE, issue_id, chunk, PLANNED, IN_FLIGHT, UNKNOWN]).fetchall()
-        return [DeliveryRow(row[0], row[1], row[2], row[3], departed=bool(row[4])) for row in rows]
-
-    def skip_unsubscribed(self, issue_id: int, chunk: int, *, now: datetime) -> int:
-        """Planned deliveries whose subscriber left since planning are skipped, never sent."""
-        with self._write():
-            return len(self._skip_departed(issue_id, chunk, now.isoformat()))
-
-    def _skip_departed(self, issue_id: int, chunk: int, stamp: str) -> set[int]:
-        (source,) = _leaving("delivery", [PLANNED], SKIPPED)
-        rows = self.db.execute(SKIP_DEPARTED_SQL, [SKIPPED, stamp, issue_id, chunk, source, ACTIVE]).fetchall()
-        return {row[0] for row in rows}
-
-    def start_chunk(self, issue_id: int, chunk: int, *, now: datetime, boot: str | None = None) -> set[int]:
-        """Commit ``in_flight`` for a chunk and its deliveries *before* the provider is called.
-
-        In the same transaction, planned deliveries whose subscriber is no longer active are
-        skipped: an unsubscribe committed before this call is never sent.  Returns the
-        subscriber ids skipped here, which the caller must leave out of the request.  This
-        commit is synchronous (fsynced): it must survive a power cut before the call is made.
-        ``boot`` (:func:`boot_id`) is given when the chunk's messages will be handed over one at
-        a time, each recorded first by :meth:`hand_over`.
-        """
-        stamp = now.isoformat()
-        with self._write():
-            left = self._skip_departed(issue_id, chunk, stamp)
-            sources = _leaving("chunk", UNSETTLED, IN_FLIGHT)
-            _expect_one(
-                self.db.execute(
-                    "UPDATE chunks SET state = ?, attempts = attempts + 1, updated_at = ?, handing_over = NULL,"
-                    " boot_id = ? WHERE issue_id = ? AND number = ? AND state IN (?, ?, ?)",
-                    [IN_FLIGHT, stamp, boot, issue_id, chunk, *sources],
-                ),
-                f"start chunk {chunk} of issue {issue_id}",
-            )
-            (source,) = _leaving("delivery", [PLANNED], IN_FLIGHT)
-            self.db.execute(START_DELIVERIES_SQL, [IN_FLIGHT, stamp, issue_id, chunk, source])
-        return left
-
-    def settle_chunk(self, issue_id: int, chunk: int, outcomes: Outcomes, *, now: datetime) -> None:
-        """Record ``(delivery id, state, provider message id, error)`` for each delivery, then the chunk.
-
-        One transaction for the whole chunk, not synchronous: a power cut may lose it, leaving
-        the deliveries ``in_flight``, which a resume reconciles and never blindly resends; and
-        the next synchronous commit (the next chunk's :meth:`start_chunk`) makes it durable too.
-        Planned deliveries of people who left are skipped here as well (a chunk left with no
-        one to send to after reconciliation).
-        """
-        stamp = now.isoformat()
-        with self._write(durable=False):
-            self._record_outcomes(issue_id, chunk, outcomes, stamp)
-            self._skip_departed(issue_id, chunk, stamp)
-            left, accepted = self.db.execute(CHUNK_TALLY_SQL, [*UNSETTLED, ACCEPTED, issue_id, chunk]).fetchone()
-            state = UNKNOWN if left else (ACCEPTED if accepted else REJECTED)
-            sources = _leaving("chunk", UNSETTLED, state)
-            # Settling again to the same state is idempotent (reconciliation may have settled it).
-            _expect_one(
-                self.db.execute(
-                    "UPDATE chunks SET state = ?, updated_at = ?, handing_over = NULL WHERE issue_id = ? AND number = ?"
-                    " AND (state IN (?, ?, ?) OR state = ?)",
-                    [state, stamp, issue_id, chunk, *sources, state],
-                ),
-                f"settle chunk {chunk} of issue {issue_id}",
-            )
+    A part of :class:`SendLedger` (``ledger.sends``), kept apart so each stays one job."""
 
     def _record_outcomes(self, issue_id: int, chunk: int, outcomes: Outcomes, stamp: str) -> None:
         """Each delivery's outcome, in the caller's transaction; a delivery already settled is a bug."""
@@ -437,6 +358,91 @@ class SendLedger(LedgerPart):
                 RELEASE_UNSENT_SQL,
                 [PLANNED, now.isoformat(), issue_id, chunk, source, issue_id, chunk, issue_id, chunk, boot],
             ).rowcount
+
+
+@translating_errors
+class SendLedger(ChunkOutcomes):
+    """Chunks and deliveries as a send moves them (``ledger.sends``), through :data:`.store.TRANSITIONS`."""
+
+    def open_chunks(self, issue_id: int) -> list[tuple[int, str]]:
+        """``(number, idempotency key)`` of each chunk not yet settled, in order."""
+        rows = self.db.execute(
+            "SELECT number, idempotency_key FROM chunks WHERE issue_id = ? AND state IN (?, ?, ?) ORDER BY number",
+            [issue_id, PLANNED, IN_FLIGHT, UNKNOWN],
+        ).fetchall()
+        return [(number, key) for number, key in rows]
+
+    def chunk_deliveries(self, issue_id: int, chunk: int) -> list[DeliveryRow]:
+        """The unsettled deliveries of a chunk in subscriber order, each saying whether its person left.
+
+        A read only: a planned delivery whose subscriber left (``departed``) must not be sent;
+        it is skipped in the same commit as the chunk's ``in_flight`` (:meth:`start_chunk`) or
+        its settling (:meth:`settle_chunk`).
+        """
+        rows = self.db.execute(CHUNK_ROWS_SQL, [ACTIVE, issue_id, chunk, PLANNED, IN_FLIGHT, UNKNOWN]).fetchall()
+        return [DeliveryRow(row[0], row[1], row[2], row[3], departed=bool(row[4])) for row in rows]
+
+    def skip_unsubscribed(self, issue_id: int, chunk: int, *, now: datetime) -> int:
+        """Planned deliveries whose subscriber left since planning are skipped, never sent."""
+        with self._write():
+            return len(self._skip_departed(issue_id, chunk, now.isoformat()))
+
+    def _skip_departed(self, issue_id: int, chunk: int, stamp: str) -> set[int]:
+        (source,) = _leaving("delivery", [PLANNED], SKIPPED)
+        rows = self.db.execute(SKIP_DEPARTED_SQL, [SKIPPED, stamp, issue_id, chunk, source, ACTIVE]).fetchall()
+        return {row[0] for row in rows}
+
+    def start_chunk(self, issue_id: int, chunk: int, *, now: datetime, boot: str | None = None) -> set[int]:
+        """Commit ``in_flight`` for a chunk and its deliveries *before* the provider is called.
+
+        In the same transaction, planned deliveries whose subscriber is no longer active are
+        skipped: an unsubscribe committed before this call is never sent.  Returns the
+        subscriber ids skipped here, which the caller must leave out of the request.  This
+        commit is synchronous (fsynced): it must survive a power cut before the call is made.
+        ``boot`` (:func:`boot_id`) is given when the chunk's messages will be handed over one at
+        a time, each recorded first by :meth:`hand_over`.
+        """
+        stamp = now.isoformat()
+        with self._write():
+            left = self._skip_departed(issue_id, chunk, stamp)
+            sources = _leaving("chunk", UNSETTLED, IN_FLIGHT)
+            _expect_one(
+                self.db.execute(
+                    "UPDATE chunks SET state = ?, attempts = attempts + 1, updated_at = ?, handing_over = NULL,"
+                    " boot_id = ? WHERE issue_id = ? AND number = ? AND state IN (?, ?, ?)",
+                    [IN_FLIGHT, stamp, boot, issue_id, chunk, *sources],
+                ),
+                f"start chunk {chunk} of issue {issue_id}",
+            )
+            (source,) = _leaving("delivery", [PLANNED], IN_FLIGHT)
+            self.db.execute(START_DELIVERIES_SQL, [IN_FLIGHT, stamp, issue_id, chunk, source])
+        return left
+
+    def settle_chunk(self, issue_id: int, chunk: int, outcomes: Outcomes, *, now: datetime) -> None:
+        """Record ``(delivery id, state, provider message id, error)`` for each delivery, then the chunk.
+
+        One transaction for the whole chunk, not synchronous: a power cut may lose it, leaving
+        the deliveries ``in_flight``, which a resume reconciles and never blindly resends; and
+        the next synchronous commit (the next chunk's :meth:`start_chunk`) makes it durable too.
+        Planned deliveries of people who left are skipped here as well (a chunk left with no
+        one to send to after reconciliation).
+        """
+        stamp = now.isoformat()
+        with self._write(durable=False):
+            self._record_outcomes(issue_id, chunk, outcomes, stamp)
+            self._skip_departed(issue_id, chunk, stamp)
+            left, accepted = self.db.execute(CHUNK_TALLY_SQL, [*UNSETTLED, ACCEPTED, issue_id, chunk]).fetchone()
+            state = UNKNOWN if left else (ACCEPTED if accepted else REJECTED)
+            sources = _leaving("chunk", UNSETTLED, state)
+            # Settling again to the same state is idempotent (reconciliation may have settled it).
+            _expect_one(
+                self.db.execute(
+                    "UPDATE chunks SET state = ?, updated_at = ?, handing_over = NULL WHERE issue_id = ? AND number = ?"
+                    " AND (state IN (?, ?, ?) OR state = ?)",
+                    [state, stamp, issue_id, chunk, *sources, state],
+                ),
+                f"settle chunk {chunk} of issue {issue_id}",
+            )
 
     def accept_chunk(self, issue_id: int, chunk: int, reference: str, *, now: datetime) -> None:
         """A whole chunk the provider took at once (audience family), with its reference."""

@@ -264,3 +264,47 @@ def test_a_person_who_left_is_skipped_by_the_chunks_own_commit(ledger):
     assert ledger.sends.delivery_counts(record.id) == {PLANNED: 3}  # reading wrote nothing
     assert ledger.sends.start_chunk(record.id, 0, now=FIXED_NOW) == {2}
     assert ledger.sends.delivery_counts(record.id) == {IN_FLIGHT: 2, SKIPPED: 1}
+
+
+@pytest.mark.parametrize("distinct", [3, 40])  # few groups: one statement each; many: one per delivery
+def test_a_chunks_outcomes_are_recorded_per_delivery_alike_or_not(ledger, distinct):
+    for n in range(50):
+        ledger.subscribers.add_subscriber(f"r{n}@example.org", source="test", now=FIXED_NOW)
+    record = plan(ledger, chunk_size=50)
+    ledger.sends.start_chunk(record.id, 0, now=FIXED_NOW)
+    rows = ledger.sends.chunk_deliveries(record.id, 0)
+    wanted = {}
+    for n, row in enumerate(rows):
+        if n % 7 == 3:
+            wanted[row.id] = ("rejected", None, f"550 no such user {n % distinct}")
+        else:
+            wanted[row.id] = ("accepted", f"<m{n % distinct}@x>", None)
+    ledger.sends.settle_chunk(record.id, 0, [(i, *o) for i, o in wanted.items()], now=FIXED_NOW)
+    recorded = {d["id"]: (d["state"], d["provider_message_id"], d["error"]) for d in ledger.sends.deliveries(record.id)}
+    assert recorded == wanted
+    with pytest.raises(LedgerStateError, match="1 deliveries were already settled"):
+        ledger.sends.settle_chunk(record.id, 0, [(rows[0].id, "accepted", "<again@x>", None)], now=FIXED_NOW)
+
+
+def test_one_by_one_commits_in_flight_synchronously_and_each_hand_over_without_sync(ledger):
+    """SMTP's chunk: one fsynced in_flight commit, then one unsynced commit per message."""
+    for n in range(3):
+        ledger.subscribers.add_subscriber(f"r{n}@example.org", source="test", now=FIXED_NOW)
+    record = plan(ledger, chunk_size=3)
+    statements: list[str] = []
+    ledger.db.conn.set_trace_callback(statements.append)
+    ledger.sends.start_chunk(record.id, 0, now=FIXED_NOW, boot="this boot")
+    assert "COMMIT" in statements and not any("synchronous = NORMAL" in s for s in statements)
+    first, second, third = ledger.sends.chunk_deliveries(record.id, 0)
+    statements.clear()
+    ledger.sends.hand_over(record.id, 0, first.id, [], now=FIXED_NOW)
+    ledger.sends.hand_over(record.id, 0, second.id, [(first.id, ACCEPTED, "<1@x>", None)], now=FIXED_NOW)
+    ledger.db.conn.set_trace_callback(None)
+    assert statements.count("PRAGMA synchronous = NORMAL") == statements.count("COMMIT") == 2
+    # Killed while handing over the second: under another boot all of the chunk is in doubt,
+    # under the same boot only the second; the third was never handed over.
+    assert ledger.sends.release_unsent(record.id, 0, boot="another boot", now=FIXED_NOW) == 0
+    assert ledger.sends.release_unsent(record.id, 0, boot="this boot", now=FIXED_NOW) == 1
+    states = {d["id"]: d["state"] for d in ledger.sends.deliveries(record.id)}
+    assert states == {first.id: ACCEPTED, second.id: IN_FLIGHT, third.id: PLANNED}
+    assert ledger.sends.release_unsent(record.id, 0, boot=None, now=FIXED_NOW) == 0  # no boot id: assume nothing

@@ -27,7 +27,6 @@ from .retry import RetryPolicy
 from .send_plan import Plan
 from .send_sequential import one_by_one, send_chunk_one_by_one
 from .store import IN_FLIGHT, PLANNED, UNKNOWN, IssueRecord, Ledger
-from .tokens import UNSUBSCRIBE, make_token, unsubscribe_url
 
 Clock = Callable[[], datetime]
 Progress = Callable[[int, int], None]

@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import jinja2
-
 from .config import Config
 from .content import Post, published
 from .errors import AlreadySent, NotFound, NothingToSend, SendConflict, UsageError
@@ -22,7 +20,7 @@ from .providers.base import BatchProvider, Provider
 from .render import Issue, render_issue
 from .schedule import due_posts
 from .store import MARKED, SENT, IssueRecord, Ledger
-from .templates import labels
+from .templates import Environment, labels
 
 DONE_STATES = (SENT, MARKED)
 ISSUE, CORRECTION = "issue", "correction"
@@ -245,7 +243,7 @@ def plan_send(
     config: Config,
     ledger: Ledger,
     choice: Choice,
-    env: jinja2.Environment,
+    env: Environment,
     provider: Provider,
     *,
     subscribers: int,
@@ -291,7 +289,7 @@ def plan_send(
 
 
 def mark_posts_sent(
-    config: Config, ledger: Ledger, posts: Sequence[Post], env: jinja2.Environment, now: datetime
+    config: Config, ledger: Ledger, posts: Sequence[Post], env: Environment, now: datetime
 ) -> list[tuple[str, str]]:
     """Record ``posts`` as sent without mailing anyone; ``(slug, "marked" | "already sent")`` each."""
     outcomes = []

@@ -34,7 +34,10 @@ OUTPUT = Path(os.environ.get("NEWSLETTER_TEST_OUTPUT", Path(__file__).resolve().
 def chromium() -> Iterator[Browser]:
     """A headless Chromium; fails (never skips) with the install command when it is missing."""
     if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
-        raise AssertionError(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium); make test does when run as root")
+        raise AssertionError(
+            f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium);"
+            " make test does when run as root"
+        )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         try:

@@ -78,7 +78,8 @@ class ChaosReport:
 
     def line(self) -> str:
         return (
-            f"{self.provider:<9} subscribers={self.subscribers} issues={self.issues} kills={self.kills} runs={self.runs} "
+            f"{self.provider:<9} subscribers={self.subscribers} issues={self.issues} kills={self.kills} "
+            f"runs={self.runs} "
             f"duplicates={self.duplicates} missing={self.missing} unknown={self.unknown_resolved} "
             f"requests={self.requests} faults={self.faults} seconds={self.seconds:.1f}"
         )
@@ -88,10 +89,15 @@ def make_project(root: Path, provider: str, base_url: str, subscribers: int, bat
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "content", root / "content")
     fake_class, variable, value, extra = PROVIDERS[provider]
-    text = (REPO / "newsletter.toml").read_text(encoding="utf-8").replace('provider = "outbox"', f'provider = "{provider}"')
+    text = (
+        (REPO / "newsletter.toml")
+        .read_text(encoding="utf-8")
+        .replace('provider = "outbox"', f'provider = "{provider}"')
+    )
     text = text.replace(
         "[providers.outbox]",
-        "retry_base_delay = 0.01\nretry_max_delay = 0.1\nretry_attempts = 30\nretry_deadline = 60\n\n[providers.outbox]",
+        "retry_base_delay = 0.01\nretry_max_delay = 0.1\nretry_attempts = 30\nretry_deadline = 60\n"
+        "\n[providers.outbox]",
     )
     text += f'\n[providers.{provider}]\nbase_url = "{base_url}"\ntimeout = 2\nbatch_size = {batch_size}\n{extra}'
     (root / "newsletter.toml").write_text(text, encoding="utf-8")
@@ -141,7 +147,9 @@ def run_chaos(
                 [COMMAND, "send", "--yes"], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
             if report.kills < kills:
-                wait_until(lambda p=process: sending_or_done(p, lock_file), timeout=120, what="the sender to take the lock")
+                wait_until(
+                    lambda p=process: sending_or_done(p, lock_file), timeout=120, what="the sender to take the lock"
+                )
                 try:
                     process.wait(timeout=rng.uniform(*kill_window))
                 except subprocess.TimeoutExpired:

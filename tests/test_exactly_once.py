@@ -30,7 +30,9 @@ def cli_env(**extra: str) -> dict:
 
 
 def newsletter(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([COMMAND, *args], cwd=project, env=env or cli_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [COMMAND, *args], cwd=project, env=env or cli_env(), capture_output=True, text=True, timeout=300
+    )
 
 
 def import_readers(project: Path, count: int, env: dict | None = None) -> None:
@@ -65,8 +67,14 @@ def test_random_sigkills_never_duplicate_or_lose_a_send(tmp_path, provider):
 def test_two_concurrent_senders_exactly_one_sends(project):
     import_readers(project, 1500)
     processes = [
-        subprocess.Popen([COMMAND, "send", "--yes"], cwd=project, env=cli_env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+        subprocess.Popen(
+            [COMMAND, "send", "--yes"],
+            cwd=project,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
         for _ in range(2)
     ]
     outcomes = [(p.wait(timeout=300), p.stderr.read()) for p in processes]
@@ -131,7 +139,9 @@ def test_an_edited_post_is_never_resent_automatically_but_can_be_corrected(run, 
     run("subscribers", "remove", "bruno@example.org")
     run("subscribers", "add", "late@example.org")  # joined after the issue: gets no correction
     source = project / "content" / "posts" / f"{NEWEST}.md"
-    source.write_text(source.read_text(encoding="utf-8").replace("Pour en parler", "Pour en reparler"), encoding="utf-8")
+    source.write_text(
+        source.read_text(encoding="utf-8").replace("Pour en parler", "Pour en reparler"), encoding="utf-8"
+    )
 
     assert run("send", "--yes").exit_code == EXIT_NOTHING_TO_SEND
     again = run("send", "--yes", NEWEST)
@@ -237,7 +247,12 @@ def test_killing_build_50_times_never_leaves_an_unparsable_feed(project):
     kills = rounds = 0
     while kills < 50 and rounds < 200:
         rounds += 1
-        write_post(posts, "billet-0", body=f"Version {rounds} « modifiée ».", id='"urn:uuid:00000000-0000-4000-8000-000000000000"')
+        write_post(
+            posts,
+            "billet-0",
+            body=f"Version {rounds} « modifiée ».",
+            id='"urn:uuid:00000000-0000-4000-8000-000000000000"',
+        )
         started = time.monotonic()
         process = subprocess.Popen([COMMAND, "build"], cwd=project, env=cli_env(), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)  # fmt: skip

@@ -69,16 +69,19 @@ def set_site_value(project: Path, key: str, toml_value: str) -> None:
 @pytest.fixture
 def build(project, run):
     """Build through the CLI and return the bytes of feed.xml."""
+
     def _build(**kwargs) -> bytes:
         outcome = run("build", **kwargs)
         assert outcome.exit_code == 0, outcome.stderr
         return (project / "public" / "feed.xml").read_bytes()
+
     return _build
 
 
 @pytest.fixture
 def build_error(run):
     """Build, expect a user error: exit 1 and exactly one line on stderr, no traceback."""
+
     def _build_error() -> str:
         outcome = run("build")
         assert outcome.exit_code == 1, outcome.stdout
@@ -86,6 +89,7 @@ def build_error(run):
         assert len(lines) == 1 and lines[0].startswith("Error: "), outcome.stderr
         assert "Traceback" not in outcome.stderr + outcome.stdout
         return lines[0]
+
     return _build_error
 
 
@@ -103,7 +107,7 @@ def test_feedparser_reads_five_entries_newest_first_with_seed_titles_ids_and_abs
     metas.sort(key=lambda m: datetime.fromisoformat(m["date"]), reverse=True)
     assert [e.id for e in parsed.entries] == [m["id"] for m in metas]
     assert [e.title for e in parsed.entries] == [title for title, _ in seed_posts()]
-    for entry, meta in zip(parsed.entries, metas):
+    for entry, meta in zip(parsed.entries, metas, strict=False):
         assert entry.link == f"{config.site.base_url}{meta['slug']}/"
         parts = urlsplit(entry.link)
         assert parts.scheme == "https" and parts.netloc == "claudesuper.example.org"
@@ -116,7 +120,7 @@ def test_every_seed_line_survives_feedparser_with_no_break_spaces(build):
     parsed = feedparser.parse(build())
     seed = seed_posts()
     assert any("\u00a0" in line for _, lines in seed for line in lines)  # the check below covers U+00A0
-    for entry, (title, lines) in zip(parsed.entries, seed):
+    for entry, (title, lines) in zip(parsed.entries, seed, strict=False):
         assert entry.title == title
         text = visible_text(entry.content[0].value)
         missing = [line for line in lines if line.strip() not in text]
@@ -266,7 +270,7 @@ def test_ids_survive_a_domain_move_and_a_title_change_ATOM_15(build, project):
     ids_before, links_before = ids_and_links(build())
     set_site_value(project, "base_url", '"http://Nouveau.Example.NET:8443/blog"')
     path = posts_dir(project) / "social-ou-digital-business.md"
-    path.write_text(re.sub(r'(?m)^title: .*$', 'title: "Un tout autre titre"', path.read_text("utf-8")), "utf-8")
+    path.write_text(re.sub(r"(?m)^title: .*$", 'title: "Un tout autre titre"', path.read_text("utf-8")), "utf-8")
     document = build()
     assert "Un tout autre titre" in document.decode("utf-8")
     ids_after, links_after = ids_and_links(document)
@@ -469,7 +473,6 @@ def test_markup_looking_text_cannot_break_out_of_content_FG_12(build, project):
 def test_feedgen_is_pinned_to_the_version_the_workaround_targets_FG_01():
     assert version("feedgen") == "1.0.0"
     assert '"feedgen==1.0.0"' in (REPO / "pyproject.toml").read_text("utf-8")
-
 
 
 def test_character_references_to_forbidden_characters_do_not_break_the_feed_ATOM_31(project, run):

@@ -31,10 +31,18 @@ def synthetic_posts(config, count: int, *, body: str = "<p>Bonjour « tout le mo
         slug = f"billet-{n:05d}"
         posts.append(
             Post(
-                source=Path(f"{slug}.md"), id=f"urn:uuid:00000000-0000-4000-8000-{n:012d}", slug=slug,
-                title=f"Billet n° {n} — « été »", author="Claude Super", date=when, updated=when,
+                source=Path(f"{slug}.md"),
+                id=f"urn:uuid:00000000-0000-4000-8000-{n:012d}",
+                slug=slug,
+                title=f"Billet n° {n} — « été »",
+                author="Claude Super",
+                date=when,
+                updated=when,
                 tags=("social-business", "entreprise 2.0") if n % 3 == 0 else ("commerce",),
-                summary=f"Résumé {n}", preheader="", html=body, url=config.site.post_url(slug),
+                summary=f"Résumé {n}",
+                preheader="",
+                html=body,
+                url=config.site.post_url(slug),
             )  # fmt: skip
         )
     return list(reversed(posts))
@@ -74,9 +82,17 @@ def test_the_archive_chain_reaches_every_post_exactly_once_ARCH_01_ARCH_02_ARCH_
         assert ("prev-archive" in rels) == (number > 1)
         assert len(page.findall(f"{ATOM}entry")) == 10
     for document in files.values():  # ARCH-05: archive rels in the feed head only, never paging rels
-        rels = {link.get("rel") for link in etree.fromstring(document).iter(f"{ATOM}link")} if document[:1] == b"<" else set()
+        rels = (
+            {link.get("rel") for link in etree.fromstring(document).iter(f"{ATOM}link")}
+            if document[:1] == b"<"
+            else set()
+        )
         assert not rels & {"first", "next", "previous", "last"}
-        entry_rels = {link.get("rel") for link in etree.fromstring(document).iterfind(f"{ATOM}entry/{ATOM}link")} if document[:1] == b"<" else set()
+        entry_rels = (
+            {link.get("rel") for link in etree.fromstring(document).iterfind(f"{ATOM}entry/{ATOM}link")}
+            if document[:1] == b"<"
+            else set()
+        )
         assert entry_rels <= {"alternate"}
 
 
@@ -100,7 +116,7 @@ def test_a_new_post_changes_the_subscription_document_and_adds_at_most_one_archi
         archives = {p for p in changed if p.startswith("feed/archive/")}
         assert not {p for p in archives if p in before}, "a published archive page changed"
         assert len(archives) <= 1
-        allowed = {"feed.xml", "feed.json", "sitemap.xml", "billet-%05d/index.html" % count} | archives
+        allowed = {"feed.xml", "feed.json", "sitemap.xml", f"billet-{count:05d}/index.html"} | archives
         unexpected = {p for p in changed - allowed if not p.startswith(("tags/", "index.html", "page/"))}
         assert not unexpected, unexpected
         tag_changes = {p.split("/")[1] for p in changed if p.startswith("tags/")}
@@ -195,7 +211,9 @@ def test_subscribe_forms_only_when_the_service_url_is_set(run, project):
     assert run("build").exit_code == 0
     assert b"<form" not in (project / "public" / "index.html").read_bytes()
     toml = project / "newsletter.toml"
-    toml.write_text(toml.read_text(encoding="utf-8") + '\n[service]\nurl = "https://lettre.example.org/"\n', encoding="utf-8")
+    toml.write_text(
+        toml.read_text(encoding="utf-8") + '\n[service]\nurl = "https://lettre.example.org/"\n', encoding="utf-8"
+    )
     assert run("build").exit_code == 0
     for page in ("index.html", "e20-petite-entreprise/index.html", "tags/pme/index.html"):
         form = html.fromstring((project / "public" / page).read_bytes()).xpath("//form[@class='subscribe']")

@@ -52,7 +52,9 @@ def test_br_from_markdown_starts_the_next_line_without_a_space():
     render_markdown("a  \\nb") is "<p>a<br />\\nb</p>", which must read "a\\nb", not "a\\n b".
     """
     assert render_markdown("Claude Super  \nParis", base_url=BASE) == "<p>Claude Super<br>\nParis</p>"
-    assert from_markdown("Claude Super  \n12 rue de l’Exemple\\\nParis").body == "Claude Super\n12 rue de l’Exemple\nParis"
+    assert (
+        from_markdown("Claude Super  \n12 rue de l’Exemple\\\nParis").body == "Claude Super\n12 rue de l’Exemple\nParis"
+    )
 
 
 def test_nbsp_and_double_spaces_inside_a_sentence_are_kept():
@@ -64,7 +66,10 @@ def test_nbsp_and_double_spaces_inside_a_sentence_are_kept():
 
 def test_entities_are_decoded_and_no_markup_is_left():
     assert text_of("<p>AT&amp;T &lt;b&gt; &copy; caf&eacute;</p>") == "AT&T <b> © café"
-    assert text_of("<p><strong>gras</strong> et <em>italique</em> et <code>x = 1</code></p>") == "gras et italique et x = 1"
+    assert (
+        text_of("<p><strong>gras</strong> et <em>italique</em> et <code>x = 1</code></p>")
+        == "gras et italique et x = 1"
+    )
 
 
 # ---------------------------------------------------------------- lists
@@ -72,7 +77,10 @@ def test_entities_are_decoded_and_no_markup_is_left():
 
 def test_unordered_items_get_a_dash_on_consecutive_lines():
     assert text_of("<ul><li>un</li><li>deux</li><li>trois</li></ul>") == "- un\n- deux\n- trois"
-    assert from_markdown("Intro :\n\n- à la stratégie,\n- aux objectifs\n").body == "Intro :\n\n- à la stratégie,\n- aux objectifs"
+    assert (
+        from_markdown("Intro :\n\n- à la stratégie,\n- aux objectifs\n").body
+        == "Intro :\n\n- à la stratégie,\n- aux objectifs"
+    )
 
 
 def test_ordered_items_are_numbered_from_one():
@@ -127,7 +135,9 @@ def test_heading_inside_a_quote_stays_quoted():
 
 
 def test_links_are_numbered_and_listed():
-    result = text_of_links('<p>Voir <a href="https://a.example/">ce billet</a> et <a href="https://b.example/x">celui-ci</a>.</p>')
+    result = text_of_links(
+        '<p>Voir <a href="https://a.example/">ce billet</a> et <a href="https://b.example/x">celui-ci</a>.</p>'
+    )
     assert result == ("Voir ce billet [1] et celui-ci [2].", ["https://a.example/", "https://b.example/x"])
 
 

@@ -150,7 +150,7 @@ def test_hdr03_date_parses_back(config):
 
 
 def test_hdr04_demo_titles_round_trip(config):
-    for post, (title, _) in zip(read_posts(config), seed_posts()):
+    for post, (title, _) in zip(read_posts(config), seed_posts(), strict=False):
         raw, msg = _message(_issue(config, post))
         assert msg["Subject"] == post.title == title
         assert all(len(word) <= 75 for word in ENCODED_WORD.findall(_head(raw)))
@@ -211,7 +211,9 @@ def test_inj01_no_bcc_header_ever_and_recipient_values_checked(config):
         issue.message_bytes(Recipient(1, "ann@example.org", ANN.unsubscribe_url + "\nBcc: x@evil"), date=FIXED_NOW)
 
 
-@pytest.mark.parametrize("name", ['Claude "CS" Super', "Super, Claude", "claude@example.org", "Claude <Super>", 'A, "B" <c@d>'])
+@pytest.mark.parametrize(
+    "name", ['Claude "CS" Super', "Super, Claude", "claude@example.org", "Claude <Super>", 'A, "B" <c@d>']
+)
 def test_inj03_display_name_with_specials_is_a_quoted_phrase(project, name):
     config = _reload(project, 'from_name = "Claude Super"', f"from_name = {json.dumps(name)}")
     raw, msg = _message(_issue(config))
@@ -232,7 +234,9 @@ def test_list01_list02_list05_list_unsubscribe_is_each_recipients_https_uri_with
 
 
 def test_list01_mailto_comes_after_the_https_uri(project):
-    config = _reload(project, 'unsubscribe_url = "', 'unsubscribe_mailto = "stop@claudesuper.example.org"\nunsubscribe_url = "')
+    config = _reload(
+        project, 'unsubscribe_url = "', 'unsubscribe_mailto = "stop@claudesuper.example.org"\nunsubscribe_url = "'
+    )
     _, msg = _message(_issue(config))
     uris = re.findall(r"<([^<>]+)>", msg["List-Unsubscribe"])
     assert uris == [ANN.unsubscribe_url, "mailto:stop@claudesuper.example.org?subject=unsubscribe"]
@@ -351,7 +355,9 @@ def test_inl06_sec13_project_template_css_never_fetched(project, config, monkeyp
     """A project template may carry a <link> or an @import (e.g. a web font); neither may be fetched."""
     css_url = f"https://fonts.example.net/{tmp_path.name}.css"  # unique: premailer caches parsed CSS
     source = (PACKAGED_TEMPLATES / "email" / "issue.html").read_text(encoding="utf-8")
-    override = source.replace("<style>", f'<link rel="stylesheet" href="{css_url}">\n<style>\n@import url("{css_url}");', 1)
+    override = source.replace(
+        "<style>", f'<link rel="stylesheet" href="{css_url}">\n<style>\n@import url("{css_url}");', 1
+    )
     (project / "templates" / "email").mkdir(parents=True)
     (project / "templates" / "email" / "issue.html").write_text(override, encoding="utf-8")
     attempts = _block_network(monkeypatch)
@@ -459,7 +465,7 @@ def test_every_seed_line_survives_in_both_parts(config):
     posts = read_posts(config)
     seeds = seed_posts()
     assert any("\u00a0" in line for line in seeds[0][1])  # the check covers no-break spaces
-    for post, (title, lines) in zip(posts, seeds):
+    for post, (title, lines) in zip(posts, seeds, strict=False):
         _, msg = _message(_issue(config, post))
         text, html = _parts(msg)
         assert msg["Subject"] == title
@@ -582,10 +588,11 @@ def test_list07_a_post_holding_the_current_marker_is_refused_not_substituted(con
     ("name", "old", "new", "problem"),
     [
         ("issue.html", '<a href="{{ unsubscribe_url }}">{{ labels.unsubscribe }}</a>', "", "has no unsubscribe link"),
-        ("issue.html", '<a href="{{ unsubscribe_url }}">', '<a href="https://claudesuper.example.org/">{{ unsubscribe_url }}',
-         "has no unsubscribe link"),
+        ("issue.html", '<a href="{{ unsubscribe_url }}">',
+         '<a href="https://claudesuper.example.org/">{{ unsubscribe_url }}', "has no unsubscribe link"),
         ("issue.html", "<p>{{ postal_address }}</p>", "", "does not show the postal address"),
-        ("issue.html", "<p>{{ postal_address }}</p>", "<!-- {{ postal_address }} -->", "does not show the postal address"),
+        ("issue.html", "<p>{{ postal_address }}</p>", "<!-- {{ postal_address }} -->",
+         "does not show the postal address"),
         ("issue.txt", "{{ unsubscribe_url }}", "", "has no unsubscribe URL"),
         ("issue.txt", "{{ postal_address }}", "", "does not show the postal address"),
     ],

@@ -62,7 +62,8 @@ def test_build_writes_index_feed_and_five_post_pages(run, project):
 def test_index_lists_every_issue_newest_first_with_feed_autodiscovery_HTTP_05(run, project, config):
     run("build")
     page = parsed(project / "public" / "index.html")
-    feeds = [l for l in page.links if l.get("rel") == "alternate" and l.get("type") == "application/atom+xml"]
+    atom = {"rel": "alternate", "type": "application/atom+xml"}
+    feeds = [link for link in page.links if all(link.get(key) == value for key, value in atom.items())]
     assert len(feeds) == 1 and feeds[0]["href"] == config.site.feed_url
     post_links = [a for a in page.anchors if a and a.rstrip("/").rsplit("/", 1)[-1] in SLUGS]
     assert post_links == [config.site.post_url(s) for s in SLUGS]
@@ -71,7 +72,7 @@ def test_index_lists_every_issue_newest_first_with_feed_autodiscovery_HTTP_05(ru
 
 def test_post_pages_hold_the_french_text_byte_for_byte(run, project):
     run("build")
-    for slug, (title, lines) in zip(SLUGS, seed_posts()):
+    for slug, (title, lines) in zip(SLUGS, seed_posts(), strict=False):
         page = (project / "public" / slug / "index.html").read_text(encoding="utf-8")
         text = visible(page)
         assert title in text
@@ -82,9 +83,9 @@ def test_post_pages_hold_the_french_text_byte_for_byte(run, project):
 def test_post_page_has_canonical_and_feed_links(run, project, config):
     run("build")
     page = parsed(project / "public" / SLUGS[2] / "index.html")
-    rels = {l.get("rel"): l.get("href") for l in page.links}
+    rels = {link.get("rel"): link.get("href") for link in page.links}
     assert rels["canonical"] == config.site.post_url(SLUGS[2])
-    feeds = {l.get("type"): l.get("href") for l in page.links if l.get("rel") == "alternate"}
+    feeds = {link.get("type"): link.get("href") for link in page.links if link.get("rel") == "alternate"}
     assert feeds == {
         "application/atom+xml": config.site.feed_url,
         "application/feed+json": config.site.base_url + "feed.json",
@@ -106,7 +107,7 @@ def test_project_templates_override_the_packaged_defaults(run, project):
     run("build")
     assert (project / "public" / "index.html").read_text(encoding="utf-8") == "<p>Mon index : 5 billets</p>\n"
     # Templates not overridden still come from the package.
-    assert "<article lang=\"fr\">" in (project / "public" / SLUGS[0] / "index.html").read_text(encoding="utf-8")
+    assert '<article lang="fr">' in (project / "public" / SLUGS[0] / "index.html").read_text(encoding="utf-8")
 
 
 def test_a_failing_build_leaves_public_untouched(run, project):
@@ -149,8 +150,7 @@ def umask():
 
 def modes(folder):
     return {
-        path.relative_to(folder).as_posix(): stat.S_IMODE(path.stat().st_mode)
-        for path in [folder, *folder.rglob("*")]
+        path.relative_to(folder).as_posix(): stat.S_IMODE(path.stat().st_mode) for path in [folder, *folder.rglob("*")]
     }
 
 

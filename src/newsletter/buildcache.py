@@ -420,6 +420,7 @@ class PostCache:
         self.store.save("posts", (self.fingerprint, entries))
         self.store.keep_only_html({e["key"] for e in entries})
 
+
 def _parse_quietly(path: Path, config: Config) -> Post | None:
     """A worker's parse: ``None`` for a bad post (its error is raised again in the parent)."""
     from .content import read_post

@@ -168,7 +168,7 @@ def _built_file(config: Config, url: str) -> Path | None:
     """The file of ``public/`` that serves ``url`` (one of the site's own), or None."""
     path = unquote(urlsplit(url).path)
     base = urlsplit(config.site.base_url).path
-    relative = path[len(base):] if path.startswith(base) else path.lstrip("/")
+    relative = path[len(base) :] if path.startswith(base) else path.lstrip("/")
     candidate = config.public_dir / relative
     for option in (candidate, candidate / "index.html"):
         if option.is_file() and config.public_dir.resolve() in option.resolve().parents:

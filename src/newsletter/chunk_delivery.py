@@ -151,4 +151,3 @@ def outcomes(results: Sequence[DeliveryResult], by_id: dict[int, int]) -> Outcom
         for r in results
         if r.subscriber_id in by_id
     ]
-

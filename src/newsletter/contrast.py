@@ -207,12 +207,8 @@ def offending_pairs(html: str, name: str) -> list[str]:
             if ratio < needed:
                 classes = [n.get("class") for n in [element, *element.iterancestors()] if n.get("class")]
                 where = f"{element.tag} in .{classes[0]}" if classes else element.tag
-                problems.append(
-                    f"{name} [{mode}] <{where}> {sample!r}: {fg} on {bg} = {ratio:.2f}:1 < {needed}:1"
-                )
+                problems.append(f"{name} [{mode}] <{where}> {sample!r}: {fg} on {bg} = {ratio:.2f}:1 < {needed}:1")
     return problems
-
-
 
 
 def css_features(html: str) -> set[str]:

@@ -42,9 +42,18 @@ _FEATURES: dict[str, tuple[str, dict[str, str], tuple[str, ...]]] = {
     "css-text-decoration": ("0461c84d2f8a", _row(PARTIAL, YES, YES, PARTIAL), ("text-decoration",)),
     "css-vertical-align": ("00446d848f13", _row(YES, YES, YES, YES), ("vertical-align",)),
     "css-border": (
-        "070716688ae6", _row(YES, YES, YES, PARTIAL),  # Word: at most 8px, unreliable on <p> and <div>
-        ("border", "border-top", "border-bottom", "border-left", "border-right", "border-color", "border-width",
-         "border-style"),
+        "070716688ae6",
+        _row(YES, YES, YES, PARTIAL),  # Word: at most 8px, unreliable on <p> and <div>
+        (
+            "border",
+            "border-top",
+            "border-bottom",
+            "border-left",
+            "border-right",
+            "border-color",
+            "border-width",
+            "border-style",
+        ),
     ),  # fmt: skip
     "css-border-collapse": ("2f7cd5871103", _row(YES, YES, YES, YES), ("border-collapse",)),
     "css-width": ("070716688ae6", _row(YES, YES, YES, PARTIAL), ("width",)),  # Word: not on div, p, img
@@ -52,11 +61,13 @@ _FEATURES: dict[str, tuple[str, dict[str, str], tuple[str, ...]]] = {
     "css-max-width": ("06d761f7661d", _row(YES, YES, YES, PARTIAL), ("max-width",)),  # Word: tables only
     "css-max-height": ("070716688ae6", _row(YES, YES, YES, NO), ("max-height",)),
     "css-padding": (
-        "070716688ae6", _row(YES, YES, YES, PARTIAL),  # Word: table cells only
+        "070716688ae6",
+        _row(YES, YES, YES, PARTIAL),  # Word: table cells only
         ("padding", "padding-left", "padding-right", "padding-top", "padding-bottom"),
     ),  # fmt: skip
     "css-margin": (
-        "070716688ae6", _row(PARTIAL, YES, PARTIAL, PARTIAL),  # no negative values
+        "070716688ae6",
+        _row(PARTIAL, YES, PARTIAL, PARTIAL),  # no negative values
         ("margin", "margin-left", "margin-right", "margin-top", "margin-bottom"),
     ),  # fmt: skip
     "css-display": ("052ff33d778a", _row(PARTIAL, YES, YES, PARTIAL), ("display",)),
@@ -72,7 +83,9 @@ _FEATURES: dict[str, tuple[str, dict[str, str], tuple[str, ...]]] = {
     "css-color-scheme": ("070716688ae6", _row(NO, YES, NO, NO), ("color-scheme",)),
     "css-at-media": ("1b31b10436b9", _row(PARTIAL, YES, PARTIAL, NO), ("@media",)),
     "css-at-media-prefers-color-scheme": (
-        "0e330211117a", _row(NO, YES, YES, NO), ("@media prefers-color-scheme",)
+        "0e330211117a",
+        _row(NO, YES, YES, NO),
+        ("@media prefers-color-scheme",),
     ),  # fmt: skip
     "css-at-font-face": ("00c4ddebaad7", _row(NO, YES, NO, PARTIAL), ("@font-face",)),  # Word: no distant fonts
     "css-at-import": ("070716688ae6", _row(NO, YES, NO, YES), ("@import",)),

@@ -40,7 +40,6 @@ class SendReport:
     finished: bool = False
 
 
-
 # Messages per chunk for a provider that takes one message per call (SMTP): one synchronous
 # commit marks them all in_flight, so a power cut can leave at most this many uncertain.
 ONE_BY_ONE_CHUNK = 100

@@ -183,8 +183,15 @@ class IssueLedger(LedgerPart):
             else:
                 table.insert(
                     {
-                        "key": key, "post_id": post_id, "slug": slug, "content_hash": content_hash, "subject": subject,
-                        "provider": provider, "status": PLANNING, "created_at": stamp, "kind": kind,
+                        "key": key,
+                        "post_id": post_id,
+                        "slug": slug,
+                        "content_hash": content_hash,
+                        "subject": subject,
+                        "provider": provider,
+                        "status": PLANNING,
+                        "created_at": stamp,
+                        "kind": kind,
                     }  # fmt: skip
                 )
                 issue_id = int(table.last_pk or 0)
@@ -262,8 +269,16 @@ class IssueLedger(LedgerPart):
         with self._write():
             self.db.table("issues").insert(
                 {
-                    "key": key, "post_id": post_id, "slug": slug, "content_hash": content_hash, "subject": subject,
-                    "provider": "mark-sent", "status": MARKED, "recipients": 0, "created_at": stamp, "sent_at": stamp,
+                    "key": key,
+                    "post_id": post_id,
+                    "slug": slug,
+                    "content_hash": content_hash,
+                    "subject": subject,
+                    "provider": "mark-sent",
+                    "status": MARKED,
+                    "recipients": 0,
+                    "created_at": stamp,
+                    "sent_at": stamp,
                 }  # fmt: skip
             )
 

@@ -59,9 +59,7 @@ class Plan:
             lines.append(f"Digest:     {len(self.digest_of)} posts in one issue, oldest first: {names}")
         if len(self.due) > 1:
             names = ", ".join(p.slug for p in self.due[:5]) + (", …" if len(self.due) > 5 else "")
-            lines.append(
-                f"Due:        {len(self.due)} posts not yet sent, oldest first, each once: {names}"
-            )
+            lines.append(f"Due:        {len(self.due)} posts not yet sent, oldest first, each once: {names}")
         return lines + [f"Warning:    {w}" for w in self.issue.warnings]
 
 
@@ -230,9 +228,7 @@ def _refuse_sent_slug_or_content(ledger: Ledger, post: Post) -> None:
 
 def _correction_of(post: Post, ledger: Ledger, record: IssueRecord | None) -> Choice:
     if record is None or record.status != SENT:
-        raise AlreadySent(
-            f"«{post.title}» was never mailed, so there is nothing to correct", hint="send it normally"
-        )
+        raise AlreadySent(f"«{post.title}» was never mailed, so there is nothing to correct", hint="send it normally")
     latest = [r for r in ledger.issues.issues_for_post(post.id) if r.status == SENT][-1]
     if latest.content_hash == post.content_hash:
         raise NothingToSend(f"«{post.title}» has not changed since it was last sent", hint="edit it first")
@@ -264,7 +260,7 @@ def plan_send(
         raise SendConflict(
             f"the unfinished send of «{post.title}» started through {resuming.provider}",
             where="newsletter.toml: send.provider",
-            hint=f"set provider = \"{resuming.provider}\" until it is finished",
+            hint=f'set provider = "{resuming.provider}" until it is finished',
         )
     if choice.kind == CORRECTION:
         prefix = labels(config.site.language)["correction"]
@@ -287,7 +283,6 @@ def plan_send(
     )  # fmt: skip
 
 
-
 def mark_posts_sent(
     config: Config, ledger: Ledger, posts: Sequence[Post], env: Environment, now: datetime
 ) -> list[tuple[str, str]]:
@@ -300,7 +295,11 @@ def mark_posts_sent(
         # Keyed by slug too: a renamed post is marked again under the same id and content.
         issue = render_issue(config, post, env, variant=f"mark-sent:{post.slug}")
         ledger.issues.mark_issue(
-            key=issue.key, post_id=post.id, slug=post.slug, content_hash=post.content_hash, subject=issue.subject,
+            key=issue.key,
+            post_id=post.id,
+            slug=post.slug,
+            content_hash=post.content_hash,
+            subject=issue.subject,
             now=now,
         )
         outcomes.append((post.slug, "marked"))

@@ -108,8 +108,11 @@ def looks_like_placeholder(value: str) -> bool:
     lowered = value.strip().lower()
     letters = "".join(c for c in lowered if c.isalnum())
     return (
-        len(set(lowered)) <= 1 or letters in _PLACEHOLDERS or lowered.startswith(("your", "<", "${"))
-        or "..." in lowered or "…" in lowered
+        len(set(lowered)) <= 1
+        or letters in _PLACEHOLDERS
+        or lowered.startswith(("your", "<", "${"))
+        or "..." in lowered
+        or "…" in lowered
     )
 
 
@@ -166,7 +169,6 @@ def _prepare(value: str) -> _SigningKey:
     inner, outer = hashlib.sha256(block.translate(_IPAD)), hashlib.sha256(block.translate(_OPAD))
     template = hmac.new(raw, digestmod=hashlib.sha256)
     return _SigningKey(digest[:KEY_ID_BYTES], digest.hex()[:8], template, inner, outer)
-
 
 
 def _signing_key(key: Secret) -> _SigningKey:

@@ -214,4 +214,3 @@ class PostmarkProvider(BatchProvider):
         if data.get("RecordType") == "Bounce" and (data.get("Type") in PERMANENT_BOUNCES or data.get("Inactive")):
             return [SuppressionEvent(address, BOUNCED)]
         return []
-

@@ -87,7 +87,7 @@ class SmtpProvider(BatchProvider):
             )
         if security == "none" and host not in ("localhost", "127.0.0.1", "::1"):
             raise ConfigError(
-                "security = \"none\" sends in clear text", where=where, hint="use it only for a relay on localhost"
+                'security = "none" sends in clear text', where=where, hint="use it only for a relay on localhost"
             )
         username = settings.get("username", "")
         password = None
@@ -312,7 +312,8 @@ class SmtpProvider(BatchProvider):
         except smtplib.SMTPNotSupportedError:  # smtplib's own check: UTF-8 headers need SMTPUTF8
             raise ProviderRejected(
                 f"{message['To']}: the address is not ASCII and {self.host} does not offer SMTPUTF8 (RFC 6531)",
-                where=f"smtp {self.host}", hint="send through a server that offers SMTPUTF8",
+                where=f"smtp {self.host}",
+                hint="send through a server that offers SMTPUTF8",
             ) from None
         except (smtplib.SMTPServerDisconnected, OSError) as error:
             self._drop()
@@ -342,4 +343,3 @@ class SmtpProvider(BatchProvider):
 
 def _text(reply: bytes | str) -> str:
     return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-

@@ -76,55 +76,7 @@ class SmtpProvider(BatchProvider):
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], *, config: Config, environ: Mapping[str, str]) -> SmtpProvider:
-        where = "newsletter.toml: providers.smtp"
-        host = settings.get("host")
-        if not isinstance(host, str) or not host:
-            raise ConfigError("host is missing", where=where, hint='add host = "smtp.example.org"')
-        security = settings.get("security", "starttls")
-        if security not in SECURITY:
-            raise ConfigError(
-                f"security {security!r} is unknown", where=where, hint=f"use one of {', '.join(SECURITY)}"
-            )
-        if security == "none" and host not in ("localhost", "127.0.0.1", "::1"):
-            raise ConfigError(
-                'security = "none" sends in clear text', where=where, hint="use it only for a relay on localhost"
-            )
-        username = settings.get("username", "")
-        password = None
-        password_env = settings.get("password_env", "NEWSLETTER_SMTP_PASSWORD")
-        if username:
-            password = secret(password_env, environ)
-        port = settings.get("port", DEFAULT_PORTS[security])
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise ConfigError(f"port {port!r} is not a port number", where=where, hint="e.g. port = 587")
-        timeout = settings.get("timeout", 30)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ConfigError("timeout must be a number of seconds > 0", where=where, hint="e.g. timeout = 30")
-        envelope_from = settings.get("envelope_from", config.email.from_address)
-        if not isinstance(envelope_from, str) or not is_email_address(envelope_from):
-            raise ConfigError(
-                f"envelope_from {str(envelope_from)[:60]!r} is not an email address",
-                where=f"{where}.envelope_from", hint="write a bare address such as bounces@example.org",
-            )  # fmt: skip
-        idn_domains = settings.get("idn_domains", "refuse")
-        if idn_domains not in IDN_DOMAINS:
-            raise ConfigError(
-                f"idn_domains {str(idn_domains)[:40]!r} is unknown", where=f"{where}.idn_domains",
-                hint=did_you_mean(idn_domains, IDN_DOMAINS, otherwise="")
-                + ' ("a-label" sends user@café.fr as user@xn--caf-dma.fr to a server without SMTPUTF8)',
-            )  # fmt: skip
-        return cls(
-            host=host,
-            port=port,
-            security=security,
-            username=username,
-            password=password,
-            envelope_from=envelope_from,
-            timeout=float(timeout),
-            ca_file=settings.get("ca_file"),
-            idn_domains=idn_domains,
-            password_env=password_env,
-        )
+        return cls(**_settings(settings, config, environ))
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -169,56 +121,7 @@ class SmtpProvider(BatchProvider):
     def check_access(self) -> None:
         """``newsletter doctor``: connect, EHLO, STARTTLS when configured, AUTH when there are
         credentials, QUIT — what a send does before its first MAIL FROM, and no more."""
-        where, step = f"smtp {self.host}:{self.port}", "connect"
-        connection: smtplib.SMTP | None = None
-        try:
-            if self.security == "tls":
-                connection = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.context)
-            else:
-                connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-            step = "EHLO"
-            code, reply = connection.ehlo()
-            if code != 250:
-                raise ProviderRejected(f"EHLO refused: {code} {_text(reply)}", where=where,
-                                       hint="the server does not take this client; ask its operator")  # fmt: skip
-            if self.security == "starttls":
-                step = "STARTTLS"
-                if not connection.has_extn("starttls"):
-                    raise ProviderRejected(
-                        "the server does not offer STARTTLS", where=where,
-                        hint='use security = "tls" (usually port 465), or a server that offers it',
-                    )  # fmt: skip
-                connection.starttls(context=self.context)
-                connection.ehlo()
-            if self.username:
-                step = "AUTH"
-                if not connection.has_extn("auth"):
-                    raise ProviderRejected("the server offers no AUTH to log in with", where=where,
-                                           hint="remove providers.smtp.username for a relay without login")  # fmt: skip
-                connection.login(self.username, self.password.reveal() if self.password else "")
-            step = "QUIT"
-            connection.quit()
-            connection = None
-        except smtplib.SMTPAuthenticationError as error:
-            raise ProviderAuthError(
-                f"the server refused the login of {self.username!r} ({error.smtp_code})", where=where,
-                hint=f"check providers.smtp.username and the password in {self.password_env}",
-            ) from None  # fmt: skip
-        except ssl.SSLCertVerificationError as error:
-            raise ProviderRejected(
-                f"the server's TLS certificate is not trusted ({error.verify_message})", where=where,
-                hint="fix the server certificate, or set providers.smtp.ca_file to your private CA",
-            ) from None  # fmt: skip
-        except (smtplib.SMTPException, OSError) as error:
-            fix = {"connect": "check providers.smtp.host and port, and that the server is up",
-                   "STARTTLS": 'the TLS handshake failed: try security = "tls" on port 465'}  # fmt: skip
-            raise ProviderTransient(
-                f"{step} failed ({error or type(error).__name__})", where=where,
-                hint=fix.get(step, "check providers.smtp.security and port against what the server offers"),
-            ) from None  # fmt: skip
-        finally:
-            if connection is not None:
-                connection.close()
+        _check_access(self)
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
@@ -343,3 +246,110 @@ class SmtpProvider(BatchProvider):
 
 def _text(reply: bytes | str) -> str:
     return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _settings(settings: Mapping[str, Any], config: Config, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The keyword arguments of :class:`SmtpProvider` from ``[providers.smtp]``, each checked."""
+    where = "newsletter.toml: providers.smtp"
+    host = settings.get("host")
+    if not isinstance(host, str) or not host:
+        raise ConfigError("host is missing", where=where, hint='add host = "smtp.example.org"')
+    security = settings.get("security", "starttls")
+    if security not in SECURITY:
+        raise ConfigError(f"security {security!r} is unknown", where=where, hint=f"use one of {', '.join(SECURITY)}")
+    if security == "none" and host not in ("localhost", "127.0.0.1", "::1"):
+        raise ConfigError(
+            'security = "none" sends in clear text', where=where, hint="use it only for a relay on localhost"
+        )
+    username = settings.get("username", "")
+    password = None
+    password_env = settings.get("password_env", "NEWSLETTER_SMTP_PASSWORD")
+    if username:
+        password = secret(password_env, environ)
+    port = settings.get("port", DEFAULT_PORTS[security])
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError(f"port {port!r} is not a port number", where=where, hint="e.g. port = 587")
+    timeout = settings.get("timeout", 30)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ConfigError("timeout must be a number of seconds > 0", where=where, hint="e.g. timeout = 30")
+    envelope_from = settings.get("envelope_from", config.email.from_address)
+    if not isinstance(envelope_from, str) or not is_email_address(envelope_from):
+        raise ConfigError(
+            f"envelope_from {str(envelope_from)[:60]!r} is not an email address",
+            where=f"{where}.envelope_from", hint="write a bare address such as bounces@example.org",
+        )  # fmt: skip
+    idn_domains = settings.get("idn_domains", "refuse")
+    if idn_domains not in IDN_DOMAINS:
+        raise ConfigError(
+            f"idn_domains {str(idn_domains)[:40]!r} is unknown", where=f"{where}.idn_domains",
+            hint=did_you_mean(idn_domains, IDN_DOMAINS, otherwise="")
+            + ' ("a-label" sends user@café.fr as user@xn--caf-dma.fr to a server without SMTPUTF8)',
+        )  # fmt: skip
+    return dict(
+        host=host,
+        port=port,
+        security=security,
+        username=username,
+        password=password,
+        envelope_from=envelope_from,
+        timeout=float(timeout),
+        ca_file=settings.get("ca_file"),
+        idn_domains=idn_domains,
+        password_env=password_env,
+    )
+
+
+def _check_access(provider: SmtpProvider) -> None:
+    """See :meth:`SmtpProvider.check_access`."""
+    where, step = f"smtp {provider.host}:{provider.port}", "connect"
+    connection: smtplib.SMTP | None = None
+    try:
+        if provider.security == "tls":
+            connection = smtplib.SMTP_SSL(
+                provider.host, provider.port, timeout=provider.timeout, context=provider.context
+            )
+        else:
+            connection = smtplib.SMTP(provider.host, provider.port, timeout=provider.timeout)
+        step = "EHLO"
+        code, reply = connection.ehlo()
+        if code != 250:
+            raise ProviderRejected(f"EHLO refused: {code} {_text(reply)}", where=where,
+                                   hint="the server does not take this client; ask its operator")  # fmt: skip
+        if provider.security == "starttls":
+            step = "STARTTLS"
+            if not connection.has_extn("starttls"):
+                raise ProviderRejected(
+                    "the server does not offer STARTTLS", where=where,
+                    hint='use security = "tls" (usually port 465), or a server that offers it',
+                )  # fmt: skip
+            connection.starttls(context=provider.context)
+            connection.ehlo()
+        if provider.username:
+            step = "AUTH"
+            if not connection.has_extn("auth"):
+                raise ProviderRejected("the server offers no AUTH to log in with", where=where,
+                                       hint="remove providers.smtp.username for a relay without login")  # fmt: skip
+            connection.login(provider.username, provider.password.reveal() if provider.password else "")
+        step = "QUIT"
+        connection.quit()
+        connection = None
+    except smtplib.SMTPAuthenticationError as error:
+        raise ProviderAuthError(
+            f"the server refused the login of {provider.username!r} ({error.smtp_code})", where=where,
+            hint=f"check providers.smtp.username and the password in {provider.password_env}",
+        ) from None  # fmt: skip
+    except ssl.SSLCertVerificationError as error:
+        raise ProviderRejected(
+            f"the server's TLS certificate is not trusted ({error.verify_message})", where=where,
+            hint="fix the server certificate, or set providers.smtp.ca_file to your private CA",
+        ) from None  # fmt: skip
+    except (smtplib.SMTPException, OSError) as error:
+        fix = {"connect": "check providers.smtp.host and port, and that the server is up",
+               "STARTTLS": 'the TLS handshake failed: try security = "tls" on port 465'}  # fmt: skip
+        raise ProviderTransient(
+            f"{step} failed ({error or type(error).__name__})", where=where,
+            hint=fix.get(step, "check providers.smtp.security and port against what the server offers"),
+        ) from None  # fmt: skip
+    finally:
+        if connection is not None:
+            connection.close()

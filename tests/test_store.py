@@ -1,4 +1,4 @@
-"""The ledger: migrations, the frozen audience of an issue, and writes before each call."""
+"""The ledger: migrations, the frozen list of recipients of an issue, and writes before each call."""
 
 from __future__ import annotations
 

@@ -90,9 +90,9 @@ def deliver_issue(
         provider=provider.name,
         chunk_size=chunk_size(config, provider),
         now=clock(),
-        local_audience=plan.audience_local,
+        list_is_local=plan.list_is_local,
         kind=plan.kind,
-        audience_of=plan.corrects.id if plan.corrects else None,
+        recipients_of_issue=plan.corrects.id if plan.corrects else None,
     )
     if isinstance(provider, AudienceProvider):
         return _publish_to_audience(ledger, record, issue, provider, policy, clock)

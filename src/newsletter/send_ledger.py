@@ -98,7 +98,7 @@ def boot_id() -> str | None:
 
 @translating_errors
 class IssueLedger(LedgerPart):
-    """Issue records (``ledger.issues``): planning an issue's frozen audience, marking, resolving."""
+    """Issue records (``ledger.issues``): planning an issue's frozen list of recipients, marking, resolving."""
 
     def issues_for_post(self, post_id: str) -> list[IssueRecord]:
         rows = self.db["issues"].rows_where("post_id = ?", [post_id], order_by="id")
@@ -117,8 +117,8 @@ class IssueLedger(LedgerPart):
         """Issues whose send started and did not finish, oldest first: they are resumed first."""
         return [IssueRecord(**row) for row in self.db["issues"].rows_where("status = ?", [SENDING], order_by="id")]
 
-    def count_audience_of(self, issue_id: int) -> int:
-        """How many people received ``issue_id`` and are still subscribed (a correction's audience)."""
+    def count_recipients_of(self, issue_id: int) -> int:
+        """How many people received ``issue_id`` and are still subscribed (a correction's recipients)."""
         return self.db.execute(
             """SELECT count(*) FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
                WHERE d.issue_id = ? AND d.state = ? AND s.status = ?""",
@@ -159,10 +159,10 @@ class IssueLedger(LedgerPart):
 
     def plan_issue(
         self, *, key: str, post_id: str, slug: str, content_hash: str, subject: str, provider: str,
-        chunk_size: int, now: datetime, local_audience: bool = True, kind: str = "issue",
-        audience_of: int | None = None,
+        chunk_size: int, now: datetime, list_is_local: bool = True, kind: str = "issue",
+        recipients_of_issue: int | None = None,
     ) -> IssueRecord:  # fmt: skip
-        """Record an issue and freeze its audience: one ``planned`` delivery per active subscriber.
+        """Record an issue and freeze its recipients: one ``planned`` delivery per active subscriber.
 
         Recipients are numbered into chunks in subscriber-id order, so the plan
         (and every idempotency key derived from it) is the same on a replay.
@@ -170,8 +170,8 @@ class IssueLedger(LedgerPart):
         ``planning`` until the last one, and a plan interrupted there is resumed
         by the next call with the same key): the list is never loaded into
         memory and other writers get the lock between slices.  When the provider
-        keeps the audience (``local_audience=False``) the issue is one chunk
-        with no local deliveries.  A correction (``audience_of``) goes to the
+        keeps the list (``list_is_local=False``) the issue is one chunk
+        with no local deliveries.  A correction (``recipients_of_issue``) goes to the
         people who received that issue and are still subscribed.
         """
         stamp = now.isoformat()
@@ -195,7 +195,7 @@ class IssueLedger(LedgerPart):
                     }  # fmt: skip
                 )
                 issue_id = int(table.last_pk or 0)
-            if not local_audience:
+            if not list_is_local:
                 self.db.execute(
                     "INSERT OR IGNORE INTO chunks (issue_id, number, state, idempotency_key, attempts, updated_at)"
                     " VALUES (?, 0, ?, ?, 0, ?)",
@@ -212,16 +212,18 @@ class IssueLedger(LedgerPart):
             last_id, planned = self.db.execute(
                 "SELECT coalesce(max(subscriber_id), 0), count(*) FROM deliveries WHERE issue_id = ?", [issue_id]
             ).fetchone()
-            # The audience is who is active now: later subscribers are not part of this issue.
+            # The recipients are who is active now: later subscribers are not part of this issue.
             through = self.db.execute("SELECT coalesce(max(id), 0) FROM subscribers").fetchone()[0]
-        if audience_of is None:
-            audience = "SELECT id, email FROM subscribers WHERE status = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?"
+        if recipients_of_issue is None:
+            recipients_query = (
+                "SELECT id, email FROM subscribers WHERE status = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?"
+            )
             arguments: list = [ACTIVE]
         else:
-            audience = """SELECT s.id, s.email FROM subscribers s JOIN deliveries d ON d.subscriber_id = s.id
+            recipients_query = """SELECT s.id, s.email FROM subscribers s JOIN deliveries d ON d.subscriber_id = s.id
                           WHERE s.status = ? AND d.issue_id = ? AND d.state = ? AND s.id > ? AND s.id <= ?
                           ORDER BY s.id LIMIT ?"""
-            arguments = [ACTIVE, audience_of, ACCEPTED]
+            arguments = [ACTIVE, recipients_of_issue, ACCEPTED]
         first_slice = True
         while True:
             if not first_slice:
@@ -231,7 +233,7 @@ class IssueLedger(LedgerPart):
                 added = self.db.execute(
                     f"""INSERT INTO deliveries (issue_id, chunk, subscriber_id, email, state, updated_at)
                         SELECT ?, (? + ROW_NUMBER() OVER (ORDER BY id) - 1) / ?, id, email, ?, ?
-                        FROM ({audience}) ORDER BY id""",
+                        FROM ({recipients_query}) ORDER BY id""",
                     [issue_id, planned, chunk_size, PLANNED, stamp, *arguments, last_id, through, SLICE_ROWS],
                 ).rowcount
                 if added:

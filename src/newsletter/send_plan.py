@@ -35,14 +35,14 @@ class Plan:
     provider: str
     recipients: int
     resuming: IssueRecord | None = None
-    audience_local: bool = True  # False when the provider keeps the list (audience family)
+    list_is_local: bool = True  # False when the provider keeps the list (audience family)
     kind: str = ISSUE
     corrects: IssueRecord | None = None
     due: tuple[Post, ...] = ()  # every post this run of `send` will mail, oldest first (this one first)
     digest_of: tuple[Post, ...] = ()  # a digest: the posts it gathers, marked sent once it went out
 
     def describe(self) -> list[str]:
-        audience = str(self.recipients) if self.audience_local else f"the {self.provider} audience"
+        audience = str(self.recipients) if self.list_is_local else f"the {self.provider} audience"
         lines = [
             f"Post:       {self.post.title} ({self.post.slug}, {self.post.date:%Y-%m-%d})",
             f"Subject:    {self.issue.subject}",
@@ -72,7 +72,7 @@ def _done_under_id(ledger: Ledger, post: Post) -> list[IssueRecord]:
     return [r for r in ledger.issues.issues_for_post(post.id) if r.status in DONE_STATES]
 
 
-def audience_of(record: IssueRecord) -> str:
+def recipients_shown(record: IssueRecord) -> str:
     """How many received an issue, in words (an audience provider's list is not counted here)."""
     return str(record.recipients) if record.recipients is not None else f"the {record.provider} audience"
 
@@ -188,7 +188,7 @@ def _how_sent(record: IssueRecord) -> str:
     when = (record.sent_at or record.created_at)[:16].replace("T", " ")
     if record.status == MARKED:
         return f"marked as sent on {when}"
-    return f"sent to {audience_of(record)} via {record.provider} on {when}"
+    return f"sent to {recipients_shown(record)} via {record.provider} on {when}"
 
 
 def _sent_id_under_new_slug(post: Post, earlier: IssueRecord) -> SendConflict:
@@ -273,12 +273,12 @@ def plan_send(
     if resuming:
         recipients = resuming.recipients
     elif choice.corrects:
-        recipients = ledger.issues.count_audience_of(choice.corrects.id)
+        recipients = ledger.issues.count_recipients_of(choice.corrects.id)
     else:
         recipients = subscribers
     return Plan(
         post=post, issue=issue, provider=provider.name, recipients=(recipients or 0) if local else 0,
-        resuming=resuming, audience_local=local, kind=choice.kind, corrects=choice.corrects, due=choice.due,
+        resuming=resuming, list_is_local=local, kind=choice.kind, corrects=choice.corrects, due=choice.due,
         digest_of=digest[0] if digest else (),
     )  # fmt: skip
 

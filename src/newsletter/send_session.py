@@ -142,7 +142,7 @@ def _planned(project: Newsletter, *, dry_run: bool, pick: Callable[[], tuple[Any
             subscribers=subscribers,
             digest=digest,
         )
-        if not plan.recipients and plan.audience_local:
+        if not plan.recipients and plan.list_is_local:
             raise NothingToSend(
                 "no active subscribers", hint="add some with 'newsletter subscribers add' or 'subscribers import'"
             )

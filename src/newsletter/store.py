@@ -44,7 +44,7 @@ MIGRATIONS = Migrations("newsletter")
 class DeliveryState(StrEnum):
     """Where one recipient's copy (a delivery) or a whole chunk stands.  Stored as these strings."""
 
-    PLANNED = "planned"  # in the frozen audience, not yet handed to the provider
+    PLANNED = "planned"  # in the frozen list of recipients, not yet handed to the provider
     IN_FLIGHT = "in_flight"  # committed before the provider call: it may have been delivered
     ACCEPTED = "accepted"
     REJECTED = "rejected"

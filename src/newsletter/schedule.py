@@ -21,9 +21,8 @@ from .post import Post
 from .store import MARKED, SENT, Ledger
 
 if TYPE_CHECKING:  # the parsers and Jinja2 load only when a digest is planned: status stays light
-    import jinja2
-
     from .config import Config
+    from .templates import Environment
 
 DIGEST_HTML = "email/digest.html"
 DIGEST_TEXT = "email/digest.txt"
@@ -57,7 +56,7 @@ def is_digest(slug: str) -> bool:
     return slug.startswith(SLUG_PREFIX)
 
 
-def digest_post(config: Config, posts: Sequence[Post], env: jinja2.Environment) -> tuple[Post, str]:
+def digest_post(config: Config, posts: Sequence[Post], env: Environment) -> tuple[Post, str]:
     """The digest of ``posts`` (oldest first) as a post, and its plain-text body."""
     from .templates import labels, render, trusted_html
 

@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 NEWSLETTER := $(BIN)/newsletter
 DEMO_SUBSCRIBERS := alice@example.org bruno@example.org camille@example.org
 
-.PHONY: demo test test-deps clean bench bench-build bench-send bench-cli
+.PHONY: demo test test-deps lint clean bench bench-build bench-send bench-cli
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,14 @@ $(NODE_TEST_DEPS): tests/node/package-lock.json
 
 ## Run the whole test suite (installs what it needs first).
 # One worker per core; tests wait on conditions, never on each other, so they can share the machine.
-test: $(INSTALLED) $(NODE_TEST_DEPS) test-deps
+test: $(INSTALLED) $(NODE_TEST_DEPS) test-deps lint
 	$(BIN)/python -m pytest -n auto --dist worksteal
+
+## Lint, format and types: zero findings, or make test stops here.
+lint: $(INSTALLED)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src
+	$(BIN)/mypy
 
 # The browser tests drive Debian's chromium (Playwright's own browser download is not used).
 # tests/browser.py reads the same path from NEWSLETTER_CHROMIUM.

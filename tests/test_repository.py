@@ -103,3 +103,20 @@ def test_the_seed_text_is_inside_the_repository():
     seed = REPO / "tests" / "data" / "seed.txt"
     assert "tests/data/seed.txt" in tracked_files() or seed.is_file()
     assert "Jon Husband et Claude Super" in seed.read_text(encoding="utf-8")
+
+
+MODULE_ROW = re.compile(r"^\| `([\w/]+\.py)` \| (.+) \|$")
+
+
+def test_docs_modules_lists_every_module_with_its_job():
+    """docs/modules.md names each module of src/newsletter once, with its one job, and no module
+    that is gone; the guide of about 600 lines a module holds for all of them."""
+    package = REPO / "src" / "newsletter"
+    modules = {str(path.relative_to(package)) for path in package.rglob("*.py")}
+    rows = [MODULE_ROW.match(line) for line in (REPO / "docs" / "modules.md").read_text(encoding="utf-8").splitlines()]
+    listed = [row.group(1) for row in rows if row]
+    assert len(listed) == len(set(listed)), "a module is listed twice"
+    assert set(listed) == modules, {"not listed": sorted(modules - set(listed)), "gone": sorted(set(listed) - modules)}
+    assert all(len(row.group(2)) > 10 for row in rows if row)
+    too_long = {name: n for name in modules if (n := len((package / name).read_text().splitlines())) > 620}
+    assert not too_long, too_long

@@ -14,6 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from .config import Config
@@ -23,6 +24,10 @@ from .css_support import unsupported
 from .errors import IssueTooLarge, NewsletterError
 from .render import MAX_HTML_BYTES, WARN_HTML_BYTES, Issue, Recipient, make_inliner, render_issue
 from .tokens import unsubscribe_url
+
+if TYPE_CHECKING:
+    from .render import Inliner
+    from .templates import Environment
 
 ERROR, WARNING = "error", "warning"
 SUBJECT_SHOWN = 60  # desktop clients show about 60 characters of a subject, phones 30 to 40
@@ -66,7 +71,7 @@ class IssueCheck:
                 "warnings": len(self.warnings), "findings": [asdict(f) for f in self.findings]}  # fmt: skip
 
 
-def check_post(config: Config, post: Post, env, *, inliner=None) -> IssueCheck:
+def check_post(config: Config, post: Post, env: Environment, *, inliner: Inliner | None = None) -> IssueCheck:
     """Render ``post`` as an issue and check it; a rendering refusal (clipped, no footer) is a finding."""
     try:
         issue = render_issue(config, post, env, inliner=inliner)
@@ -77,7 +82,7 @@ def check_post(config: Config, post: Post, env, *, inliner=None) -> IssueCheck:
     return check_issue(config, issue)
 
 
-def check_posts(config: Config, posts: list[Post], env) -> list[IssueCheck]:
+def check_posts(config: Config, posts: list[Post], env: Environment) -> list[IssueCheck]:
     """:func:`check_post` for each of ``posts``, with one inliner for all of them."""
     inliner = make_inliner()
     return [check_post(config, post, env, inliner=inliner) for post in posts]

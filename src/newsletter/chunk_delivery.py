@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 from .errors import DeliveryUncertain, ProviderError
 from .providers.base import BatchProvider, ChunkRequest, DeliveryResult
 from .retry import Attempts, RetryPolicy
 from .store import ACCEPTED, REJECTED
 
+T = TypeVar("T")
+
 Outcomes = list[tuple[int, str, str | None, str | None]]
 
 
-def with_retries(call: Callable[[], object], policy: RetryPolicy):
+def with_retries(call: Callable[[], T], policy: RetryPolicy) -> T:
     """``call()`` retried on retryable errors by the policy; only for idempotent calls."""
     attempts = Attempts(policy)
     while True:

@@ -10,7 +10,9 @@ reported as unchecked rather than guessed.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import cssselect
 
@@ -43,7 +45,7 @@ def _rules(css: str, mode: str) -> list[Rule]:
     sheet = parser.parseString(css)
     rules: list[Rule] = []
 
-    def add(style_rule) -> None:
+    def add(style_rule: Any) -> None:  # a cssutils CSSStyleRule
         declarations = {p.name: (p.value, p.priority == "important") for p in style_rule.style}
         for selector in style_rule.selectorList:
             text = selector.selectorText
@@ -106,14 +108,14 @@ def contrast(a: str, b: str) -> float:
 class Cascade:
     """The colour, background and font size of each element under ``rules`` (plus inline styles)."""
 
-    def __init__(self, doc, rules: list[Rule], mode: str, dark_capable: bool) -> None:
+    def __init__(self, doc: Any, rules: list[Rule], mode: str, dark_capable: bool) -> None:  # doc: an lxml tree
         self.matches: dict = {}
         for rule in rules:
             for element in css_selector(rule.selector)(doc):
                 self.matches.setdefault(element, []).append(rule)
         self.text, self.canvas = CANVAS[mode if dark_capable else "light"]
 
-    def declared(self, element, name: str) -> str | None:
+    def declared(self, element: Any, name: str) -> str | None:
         candidates = []
         for rule in self.matches.get(element, []):
             for prop in (name, "background") if name == "background-color" else (name,):
@@ -127,14 +129,14 @@ class Cascade:
                 candidates.append(((important, 1, (0, 0, 0), 0), inline.getPropertyValue(prop)))
         return max(candidates, key=lambda c: c[0])[1] if candidates else None
 
-    def colour(self, element) -> str:
+    def colour(self, element: Any) -> str:
         for node in [element, *element.iterancestors()]:
             value = self.declared(node, "color")
             if value and value.strip() not in ("inherit", "currentcolor"):
                 return _hex(value) or self.text
         return self.text
 
-    def background(self, element) -> str:
+    def background(self, element: Any) -> str:
         for node in [element, *element.iterancestors()]:
             value = self.declared(node, "background-color")
             background = _background(value) if value else None
@@ -142,7 +144,7 @@ class Cascade:
                 return background
         return self.canvas
 
-    def font_px(self, element) -> float:
+    def font_px(self, element: Any) -> float:
         ancestry = [element, *element.iterancestors()][::-1]
         size = 16.0
         for node in ancestry:
@@ -159,7 +161,7 @@ class Cascade:
                 size *= UA_FONT_SCALE[node.tag]
         return size
 
-    def bold(self, element) -> bool:
+    def bold(self, element: Any) -> bool:
         for node in [element, *element.iterancestors()]:
             value = self.declared(node, "font-weight")
             if value:
@@ -168,7 +170,7 @@ class Cascade:
                 return True
         return False
 
-    def hidden(self, element) -> bool:
+    def hidden(self, element: Any) -> bool:
         for node in [element, *element.iterancestors()]:
             if node.tag in SKIPPED or node.get("hidden") is not None:
                 return True
@@ -177,7 +179,7 @@ class Cascade:
         return False
 
 
-def _texts(doc):
+def _texts(doc: Any) -> Iterator[Any]:
     """Elements with visible text of their own (text directly inside, or a child's tail)."""
     for element in doc.iter():
         if not isinstance(element.tag, str):
@@ -218,7 +220,7 @@ def css_features(html: str) -> set[str]:
     parser = css_parser(validate=False, loglevel=100)
     features: set[str] = set()
 
-    def declarations(style) -> None:
+    def declarations(style: Any) -> None:
         for prop in style:
             name = prop.name.lower()
             if name.startswith(("-", "mso-")):
@@ -227,7 +229,7 @@ def css_features(html: str) -> set[str]:
             if name == "display":
                 features.add(f"display:{prop.value.strip().lower()}")
 
-    def rules(container) -> None:
+    def rules(container: Any) -> None:
         for rule in container:
             if rule.type == rule.STYLE_RULE:
                 declarations(rule.style)

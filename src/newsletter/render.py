@@ -28,6 +28,7 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any, TypeAlias
 from urllib.parse import quote
 
 import cssutils
@@ -41,6 +42,8 @@ from .plaintext import html_to_text
 from .templates import Environment, env_filename, labels, render, trusted_html
 from .textutil import check_header_value
 from .tokens import LONGEST_TOKEN_CHARS, unsubscribe_url
+
+Inliner: TypeAlias = Premailer  # the type other modules annotate with (premailer is imported here only)
 
 # Every substitution marker starts with this and goes on with 32 random hex digits drawn for one
 # rendering: characters premailer leaves alone, and a value no post can know in advance (so a
@@ -217,7 +220,7 @@ class _OfflinePremailer(Premailer):
     """premailer's ``allow_network=False`` stops ``<link>`` fetches only; cssutils would still
     follow ``@import url(https://…)``.  Its fetcher is replaced by one that fetches nothing."""
 
-    def _parse_css_string(self, css_body, validate=True):
+    def _parse_css_string(self, css_body: str, validate: bool = True) -> Any:
         return cssutils.CSSParser(fetcher=lambda url: (None, ""), validate=validate).parseString(css_body)
 
 

@@ -147,7 +147,10 @@ def _deliver_chunks(
             else:  # a worker never writes: this thread records it with the chunk's outcome
                 record_landed = started.landed.extend
 
-            def call(started: _Started = started, record_landed=record_landed) -> list[DeliveryResult]:
+            def call(
+                started: _Started = started,
+                record_landed: Callable[[Sequence[DeliveryResult]], None] = record_landed,
+            ) -> list[DeliveryResult]:
                 return deliver_chunk(cast(BatchProvider, caller), started.request(), policy, record_landed,
                                      chunk=started.number)  # fmt: skip
 

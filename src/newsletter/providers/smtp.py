@@ -19,6 +19,7 @@ from typing import Any
 from ..config import Config, Secret, secret
 from ..config_keys import did_you_mean
 from ..errors import ConfigError, ProviderAuthError, ProviderRateLimited, ProviderRejected, ProviderTransient
+from ..render import Recipient
 from ..textutil import is_email_address
 from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult
 
@@ -144,7 +145,7 @@ class SmtpProvider(BatchProvider):
     def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
         return [self._send_one(request, recipient) for recipient in request.recipients]
 
-    def _send_one(self, request: ChunkRequest, recipient) -> DeliveryResult:
+    def _send_one(self, request: ChunkRequest, recipient: Recipient) -> DeliveryResult:
         connection = self._connect()
         carried, mail_options = self._envelope(connection, recipient)
         if carried is None:
@@ -175,7 +176,7 @@ class SmtpProvider(BatchProvider):
 
     # -- international addresses (RFC 6531) ---------------------------------------------------
 
-    def _envelope(self, connection: smtplib.SMTP, recipient):
+    def _envelope(self, connection: smtplib.SMTP, recipient: Recipient):
         """``(recipient, MAIL FROM options)`` for one message, or ``(None, [])`` when this server
         cannot carry the address.  Any non-ASCII address needs SMTPUTF8 (RFC 6531); with
         ``idn_domains = "a-label"`` an IDN domain alone goes as its A-label (``xn--…``) instead."""
@@ -194,7 +195,7 @@ class SmtpProvider(BatchProvider):
             return None, []
         return replace(recipient, email=ascii_form), []
 
-    def _refused_utf8(self, recipient) -> DeliveryResult:
+    def _refused_utf8(self, recipient: Recipient) -> DeliveryResult:
         local_part, _, _ = recipient.email.rpartition("@")
         fix = "send through a server that does"
         if local_part.isascii() and self.idn_domains != "a-label":

@@ -222,7 +222,7 @@ class BatchProviderContract(_Common):
         assert isinstance(provider, BatchProvider)
         provider.send_chunk(chunk(recipients(2)))
 
-    def test_each_recipient_of_a_chunk_gets_one_message_with_their_own_unsubscribe_link(self, harness: Harness):
+    def test_each_recipient_of_a_chunk_gets_one_message_with_their_own_unsubscribe_link(self, harness: Harness) -> None:
         provider = harness.provider()
         assert isinstance(provider, BatchProvider)
         people = recipients(min(3, provider.capabilities.max_batch or 3))
@@ -244,7 +244,7 @@ class BatchProviderContract(_Common):
                 assert person.unsubscribe_url in message.headers.get("list-unsubscribe", "")
                 assert message.headers.get("list-unsubscribe-post") == "List-Unsubscribe=One-Click"
 
-    def test_a_full_chunk_goes_in_one_request(self, harness: Harness):
+    def test_a_full_chunk_goes_in_one_request(self, harness: Harness) -> None:
         provider = harness.provider()
         assert isinstance(provider, BatchProvider)
         size = min(provider.capabilities.max_batch or 50, 50)
@@ -255,7 +255,7 @@ class BatchProviderContract(_Common):
         assert len(results) == size and all(r.accepted for r in results)
         assert len(counts(harness.received())) == size
 
-    def test_lookup_tells_a_sent_chunk_from_one_never_sent(self, harness: Harness):
+    def test_lookup_tells_a_sent_chunk_from_one_never_sent(self, harness: Harness) -> None:
         provider = harness.provider()
         assert isinstance(provider, BatchProvider)
         try:
@@ -271,7 +271,7 @@ class BatchProviderContract(_Common):
         finally:
             provider.close()
 
-    def test_an_idempotent_replay_delivers_nothing_twice(self, harness: Harness):
+    def test_an_idempotent_replay_delivers_nothing_twice(self, harness: Harness) -> None:
         provider = harness.provider()
         assert isinstance(provider, BatchProvider)
         request = chunk(recipients(2))
@@ -283,7 +283,7 @@ class BatchProviderContract(_Common):
             provider.close()
         assert counts(harness.received()) == {"reader1@example.org": 1, "reader2@example.org": 1}
 
-    def test_the_engine_retries_through_faults_to_exactly_once(self, harness: Harness):
+    def test_the_engine_retries_through_faults_to_exactly_once(self, harness: Harness) -> None:
         staged = [kind for kind in ("rate_limited", "unavailable", "drop") if kind in harness.faults]
         provider = harness.provider()
         assert isinstance(provider, BatchProvider)
@@ -299,7 +299,7 @@ class BatchProviderContract(_Common):
         assert sorted(r.subscriber_id for r in results if r.accepted) == [p.subscriber_id for p in people]
         assert counts(harness.received()) == {p.email: 1 for p in people}
 
-    def test_an_answer_lost_after_delivery_is_reconciled_never_resent(self, harness: Harness):
+    def test_an_answer_lost_after_delivery_is_reconciled_never_resent(self, harness: Harness) -> None:
         provider = harness.provider()
         assert isinstance(provider, BatchProvider)
         from ..chunk_delivery import deliver_chunk
@@ -321,7 +321,7 @@ class BatchProviderContract(_Common):
             provider.close()
         assert counts(harness.received()) == {p.email: 1 for p in people}
 
-    def test_one_transactional_message_reaches_its_address(self, harness: Harness):
+    def test_one_transactional_message_reaches_its_address(self, harness: Harness) -> None:
         provider = harness.provider()
         message = EmailMessage()
         message["From"] = "Le Journal <news@example.org>"
@@ -346,7 +346,7 @@ class AudienceProviderContract(_Common):
         assert isinstance(provider, AudienceProvider)
         provider.publish(sample_issue(), idempotency_key="contract-issue:0")
 
-    def test_a_published_issue_reaches_the_whole_audience_once(self, harness: Harness):
+    def test_a_published_issue_reaches_the_whole_audience_once(self, harness: Harness) -> None:
         provider = harness.provider()
         assert isinstance(provider, AudienceProvider)
         try:
@@ -359,7 +359,7 @@ class AudienceProviderContract(_Common):
         assert counts(harness.received()) == {a.lower(): 1 for a in harness.audience()}
         assert {m.subject.removeprefix("[PREVIEW] ") for m in harness.received()} == {sample_issue().subject}
 
-    def test_a_test_send_reaches_only_the_given_addresses(self, harness: Harness):
+    def test_a_test_send_reaches_only_the_given_addresses(self, harness: Harness) -> None:
         provider = harness.provider()
         assert isinstance(provider, AudienceProvider)
         try:
@@ -368,7 +368,7 @@ class AudienceProviderContract(_Common):
             provider.close()
         assert counts(harness.received()) == {"editor@example.org": 1}
 
-    def test_the_engine_replays_after_an_answer_lost_and_delivers_once(self, harness: Harness):
+    def test_the_engine_replays_after_an_answer_lost_and_delivers_once(self, harness: Harness) -> None:
         from ..chunk_delivery import with_retries
 
         provider = harness.provider()
@@ -382,7 +382,7 @@ class AudienceProviderContract(_Common):
             provider.close()
         assert counts(harness.received()) == {a.lower(): 1 for a in harness.audience()}
 
-    def test_subscribe_adds_to_the_audience(self, harness: Harness):
+    def test_subscribe_adds_to_the_audience(self, harness: Harness) -> None:
         provider = harness.provider()
         assert isinstance(provider, AudienceProvider)
         try:

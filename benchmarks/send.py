@@ -6,12 +6,13 @@ Each row runs in its own process (its peak RSS is its own) through the public AP
 - SMTP: an aiosmtpd server on loopback, in a process of its own, that accepts and drops every message
   (it reads DATA line by line and is slower than the sender); ``smtp_lean``: the same send to a
   sink that speaks just enough SMTP, so the sender's own rate shows;
-- HTTP: a Mailgun-shaped endpoint (1,000 recipients per call) that answers after 50 ms, standing
-  in for the network round trip; it keeps nothing (the test fakes' per-recipient bookkeeping
-  would be measured instead of us);
+- HTTP: a Mailgun-shaped endpoint (1,000 recipients per call), in a process of its own, that
+  answers after 50 ms, standing in for the network round trip; it keeps nothing (the test
+  fakes' per-recipient bookkeeping would be measured instead of us);
 - personalisation: each recipient's complete MIME message (token signing included), in memory.
 
-Not part of ``make test``; ``make bench`` runs it.  ``--quick`` runs 1k and 10k.
+"plan s" is the plan and its preflight (what ``newsletter send`` shows before the editor says
+yes); "send s" is the delivery.  Not part of ``make test``; ``make bench`` runs it.  ``--quick`` runs 1k and 10k.
 
     .venv/bin/python benchmarks/send.py [--quick] [--only outbox,smtp,smtp_lean,http,personalise]
 """
@@ -79,6 +80,9 @@ def send_through(root: Path) -> dict:
     with Newsletter.open(root, clock=lambda: NOW) as project:
         started = time.perf_counter()
         planned = project.plan()
+        # As `newsletter send` does: the plan and its preflight are shown before the editor says
+        # yes, so they are timed apart ("plan s"); "send s" is the delivery of every message.
+        project.check_planned(planned)
         planned_at = time.perf_counter()
         cpu_before = _cpu_seconds()
         report = project.send(planned)
@@ -90,7 +94,7 @@ def send_through(root: Path) -> dict:
 
 
 def _cpu_seconds() -> float:
-    """CPU time of this process, all threads (the sinks of HTTP run in it too; SMTP's does not)."""
+    """CPU time of this process, all threads (every sink runs in a process of its own)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
@@ -209,19 +213,35 @@ class LeanMailgun(BaseHTTPRequestHandler):
         pass
 
 
-def scenario_http(root: Path, size: int) -> dict:
+def http_sink() -> None:
+    """The lean Mailgun-shaped server on a free loopback port, in a process of its own (a real
+    provider is not in the sender's process, nor under its interpreter lock).
+
+    Prints ``port N``, serves until its stdin closes, then prints ``calls N received N``.
+    """
     server = ThreadingHTTPServer(("127.0.0.1", 0), LeanMailgun)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    print(f"port {server.server_address[1]}", flush=True)
+    sys.stdin.read()
+    server.shutdown()
+    print(f"calls {LeanMailgun.calls} received {LeanMailgun.recipients}", flush=True)
+
+
+def scenario_http(root: Path, size: int) -> dict:
+    sink = subprocess.Popen([sys.executable, __file__, "--http-sink"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+        url = f"http://127.0.0.1:{int(sink.stdout.readline().split()[1])}"
         os.environ["NEWSLETTER_MAILGUN_API_KEY"] = "bench-key"
         make_project(root, size, "mailgun", f'domain = "mg.example.org"\nbase_url = "{url}"')
         figures = send_through(root)
     finally:
-        server.shutdown()
-    figures.update(calls=LeanMailgun.calls, received=LeanMailgun.recipients)
+        sink.stdin.close()  # the sink's signal to stop and count
+        counted = sink.stdout.readline().split()
+        sink.wait()
+    figures.update(calls=int(counted[1]), received=int(counted[3]))
     return figures
 
 
@@ -267,7 +287,11 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
     parser.add_argument("--smtp-sink", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--lean-smtp-sink", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--http-sink", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.http_sink:
+        http_sink()
+        return
     if args.smtp_sink:
         smtp_sink()
         return

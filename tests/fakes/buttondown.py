@@ -182,7 +182,8 @@ class FakeButtondown(FakeServer):
         return self.error(405, "Method not allowed.")
 
     # -- endpoints --------------------------------------------------------------
-    def _payload(self, req: Request) -> dict[str, Any] | Response:
+    def _json_object(self, req: Request, allowed: Any) -> dict[str, Any] | Response:
+        """The body as a JSON object of ``allowed`` fields, or the 422 Buttondown answers instead."""
         try:
             data = req.json() if req.body else {}
         except ValueError:
@@ -191,8 +192,14 @@ class FakeButtondown(FakeServer):
             return Response.json(422, {"detail": [{"type": "model_type", "loc": ["body", "payload"],
                                                    "msg": "Input should be an object"}]})
         for name in data:
-            if name not in FIELDS:
+            if name not in allowed:
                 return self._invalid(name, "extra_forbidden", "Extra inputs are not permitted")
+        return data
+
+    def _payload(self, req: Request) -> dict[str, Any] | Response:
+        data = self._json_object(req, FIELDS)
+        if isinstance(data, Response):
+            return data
         if "subject" in data and not isinstance(data["subject"], str):
             return self._invalid("subject", "string_type", "Input should be a valid string")
         if len(data.get("subject") or "") > 2000:
@@ -289,16 +296,9 @@ class FakeButtondown(FakeServer):
         return Response.json(200, {})
 
     def _create_subscriber(self, req: Request) -> Response:
-        try:
-            data = req.json() if req.body else {}
-        except ValueError:
-            return Response.json(422, {"detail": [{"type": "json_invalid", "loc": ["body"], "msg": "Invalid JSON"}]})
-        if not isinstance(data, dict):
-            return Response.json(422, {"detail": [{"type": "model_type", "loc": ["body", "payload"],
-                                                   "msg": "Input should be an object"}]})
-        for name in data:
-            if name not in SUBSCRIBER_FIELDS:
-                return self._invalid(name, "extra_forbidden", "Extra inputs are not permitted")
+        data = self._json_object(req, SUBSCRIBER_FIELDS)
+        if isinstance(data, Response):
+            return data
         address = data.get("email_address")
         if address is None:
             return self._invalid("email_address", "missing", "Field required")

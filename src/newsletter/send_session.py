@@ -257,8 +257,7 @@ def send_due(
 
 def flush_outgoing(project: Newsletter, *, ignore_backoff: bool = False) -> OutgoingReport:
     """See :meth:`Newsletter.flush_outgoing`."""
-    import os
-
     from .outgoing import flush_outgoing
 
-    return flush_outgoing(project.config, environ=os.environ, clock=project.clock, ignore_backoff=ignore_backoff)
+    # The project's environment (the real one unless a caller gave its own), as every other call uses.
+    return flush_outgoing(project.config, environ=project.environ, clock=project.clock, ignore_backoff=ignore_backoff)

@@ -161,9 +161,5 @@ def _show_warnings(*, quiet: bool) -> None:
 pass_state = click.make_pass_decorator(State, ensure=True)
 
 
-def main() -> None:
-    cli(obj=State())
-
-
 # The commands register themselves on ``cli`` when their modules load (click and the error types only).
 from . import publish, send, subscribers  # noqa: E402, F401

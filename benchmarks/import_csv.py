@@ -31,8 +31,9 @@ def main(lines: int) -> None:
             started = time.perf_counter()
             report = import_csv(ledger, io.StringIO(text), source="bench", now=now)
             elapsed = time.perf_counter() - started
+            left = ", ".join(f"{status.value} {count}" for status, count in report.left.items())
             print(f"import_csv {lines} lines, {label}: {elapsed:.2f} s ({lines / elapsed:,.0f} lines/s);"
-                  f" added {report.added}, duplicates {report.duplicate}, left {report.left}")  # fmt: skip
+                  f" added {report.added}, duplicates {report.duplicate}, suppressed ({left})")  # fmt: skip
         ledger.close()
         project = Path(folder) / "site"
         project.mkdir()

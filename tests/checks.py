@@ -77,3 +77,16 @@ def assert_each_once(fake, addresses) -> None:
     """By the fake's own record, each address got exactly one copy, and nobody else got any."""
     counts = fake.count_by_recipient()
     assert dict(counts) == {a.lower(): 1 for a in addresses}, {a: n for a, n in counts.items() if n != 1} or counts
+
+
+def every_command_path() -> list[list[str]]:
+    """Every ``newsletter`` command and ``subscribers`` subcommand, as argument lists (each loaded)."""
+    import click
+
+    from newsletter.cli import cli
+
+    with click.Context(cli) as context:
+        paths = [[name] for name in cli.list_commands(context) if cli.get_command(context, name)]
+        subscribers = cli.get_command(context, "subscribers")
+        assert isinstance(subscribers, click.Group)
+        return paths + [["subscribers", name] for name in subscribers.list_commands(context)]

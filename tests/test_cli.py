@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from checks import every_command_path
 from newsletter.cli import cli
 
 COMMAND = str(Path(sys.executable).with_name("newsletter"))
@@ -24,7 +25,7 @@ def newsletter(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Com
 def test_every_command_has_help():
     """--help is documentation: every command and group explains itself."""
     runner = CliRunner()
-    commands = [[name] for name in cli.commands] + [["subscribers", n] for n in cli.commands["subscribers"].commands]
+    commands = every_command_path()
     for path in commands:
         result = runner.invoke(cli, [*path, "--help"])
         assert result.exit_code == 0

@@ -32,9 +32,9 @@ def newsletter_commands(text: str) -> list[list[str]]:
 
 def parse_with_cli(argv: list[str]) -> None:
     """Fail if the CLI would refuse ``argv`` (unknown command, option or value)."""
-    assert argv[0] in cli.commands, f"'newsletter {argv[0]}' is not a command"
-    command = cli.commands[argv[0]]
     with click.Context(cli) as parent:
+        command = cli.get_command(parent, argv[0])
+        assert command is not None, f"'newsletter {argv[0]}' is not a command"
         command.make_context(argv[0], argv[1:], parent=parent)
 
 

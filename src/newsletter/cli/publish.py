@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import EXIT_ERROR
-from . import CONTEXT, State, cli, pass_state
+from . import State, command, pass_state
 
 if TYPE_CHECKING:
     from ..check import IssueCheck
 
 
-@cli.command("init", context_settings=CONTEXT)
+@command("init")
 @click.argument("directory", required=False, default=".", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--title", help="The newsletter's name.")
 @click.option("--url", help="Where the site will live, e.g. https://news.example.org/.")
@@ -69,7 +69,7 @@ def init_command(
         click.echo(f"Next: {where}newsletter build && newsletter preview && newsletter send --dry-run")
 
 
-@cli.command("new", context_settings=CONTEXT)
+@command("new")
 @click.argument("title")
 @pass_state
 def new_command(state: State, title: str) -> None:
@@ -90,7 +90,7 @@ def new_command(state: State, title: str) -> None:
         click.echo(f"Wrote {path}")
 
 
-@cli.command(context_settings=CONTEXT)
+@command("build")
 @click.option("--ping", is_flag=True, help="Tell the WebSub hub ([feed] websub_hub) which feeds changed.")
 @pass_state
 def build(state: State, ping: bool) -> None:
@@ -119,7 +119,7 @@ def build(state: State, ping: bool) -> None:
         click.echo("Note: --ping does nothing without [feed] websub_hub in newsletter.toml.", err=True)
 
 
-@cli.command(context_settings=CONTEXT)
+@command("preview")
 @click.argument("slug", required=False)
 @click.option("--open", "open_browser", is_flag=True, help="Open the preview in a web browser (or say where it is).")
 @click.option("--serve", is_flag=True, help="Serve the site and every email locally; reload on changes.")
@@ -192,7 +192,7 @@ def echo_findings(report: IssueCheck) -> None:
         click.echo(f"  {label} [{finding.code}] {finding.message}")
 
 
-@cli.command(context_settings=CONTEXT)
+@command("check")
 @click.argument("slug", required=False)
 @click.option("--all", "all_posts", is_flag=True, help="Check every published post, not only the newest.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -229,7 +229,7 @@ def check(state: State, slug: str | None, all_posts: bool, as_json: bool) -> Non
         click.get_current_context().exit(EXIT_ERROR)
 
 
-@cli.command("serve", context_settings=CONTEXT)
+@command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256), help="Worker threads.")
@@ -268,7 +268,7 @@ def serve_command(
     server.run()
 
 
-@cli.command("doctor", context_settings=CONTEXT)
+@command("doctor")
 @pass_state
 def doctor_command(state: State) -> None:
     """Check the setup: Python version, signing key strength, file modes, the provider's preflight.
@@ -286,7 +286,7 @@ def doctor_command(state: State) -> None:
         click.get_current_context().exit(EXIT_ERROR)
 
 
-@cli.command("providers", context_settings=CONTEXT)
+@command("providers")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def providers_command(as_json: bool) -> None:
     """List the installed providers and what each can do.

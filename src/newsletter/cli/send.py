@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import EXIT_ERROR, NewsletterError, UsageError
-from . import CONTEXT, State, cli, pass_state
+from . import State, command, pass_state
 from .publish import echo_findings
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..project import Newsletter, PlannedSend
 
 
-@cli.command(context_settings=CONTEXT)
+@command("send")
 @click.argument("slug", required=False)
 @click.option("--yes", "-y", is_flag=True, help="Send without asking for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Render every message; send and record nothing.")
@@ -146,7 +146,7 @@ def _send_due(project: Newsletter, planned: PlannedSend, started: float, *, quie
             click.echo(f"Warning: {error.one_line()}", err=True)
 
 
-@cli.command(context_settings=CONTEXT)
+@command("resolve")
 @click.argument("issue")
 @click.option(
     "--assume-sent", "decision", flag_value="assume-sent", help="Count the uncertain deliveries as delivered."
@@ -172,7 +172,7 @@ def resolve(state: State, issue: str, decision: str | None) -> None:
     click.echo(f"{report.changed} uncertain deliveries of «{report.subject}» {verb}. Run 'newsletter send' to finish.")
 
 
-@cli.command(context_settings=CONTEXT)
+@command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--summary", is_flag=True, help="With --json: counts only, no per-recipient deliveries.")
 @pass_state
@@ -194,7 +194,7 @@ def status(state: State, as_json: bool, summary: bool) -> None:
         click.echo(status_line(row))
 
 
-@cli.command("mark-sent", context_settings=CONTEXT)
+@command("mark-sent")
 @click.argument("slugs", nargs=-1)
 @click.option("--all", "all_posts", is_flag=True, help="Mark every published post as sent.")
 @pass_state
@@ -213,7 +213,7 @@ def mark_sent(state: State, slugs: tuple[str, ...], all_posts: bool) -> None:
         click.echo(f"{'already sent' if outcome == 'already sent' else 'marked sent':<15}{slug}")
 
 
-@cli.command("backup", context_settings=CONTEXT)
+@command("backup")
 @click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @pass_state
 def backup_command(state: State, path: Path | None) -> None:
@@ -231,7 +231,7 @@ def backup_command(state: State, path: Path | None) -> None:
     click.echo(f"Backed up the ledger to {target} ({size} bytes).")
 
 
-@cli.command("outgoing", context_settings=CONTEXT)
+@command("outgoing")
 @pass_state
 def outgoing_command(state: State) -> None:
     """Send the queued confirmation mails (and audience-provider subscriptions) now.

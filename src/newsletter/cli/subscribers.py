@@ -8,10 +8,10 @@ from typing import IO
 
 import click
 
-from . import CONTEXT, STATUSES, State, cli, pass_state
+from . import CONTEXT, STATUSES, State, group, pass_state
 
 
-@cli.group(context_settings=CONTEXT)
+@group("subscribers")
 def subscribers() -> None:
     """Manage the local subscriber list (for providers where we keep the list).
 

@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 from contextlib import closing
+from datetime import datetime
 from pathlib import Path
+
+from conftest import FIXED_NOW, TOKEN_KEY
 
 SUBSCRIBERS = ["alice@example.org", "bruno@example.org", "camille@example.org"]
 FAST_RETRIES = {"retry_base_delay": 0.01, "retry_max_delay": 0.05, "retry_deadline": 30}
+
+# The service's environment in the web and webhook tests: the signing key and each provider's webhook secret.
+MAILGUN_KEY = "mg-signing-key"
+RESEND_SECRET = "whsec_" + base64.b64encode(b"resend-secret-bytes").decode()
+SERVICE_ENV = {
+    "NEWSLETTER_TOKEN_KEY": TOKEN_KEY,
+    "NEWSLETTER_MAILGUN_WEBHOOK_KEY": MAILGUN_KEY,
+    "NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD": "pm-hook-password",
+    "NEWSLETTER_RESEND_WEBHOOK_SECRET": RESEND_SECRET,
+}
+
+
+class Clock:
+    """The service's injectable clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now: datetime = FIXED_NOW
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 def assert_one_line_error(outcome, *fragments: str, code: int = 1, hint: bool = True) -> str:

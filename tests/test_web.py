@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 
+from checks import SERVICE_ENV, Clock
 from conftest import FIXED_NOW, TOKEN_KEY
 from newsletter.config import Secret
 from newsletter.outgoing import flush_outgoing
@@ -23,20 +24,7 @@ from newsletter.tokens import CONFIRM, UNSUBSCRIBE, make_token
 from newsletter.web import create_app
 
 KEY = [Secret("NEWSLETTER_TOKEN_KEY", TOKEN_KEY)]
-ENV = {
-    "NEWSLETTER_TOKEN_KEY": TOKEN_KEY,
-    "NEWSLETTER_MAILGUN_WEBHOOK_KEY": "mg-signing-key",
-    "NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD": "pm-hook-password",
-    "NEWSLETTER_RESEND_WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"resend-secret-bytes").decode(),
-}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = FIXED_NOW
-
-    def __call__(self):
-        return self.now
+ENV = SERVICE_ENV
 
 
 @pytest.fixture

@@ -19,30 +19,14 @@ import pytest
 import requests
 from waitress import wasyncore
 
-from conftest import FIXED_NOW, TOKEN_KEY
+from checks import MAILGUN_KEY, RESEND_SECRET, SERVICE_ENV, Clock
+from conftest import FIXED_NOW
 from newsletter.store import Ledger
 from newsletter.web import create_app, make_server
 from newsletter.webhooks import MAX_WEBHOOK_BYTES, BadPayload, nesting_depth, read_json
 
-MAILGUN_KEY = "mg-signing-key"
-RESEND_SECRET = "whsec_" + base64.b64encode(b"resend-secret-bytes").decode()
 POSTMARK_AUTH = "Basic " + base64.b64encode(b"newsletter:pm-hook-password").decode()
-ENV = {
-    "NEWSLETTER_TOKEN_KEY": TOKEN_KEY,
-    "NEWSLETTER_MAILGUN_WEBHOOK_KEY": MAILGUN_KEY,
-    "NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD": "pm-hook-password",
-    "NEWSLETTER_RESEND_WEBHOOK_SECRET": RESEND_SECRET,
-}
-
-
-class Clock:
-    """The service's injectable clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = FIXED_NOW
-
-    def __call__(self):
-        return self.now
+ENV = SERVICE_ENV
 
 
 @pytest.fixture

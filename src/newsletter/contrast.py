@@ -114,6 +114,18 @@ class Cascade:
             for element in css_selector(rule.selector)(doc):
                 self.matches.setdefault(element, []).append(rule)
         self.text, self.canvas = CANVAS[mode if dark_capable else "light"]
+        # Inlined CSS repeats the same few style attributes on many elements, and each text
+        # walks its ancestors once per property: each distinct attribute is parsed once.
+        self.inline_declarations: dict[str, dict[str, tuple[str, bool]]] = {}
+
+    def inline(self, text: str) -> dict[str, tuple[str, bool]]:
+        """The declarations of one ``style`` attribute: name → (value, important)."""
+        found = self.inline_declarations.get(text)
+        if found is None:
+            style = inline_style(text)
+            found = {prop.name: (prop.value, prop.priority == "important") for prop in style.getProperties()}
+            self.inline_declarations[text] = found
+        return found
 
     def declared(self, element: Any, name: str) -> str | None:
         candidates = []
@@ -122,11 +134,11 @@ class Cascade:
                 if prop in rule.declarations:
                     value, important = rule.declarations[prop]
                     candidates.append(((important, 0, rule.specificity, rule.order), value))
-        inline = inline_style(element.get("style") or "")
+        inline = self.inline(element.get("style") or "")
         for prop in (name, "background") if name == "background-color" else (name,):
-            if inline.getPropertyValue(prop):
-                important = inline.getPropertyPriority(prop) == "important"
-                candidates.append(((important, 1, (0, 0, 0), 0), inline.getPropertyValue(prop)))
+            if prop in inline and inline[prop][0]:
+                value, important = inline[prop]
+                candidates.append(((important, 1, (0, 0, 0), 0), value))
         return max(candidates, key=lambda c: c[0])[1] if candidates else None
 
     def colour(self, element: Any) -> str:

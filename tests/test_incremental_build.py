@@ -198,11 +198,14 @@ def test_a_damaged_or_foreign_cache_is_rebuilt_never_an_error(site, run, tmp_pat
         (folder / "billet-001.md").write_text((folder / "billet-001.md").read_text().replace("Suite", "Fin"))
     elif damage == "wrong-types":
         with closing(sqlite3.connect(cache)) as db, db:
-            form, (fingerprint, entries) = cache_blob(db, "posts")
-            for entry in entries:
-                entry["tags"] = 3
-            changed = marshal.dumps((form, (fingerprint, entries)))
-            db.execute("UPDATE blobs SET data = ? WHERE name = 'posts'", (changed,))
+            shards = [name for (name,) in db.execute("SELECT name FROM blobs WHERE name LIKE 'posts %'")]
+            assert shards  # the post index, in pieces
+            for name in shards:
+                form, (fingerprint, entries) = cache_blob(db, name)
+                for entry in entries:
+                    entry["tags"] = 3
+                changed = marshal.dumps((form, (fingerprint, entries)))
+                db.execute("UPDATE blobs SET data = ? WHERE name = ?", (changed, name))
             db.execute("DELETE FROM blobs WHERE name = 'build'")
     else:  # another build holds it: this one waits a moment, then goes on without it
         holder = sqlite3.connect(cache, timeout=0)

@@ -28,7 +28,8 @@ import hashlib
 import marshal
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+import zlib
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,15 @@ from .post import Post, PostMeta, check_unique
 
 CACHE_DIR = ".newsletter-cache"
 CACHE_FILE = "cache.sqlite3"
-FORMAT = "newsletter-build-cache/2"
+FORMAT = "newsletter-build-cache/3"
 # The modules whose code decides what a post parses to: a change to any of them re-parses all.
 PARSING_MODULES = ("content.py", "commonmark.py", "post.py", "plaintext.py", "textutil.py")
 # ...and the libraries (by import name): a new Markdown parser, sanitizer, highlighter or YAML
 # parser may write other HTML.
 PARSING_LIBRARIES = ("cmarkgfm", "nh3", "pygments", "yaml")
+# The post index is kept in this many pieces (by path), so that one edit rewrites a piece only.
+INDEX_SHARDS = 64
+INDEX_PREFIX = "posts "
 # Below this many posts to parse, starting worker processes costs more than it saves.
 PARALLEL_MIN = 64
 MAX_POST_BYTES = 2_000_000  # content.MAX_POST_BYTES: a bigger file is left to the parser to refuse
@@ -135,14 +139,10 @@ class CacheStore:
             return None
         try:
             row = db.execute("SELECT data FROM blobs WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                return None
-            stored = marshal.loads(row[0])
-        except (sqlite3.Error, ValueError, EOFError, TypeError):
+        except sqlite3.Error:
             return None
-        if not isinstance(stored, tuple) or len(stored) != 2 or stored[0] != FORMAT:
-            return None
-        return stored[1]
+        stored = _unmarshal(row[0]) if row is not None else None
+        return stored[1] if stored is not None else None
 
     def put_html(self, key: str, html: bytes) -> None:
         """Store a post's HTML, in the transaction that :meth:`save` commits (or :meth:`rollback` drops)."""
@@ -157,16 +157,34 @@ class CacheStore:
             self.rollback()
             self.broken = True
 
+    def load_all(self, prefix: str) -> dict[str, Any]:
+        """Every blob whose name starts with ``prefix``, as :meth:`load` reads one (the unreadable left out)."""
+        db = self._connection(create=False)
+        if db is None:
+            return {}
+        try:
+            rows = db.execute("SELECT name, data FROM blobs WHERE substr(name, 1, ?) = ?", (len(prefix), prefix))
+            stored = {name: _unmarshal(data) for name, data in rows}
+        except sqlite3.Error:
+            return {}
+        return {name: value[1] for name, value in stored.items() if value is not None}
+
     def save(self, name: str, value: Any) -> None:
         """Save ``value`` as blob ``name``, and commit what :meth:`put_html` stored with it."""
+        self.save_all({name: value})
+
+    def save_all(self, values: dict[str, Any], stale_html: Collection[str] = ()) -> None:
+        """Save each ``name → value`` as a blob and drop the HTML keyed ``stale_html``, in one
+        transaction with what :meth:`put_html` stored."""
         db = self._connection(create=True)
         if db is None:
             return
         try:
             if not db.in_transaction:
                 db.execute("BEGIN IMMEDIATE")
-            data = marshal.dumps((FORMAT, value))
-            db.execute("INSERT OR REPLACE INTO blobs (name, data) VALUES (?, ?)", (name, data))
+            rows = [(name, marshal.dumps((FORMAT, value))) for name, value in values.items()]
+            db.executemany("INSERT OR REPLACE INTO blobs (name, data) VALUES (?, ?)", rows)
+            db.executemany("DELETE FROM html WHERE key = ?", [(key,) for key in stale_html])
             db.execute("COMMIT")
         except (sqlite3.Error, ValueError, OverflowError):
             self.rollback()
@@ -219,6 +237,15 @@ class CacheStore:
             self._db = None
 
 
+def _unmarshal(data: Any) -> tuple[str, Any] | None:
+    """``(FORMAT, value)`` as :meth:`CacheStore.save` wrote it, or None (garbage, or another format)."""
+    try:
+        stored = marshal.loads(data)
+    except (ValueError, EOFError, TypeError):
+        return None
+    return stored if isinstance(stored, tuple) and len(stored) == 2 and stored[0] == FORMAT else None
+
+
 class PostCache:
     """Posts read through the cache: ``read()`` then ``html(post)`` for the HTML of one."""
 
@@ -231,6 +258,8 @@ class PostCache:
         self._entries: list[dict[str, Any]] = []  # the index as the last read() left it
         self._inputs: str | None = None  # what, besides the posts, the site is built from
         self._outputs: dict[str, list[int]] | None = None  # what the last build wrote (unchanged_build)
+        self._intact: set[str] = set()  # of those, the files found as it left them
+        self._seen: tuple[list[str], dict[str, list[int]]] | None = None  # the sources unchanged_build listed
 
     def read(self, progress: Callable[[int, int], None] | None = None) -> list[Post]:
         """Every post of ``content/`` (metadata only), newest first, as ``content.read_posts`` orders them.
@@ -239,8 +268,10 @@ class PostCache:
         ``progress(done, total)`` hears each post parsed (those the cache knows cost nothing).
         """
         folder = self.config.content_dir
-        names = _sources(folder)
+        names, seen = self._seen if self._seen is not None else (_sources(folder), {})
+        self._seen = None  # (stat once per build: what unchanged_build found is as fresh as needed)
         sources = [folder / name for name in names]
+        text = str(folder)
         known = self._load_index()
         entries: list[dict[str, Any] | None] = []
         posts: list[PostMeta | None] = []
@@ -248,7 +279,8 @@ class PostCache:
         stats: list[list[int]] = []
         for relative, path in zip(names, sources, strict=True):
             entry = known.get(relative)
-            signature = _signature(path)  # before the file is read: an edit in between is seen next time
+            # Taken before the file is read: an edit in between is seen next time.
+            signature = seen.get(relative) or _signature(os.path.join(text, relative))
             if entry is not None and signature and entry.get("stat") == signature and isinstance(entry.get("key"), str):
                 key = entry["key"]
             else:
@@ -258,8 +290,10 @@ class PostCache:
             post = None
             # (HTML missing from the cache is noticed when it is read: html() parses again.)
             if key and entry is not None and entry.get("key") == key:
-                post = _meta(folder, entry)
-            entries.append(dict(entry, stat=signature) if post and entry is not None else None)
+                post = _meta(path, entry)
+                if post is not None and entry["stat"] != signature:
+                    entry = dict(entry, stat=signature)  # a new entry: its shard of the index is saved again
+            entries.append(entry if post is not None else None)
             posts.append(post)
         misses = [i for i, post in enumerate(posts) if post is None]
         self.parsed = len(misses)
@@ -271,20 +305,15 @@ class PostCache:
                 self.store.put_html(keys[index], parsed.html.encode("utf-8"))
                 entry = _entry(keys[index], names[index], parsed, stats[index])
                 entries[index] = entry
-                posts[index] = _meta(folder, entry)
+                posts[index] = _meta(sources[index], entry)
             found = [post for post in posts if post is not None]
             check_unique(found)
         except BaseException:
             self.store.rollback()  # a failed build leaves the cache as it was
             raise
         self._entries = [e for e in entries if e is not None]
-        if misses or len(known) != len(sources) or any(e.get("stat") != k.get("stat") for e, k in self._changed(known)):
-            self._save_index(self._entries)
+        self._save_index(self._entries, known)
         return sorted(found, key=lambda p: p.date, reverse=True)
-
-    def _changed(self, known: dict[str, dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-        for entry in self._entries:
-            yield entry, known.get(entry["path"], {})
 
     def html(self, post: Post) -> str:
         """The sanitized HTML of ``post`` (parsed again if its cached copy went missing)."""
@@ -316,21 +345,20 @@ class PostCache:
         try:
             key, posts, files, sources, outputs = record
             self._outputs = {name: list(signature) for name, *signature in outputs}
-            folder = self.config.content_dir
-            if [source[0] for source in sources] != _sources(folder):
-                return None
-            for relative, size, mtime, ctime, inode, *_ in sources:
-                if _signature(os.path.join(folder, relative)) != [size, mtime, ctime, inode]:
-                    return None
-            if self._build_key(sources, now) != key:
-                return None
+            folder = str(self.config.content_dir)
+            names = _sources(self.config.content_dir)
+            # Every file is looked at even after a difference: read() and the pages use what is found.
+            self._seen = names, {name: _signature(os.path.join(folder, name)) for name in names}
+            same = [source[0] for source in sources] == names
+            same = same and all(self._seen[1].get(source[0]) == list(source[1:5]) for source in sources)
+            same = same and self._build_key(sources, now) == key
         except (TypeError, ValueError, PostError):
+            self._outputs = None
             return None  # no record, or not one of ours
         public = str(self.config.public_dir)
-        for name, signature in self._outputs.items():
-            if _output_signature(os.path.join(public, name)) != signature:
-                return None
-        return posts, files
+        self._intact = {name for name, signature in self._outputs.items()
+                        if _output_signature(os.path.join(public, name)) == signature}  # fmt: skip
+        return (posts, files) if same and len(self._intact) == len(self._outputs) else None
 
     def output_intact(self, relative: str, mode: int) -> bool | None:
         """Whether ``relative`` in ``public/`` is the very file the last build wrote, with ``mode``
@@ -340,10 +368,11 @@ class PostCache:
         wanted = self._outputs.get(relative)
         if wanted is None or len(wanted) != 4 or wanted[3] & 0o7777 != mode:
             return False
-        return _output_signature(os.path.join(self.config.public_dir, relative)) == wanted
+        return relative in self._intact
 
-    def record_build(self, now: datetime, posts: int, names: Sequence[str]) -> None:
-        """Remember what a successful build (``posts`` published at ``now``) read and wrote."""
+    def record_build(self, now: datetime, posts: int, names: Sequence[str], kept: Collection[str] = ()) -> None:
+        """Remember what a successful build (``posts`` published at ``now``) read and wrote;
+        ``kept`` are files it left untouched after :meth:`output_intact` found them intact."""
         sources = [
             (e["path"], *e["stat"], e["when"], e["draft"], e["key"], e["bundle"]) for e in self._entries if e["stat"]
         ]
@@ -351,7 +380,11 @@ class PostCache:
             return  # a file that could not be read: no shortcut
         sources.sort(key=lambda source: source[0].split("/"))
         public = str(self.config.public_dir)
-        outputs = [(name, *_output_signature(os.path.join(public, name))) for name in [*names, MANIFEST]]
+        known = self._outputs or {}
+        outputs = [
+            (name, *(known[name] if name in kept and name in known else _output_signature(os.path.join(public, name))))
+            for name in [*names, MANIFEST]
+        ]
         if any(len(output) == 1 for output in outputs):
             return  # a file gone already (removed by hand during the build): no shortcut
         self.store.save("build", (self._build_key(sources, now), posts, len(names), sources, outputs))
@@ -408,17 +441,38 @@ class PostCache:
                 pool.shutdown(cancel_futures=True)  # after an error, the rest is not parsed for nothing
 
     def _load_index(self) -> dict[str, dict[str, Any]]:
-        stored = self.store.load("posts")
-        if not isinstance(stored, tuple) or len(stored) != 2 or stored[0] != self.fingerprint:
-            return {}  # no cache, or one made by other code or settings: rebuilt
-        entries = stored[1]
-        if not isinstance(entries, list):
-            return {}
-        return {e["path"]: e for e in entries if isinstance(e, dict) and isinstance(e.get("path"), str)}
+        known: dict[str, dict[str, Any]] = {}
+        for stored in self.store.load_all(INDEX_PREFIX).values():
+            if not isinstance(stored, tuple) or len(stored) != 2 or stored[0] != self.fingerprint:
+                continue  # made by other code or settings: its posts are parsed again
+            if isinstance(stored[1], list):
+                known.update(
+                    (e["path"], e) for e in stored[1] if isinstance(e, dict) and isinstance(e.get("path"), str)
+                )
+        return known
 
-    def _save_index(self, entries: list[dict[str, Any]]) -> None:
-        self.store.save("posts", (self.fingerprint, entries))
-        self.store.keep_only_html({e["key"] for e in entries})
+    def _save_index(self, entries: list[dict[str, Any]], known: dict[str, dict[str, Any]]) -> None:
+        """Save the shards of the index that changed since ``known`` (all of them when nothing was
+        known), and drop the HTML of the posts gone or changed."""
+        current = {entry["path"] for entry in entries}
+        gone = [path for path in known if path not in current]
+        dirty = {_shard(entry["path"]) for entry in entries if known.get(entry["path"]) is not entry}
+        dirty |= {_shard(path) for path in gone}
+        if not dirty:
+            return
+        if not known:
+            dirty = set(range(INDEX_SHARDS))
+        shards: dict[int, list[dict[str, Any]]] = {shard: [] for shard in dirty}
+        for entry in entries:
+            shards.get(_shard(entry["path"]), []).append(entry)
+        keys = {entry["key"] for entry in entries}
+        stale = {e["key"] for e in known.values() if e.get("key") not in keys}
+        values = {
+            f"{INDEX_PREFIX}{shard}": (self.fingerprint, shard_entries) for shard, shard_entries in shards.items()
+        }
+        self.store.save_all(values, stale_html=stale)
+        if not known:
+            self.store.keep_only_html(keys)  # a new index: whatever HTML the old one named is dropped
 
 
 def _parse_quietly(path: Path, config: Config) -> Post | None:
@@ -446,11 +500,12 @@ def _entry(key: str, relative: str, post: Post, signature: list[int]) -> dict[st
         "updated": post.updated.isoformat(),
         "tags": list(post.tags),
         "summary": post.summary,
-        "preheader": post.preheader,
+        "preheader": None if post.preheader == post.summary else post.preheader,  # (kept once, as a rule)
         "url": post.url,
         "draft": post.draft,
         "bundle": post.bundle is not None,
         "when": post.date.timestamp(),  # to tell what is published without making dates (unchanged_build)
+        "mark": listing_mark(post),
     }
 
 
@@ -518,22 +573,33 @@ def _signature(path: Path | str) -> list[int]:
     return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
 
 
-def _meta(folder: Path, entry: dict[str, Any]) -> PostMeta | None:
-    """The post an index entry describes; ``None`` for an entry that is not one of ours."""
+def _shard(relative: str) -> int:
+    return zlib.crc32(relative.encode("utf-8", "surrogateescape")) % INDEX_SHARDS
+
+
+def _meta(source: Path, entry: dict[str, Any]) -> PostMeta | None:
+    """The post an index entry (of the file ``source``) describes; ``None`` for an entry that is not one of ours."""
     try:
-        return _checked_meta(folder, entry)
+        return _checked_meta(source, entry)
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
 
 
-def _checked_meta(folder: Path, entry: dict[str, Any]) -> PostMeta:
-    source = Path(os.path.join(folder, entry["path"]))
-    texts = [entry[name] for name in ("id", "slug", "title", "author", "summary", "preheader", "url", "key")]
-    if not all(isinstance(text, str) for text in texts) or not isinstance(entry["draft"], bool):
+_TEXTS = ("id", "slug", "title", "author", "summary", "url", "key", "html_hash", "content_hash", "mark")
+
+
+def _checked_meta(source: Path, entry: dict[str, Any]) -> PostMeta:
+    if not all(type(entry[name]) is str for name in _TEXTS) or type(entry["draft"]) is not bool:
         raise TypeError(entry)
-    if not isinstance(entry["tags"], list) or not all(isinstance(tag, str) for tag in entry["tags"]):
+    if type(entry["tags"]) is not list or not all(type(tag) is str for tag in entry["tags"]):
         raise TypeError(entry)
-    return PostMeta(
+    preheader = entry["summary"] if entry["preheader"] is None else entry["preheader"]
+    if type(preheader) is not str:
+        raise TypeError(entry)
+    # Made without the frozen dataclass's __init__, which sets each of its 18 fields through
+    # object.__setattr__: for 10,000 posts, a good part of a rebuild after one edit.
+    post = object.__new__(PostMeta)
+    post.__dict__.update(
         source=source,
         id=entry["id"],
         slug=entry["slug"],
@@ -543,7 +609,7 @@ def _checked_meta(folder: Path, entry: dict[str, Any]) -> PostMeta:
         updated=datetime.fromisoformat(entry["updated"]),
         tags=tuple(entry["tags"]),
         summary=entry["summary"],
-        preheader=entry["preheader"],
+        preheader=preheader,
         html="",
         url=entry["url"],
         draft=entry["draft"],
@@ -551,7 +617,9 @@ def _checked_meta(folder: Path, entry: dict[str, Any]) -> PostMeta:
         cached_content_hash=entry["content_hash"],
         cache_key=entry["key"],
         html_hash=entry["html_hash"],
+        listing_key=entry["mark"],
     )
+    return post
 
 
 class PageKeys:
@@ -579,3 +647,17 @@ class PageKeys:
 def keys_of(posts: Sequence[Post]) -> list[str]:
     """The cache keys of ``posts`` (a post not from the cache is keyed by its content)."""
     return [p.cache_key if isinstance(p, PostMeta) and p.cache_key else digest(repr(p)) for p in posts]
+
+
+def listing_mark(post: Post) -> str:
+    """A hash of what a listing (index and tag pages, the sitemap) is given of ``post``: its
+    metadata, not its HTML, so that an edit of the text alone renders no listing again."""
+    fields = (str(post.source), post.id, post.slug, post.title, post.author, post.date.isoformat(),
+              post.updated.isoformat(), *post.tags, "\0", post.summary, post.preheader, post.url,
+              repr((post.draft, post.bundle is not None)))  # fmt: skip
+    return digest(*fields)
+
+
+def marks_of(posts: Sequence[Post]) -> list[str]:
+    """The :func:`listing_mark` of each of ``posts`` (kept in the index for a post from the cache)."""
+    return [p.listing_key if isinstance(p, PostMeta) and p.listing_key else listing_mark(p) for p in posts]

@@ -1,6 +1,7 @@
 """Posts → feeds: the Atom subscription document, RFC 5005 archives, tag feeds and JSON Feed 1.1.
 
-The only module that imports feedgen.  Deterministic by construction: every
+The only module that imports feedgen (when a feed is written: a rebuild that writes none
+does not load it, nor lxml).  Deterministic by construction: every
 date comes from front matter, a document's ``updated`` is its newest entry's
 (ATOM-20, FG-06), entries are appended newest first (FG-07).  Content is the
 sanitized web HTML, never the CSS-inlined email (ATOM-30), as ``type="html"``
@@ -27,9 +28,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
-
-from feedgen.feed import FeedGenerator
-from lxml import etree
 
 from . import __version__
 from .config import Config
@@ -63,9 +61,12 @@ def tag_slug(name: str) -> str:
 def collect_tags(posts: Sequence[Post]) -> dict[Tag, list[Post]]:
     """Every tag with its posts (newest first); two tags that share a slug are refused."""
     by_slug: dict[str, tuple[Tag, list[Post]]] = {}
+    slugs: dict[str, str] = {}  # a few tags on 10,000 posts: each slug made once
     for post in posts:
         for name in dict.fromkeys(post.tags):
-            slug = tag_slug(name)
+            slug = slugs.get(name)
+            if slug is None:
+                slug = slugs[name] = tag_slug(name)
             if not slug:
                 raise PostError(
                     f"tag {name!r} has no letter or digit to name its page", where=f"{post.source}: tags",
@@ -163,6 +164,8 @@ def atom_document(
 
     ``marker`` is ``"archive"`` or ``"complete"`` for the RFC 5005 element of that name.
     """
+    from feedgen.feed import FeedGenerator  # here, not at the top: a build that writes no feed never loads it
+
     site = config.site
     feed = FeedGenerator()
     feed.id(site.id)
@@ -205,6 +208,8 @@ def _finish(document: bytes, marker: str | None, *, stylesheet: str) -> bytes:
     feedgen 1.0.0 drops ``rel``/``type`` from entry links (FG-02, python-feedgen#135);
     every entry link we add is the alternate HTML page, so both are put back.
     """
+    from lxml import etree
+
     root = etree.fromstring(document)
     for link in root.iterfind(f"{{{ATOM_NS}}}entry/{{{ATOM_NS}}}link"):
         link.set("rel", "alternate")

@@ -54,6 +54,7 @@ class PostMeta(Post):
     cached_content_hash: str = field(default="", compare=False)
     cache_key: str = field(default="", compare=False)  # names the cached HTML (buildcache)
     html_hash: str = field(default="", compare=False)  # its sha256, checked when it is read
+    listing_key: str = field(default="", compare=False)  # buildcache.listing_mark, kept in the index
 
     @property
     def content_hash(self) -> str:

@@ -66,7 +66,7 @@ def build(project: Newsletter, *, ping: bool = False, progress: Progress | None 
         posts = [post for post in cache.read(progress) if post.is_published(now)]
         before = topic_digests(project.config.public_dir)
         result = build_site(project.config, posts, project.environment(), cache, progress)
-        cache.record_build(now, len(posts), result.names)
+        cache.record_build(now, len(posts), result.names, result.kept)
     finally:
         cache.close()
     changed = tuple(changed_topics(before, result.files))

@@ -14,15 +14,17 @@ of the shared ``content/static/`` folder are published at the root of the site.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .buildcache import PageKeys, PostCache, digest, keys_of
+from .buildcache import PageKeys, PostCache, digest, keys_of, marks_of
 from .config import Config
 from .errors import PostError
 from .feed import (
+    FEED_FILE,
+    JSON_FEED_FILE,
     STYLESHEET_FILE,
     Tag,
     archive_document,
@@ -45,6 +47,7 @@ class SiteBuild:
     files: dict[str, bytes]
     names: list[str]
     removed: list[str]
+    kept: set[str] = field(default_factory=set)  # the pages left as the last build wrote them, unlooked at
 
 
 class _Output:
@@ -74,6 +77,7 @@ class _Published(_Output):
         super().__init__()
         self.tree, self.cache, self.pages = tree, cache, pages
         self.topics: dict[str, bytes] = {}  # the WebSub topics, compared after the build
+        self.kept: set[str] = set()
 
     def __contains__(self, relative: str) -> bool:
         return relative in self.tree
@@ -90,6 +94,7 @@ class _Published(_Output):
         intact = self.cache.output_intact(relative, self.tree.mode)
         if intact:  # the very file the last build wrote (same inode): kept without a look
             self.tree.names.add(relative)
+            self.kept.add(relative)
             return True
         return intact is None and self.tree.keep(relative)
 
@@ -120,8 +125,9 @@ def _generate(
     """Render every file of the site into ``out``, one at a time, newest first.
 
     A page is skipped when ``out`` knows it was written from the same inputs: a post page
-    from its post's cache key, the code, its templates and the site settings; a listing
-    or feed page from the metadata (and keys) of the posts it lists.
+    from its post's cache key, the code, its templates and the site settings; a feed from
+    the keys of the posts it holds; a listing (index and tag pages, the sitemap), which is
+    given posts' metadata only, from their :func:`~newsletter.buildcache.listing_mark`.
     """
     site = config.site
     tags = collect_tags(posts)
@@ -139,14 +145,18 @@ def _generate(
     for number, page in enumerate(archives, start=1):
         if not out.unchanged(archive_path(number), feed_settings, *keys_of(page)):
             out.add(archive_path(number), archive_document(config, number, [out.full(p) for p in page]))
-    documents = current_documents(config, [out.full(p) for p in current], archived=len(archives))
-    for relative, data in documents.items():
-        out.add(relative, data)
-    out.add(STYLESHEET_FILE, render(env, "site/feed.xsl", **common).encode("utf-8"))
+    current_key = (feed_settings, str(len(archives)), *keys_of(current))
+    if not all([out.unchanged(relative, relative, *current_key) for relative in (FEED_FILE, JSON_FEED_FILE)]):
+        documents = current_documents(config, [out.full(p) for p in current], archived=len(archives))
+        for relative, data in documents.items():
+            out.add(relative, data)
+    for relative, name in ((STYLESHEET_FILE, "site/feed.xsl"), ("404.html", "site/404.html")):
+        if not out.unchanged(relative, settings, template_digest(env, name)):
+            out.add(relative, render(env, name, canonical="", **common).encode("utf-8"))
     pages = list(_index_pages(config, posts))
     index_template = template_digest(env, "site/index.html")
     for number, (path, chunk) in enumerate(pages, start=1):
-        if out.unchanged(path, settings, index_template, f"{number}/{len(pages)}", *keys_of(chunk)):
+        if out.unchanged(path, settings, index_template, f"{number}/{len(pages)}", *marks_of(chunk)):
             continue
         out.add(path, render(
             env, "site/index.html", posts=chunk, page=number, pages=len(pages),
@@ -171,15 +181,21 @@ def _generate(
         if not out.unchanged(feed_path, feed_settings, repr(tag), str(len(tagged)), *keys_of(newest)):
             out.add(feed_path, tag_feed(config, tag, [out.full(p) for p in newest], total=len(tagged)))
         page_path = f"tags/{tag.slug}/index.html"
-        if out.unchanged(page_path, settings, tag_template, repr(tag), *keys_of(tagged)):
+        if out.unchanged(page_path, settings, tag_template, repr(tag), *marks_of(tagged)):
             continue
         out.add(page_path, render(
             env, "site/tag.html", tag=tag, posts=tagged, canonical=tag_url(config, tag),
             tag_feed_url=f"{tag_url(config, tag)}feed.xml", **common,
         ).encode("utf-8"))  # fmt: skip
-    out.add("404.html", render(env, "site/404.html", canonical="", **common).encode("utf-8"))
-    urls = _sitemap(config, posts, tags, len(pages))
-    out.add("sitemap.xml", render(env, "site/sitemap.xml", urls=urls).encode("utf-8"))
+    # The sitemap: the URLs and dates of the listed posts, of the index and of the tag pages.
+    marks = (
+        str(len(pages)),
+        *marks_of(posts),
+        *(f"{tag.slug} {marks_of(tagged[:1])[0]}" for tag, tagged in tags.items()),
+    )
+    if not out.unchanged("sitemap.xml", settings, template_digest(env, "site/sitemap.xml"), *marks):
+        urls = _sitemap(config, posts, tags, len(pages))
+        out.add("sitemap.xml", render(env, "site/sitemap.xml", urls=urls).encode("utf-8"))
     out.add("robots.txt", f"User-agent: *\nAllow: /\nSitemap: {site.base_url}sitemap.xml\n".encode())
     copies = [(f"{post.slug}/{name}", source) for post in posts for name, source in bundle_files(post)]
     if config.static_dir is not None:
@@ -274,4 +290,4 @@ def build_site(
     for relative in removed:
         pages.forget(relative)
     pages.save()
-    return SiteBuild(out.topics, names, removed)
+    return SiteBuild(out.topics, names, removed, out.kept)

@@ -10,9 +10,6 @@ here (requests belongs to the providers).
 from __future__ import annotations
 
 import hashlib
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -61,6 +58,10 @@ def ping(hub: str, topics: Iterable[str], policy: RetryPolicy | None = None) -> 
 
 
 def _ping_one(hub: str, topic: str, policy: RetryPolicy) -> None:
+    import urllib.error  # here: every build reads the topics, few ping (http.client is slow to load)
+    import urllib.parse
+    import urllib.request
+
     body = urllib.parse.urlencode({"hub.mode": "publish", "hub.url": topic}).encode("ascii")
     attempts = Attempts(policy)
     while True:

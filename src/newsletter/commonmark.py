@@ -6,12 +6,12 @@ the code highlighter (Pygments).  Raw HTML is kept: :mod:`newsletter.content` sa
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import re
 from html import escape, unescape
 from typing import Any
 
-import cffi
 from cmarkgfm import _cmark, cmark
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -87,9 +87,10 @@ _CODE_BLOCK = re.compile(
 
 # cmarkgfm's own helpers never free the document tree nor the HTML string (about 40 KB a post,
 # 400 MB for a 10,000-post build): both are freed here, with the functions of the same library.
-_FREEING = cffi.FFI()
-_FREEING.cdef("void cmark_node_free(void *node); void free(void *pointer);")
-_LIBRARY, _LIBC = _FREEING.dlopen(_cmark.__file__), _FREEING.dlopen(None)
+# (Through ctypes: declaring them to cffi would load its C parser, 25 ms of every start.)
+_LIBRARY, _LIBC = ctypes.CDLL(_cmark.__file__), ctypes.CDLL(None)
+for _function in (_LIBRARY.cmark_node_free, _LIBC.free):
+    _function.argtypes, _function.restype = [ctypes.c_void_p], None
 cmark.core_extensions_ensure_registered()
 _EXTENSIONS = [cmark.find_syntax_extension(name) for name in _CMARK_EXTENSIONS]
 
@@ -108,9 +109,9 @@ def _render(markdown: str, options: int) -> str:
             try:
                 return ffi.string(html).decode("utf-8")
             finally:
-                _LIBC.free(_FREEING.cast("void *", int(ffi.cast("uintptr_t", html))))
+                _LIBC.free(int(ffi.cast("uintptr_t", html)))
         finally:
-            _LIBRARY.cmark_node_free(_FREEING.cast("void *", int(ffi.cast("uintptr_t", root))))
+            _LIBRARY.cmark_node_free(int(ffi.cast("uintptr_t", root)))
     finally:
         lib.cmark_parser_free(parser)
 

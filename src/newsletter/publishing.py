@@ -7,6 +7,7 @@ call them.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,10 @@ def build(project: Newsletter, *, ping: bool = False, progress: Progress | None 
     # Posts come through the build cache: metadata only, parsed again only when changed.
     cache = PostCache(project.config)
     now = project.clock()
+    # Reading the cache makes a million objects that all live until the build ends: the garbage
+    # collector is kept from walking them again and again (a good part of a rebuild after one edit).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         last = cache.unchanged_build(now)
         if last is not None:  # nothing changed since the last build: nothing to render or ping
@@ -64,10 +69,16 @@ def build(project: Newsletter, *, ping: bool = False, progress: Progress | None 
         from .websub import changed_topics, topic_digests
 
         posts = [post for post in cache.read(progress) if post.is_published(now)]
+        gc.freeze()  # (rendering makes garbage: collected as usual, without walking what was read)
+        if collecting:
+            gc.enable()
         before = topic_digests(project.config.public_dir)
         result = build_site(project.config, posts, project.environment(), cache, progress)
         cache.record_build(now, len(posts), result.names, result.kept)
     finally:
+        gc.unfreeze()  # (a long-running process, such as the live preview, builds again and again)
+        if collecting:
+            gc.enable()
         cache.close()
     changed = tuple(changed_topics(before, result.files))
     pinged: tuple[str, ...] = ()

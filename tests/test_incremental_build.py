@@ -16,7 +16,7 @@ import pytest
 import newsletter.content
 import newsletter.site
 from conftest import FIXED_NOW, write_post
-from newsletter.buildcache import CACHE_DIR, CACHE_FILE
+from newsletter.cachestore import CACHE_DIR, CACHE_FILE
 from newsletter.templates import PACKAGED_TEMPLATES
 
 EXTRA_POSTS = 45  # with the demo's posts: several RFC 5005 archive pages of 20 entries

@@ -72,7 +72,8 @@ def collect_tags(posts: Sequence[Post]) -> dict[Tag, list[Post]]:
                     f"tag {name!r} has no letter or digit to name its page", where=f"{post.source}: tags",
                     hint="use a tag with at least one letter or digit",
                 )  # fmt: skip
-            tag, tagged = by_slug.setdefault(slug, (Tag(name, slug), []))
+            known = by_slug.get(slug)
+            tag, tagged = known if known is not None else by_slug.setdefault(slug, (Tag(name, slug), []))
             if tag.name != name:
                 raise PostError(
                     f"tags {tag.name!r} and {name!r} would share the page tags/{slug}/", where=f"{post.source}: tags",

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .buildcache import PageKeys, PostCache, digest, keys_of, marks_of
+from .buildcache import PostCache, keys_of, marks_of
+from .cachestore import PageKeys, digest
 from .config import Config
 from .errors import PostError
 from .feed import (

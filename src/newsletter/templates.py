@@ -14,7 +14,7 @@ import jinja2
 import jinja2.meta
 from markupsafe import Markup
 
-from .buildcache import digest
+from .cachestore import digest
 from .errors import TemplateFailure
 from .i18n import Catalogue, catalogue
 

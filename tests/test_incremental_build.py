@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import re
 import shutil
 import sqlite3
 from contextlib import closing
@@ -16,6 +17,7 @@ import pytest
 import newsletter.content
 import newsletter.site
 from conftest import FIXED_NOW, write_post
+from newsletter.buildcache import PostCache
 from newsletter.cachestore import CACHE_DIR, CACHE_FILE
 from newsletter.templates import PACKAGED_TEMPLATES
 
@@ -115,6 +117,78 @@ def test_edits_then_incremental_build_equals_a_clean_build(site, run, monkeypatc
     assert sorted(incremental) == sorted(clean)
     assert [name for name in clean if incremental[name] != clean[name]] == []
     assert "billet-013/index.html" not in incremental and "tout-nouveau/index.html" in incremental
+
+
+def changed_files(before: dict[str, tuple[int, int]], folder: Path) -> set[str]:
+    after = identities(folder)
+    return {name for name in after if after[name] != before.get(name)} - {".newsletter-manifest.json"}
+
+
+FEEDS = re.compile(r"feed\.xml|feed\.json|feed/archive/\d+\.xml|tags/[^/]+/feed\.xml")
+
+
+@pytest.mark.parametrize("slug", ["billet-007", "billet-044"])  # in an archive page; in the subscription feeds
+def test_an_edit_of_a_post_text_rewrites_its_page_and_feeds_only(site, run, monkeypatch, tmp_path, slug):
+    folder = site / "content" / "posts"
+    edited = folder / f"{slug}.md"
+    edited.write_text(edited.read_text(encoding="utf-8") + "\nUne phrase de plus, à la fin.\n", encoding="utf-8")
+    before = identities(site / "public")
+    parsed = forbid_parsing(monkeypatch)
+    rendered = count_renders(monkeypatch)
+    whole_reads = []
+    real_read = PostCache.read
+    monkeypatch.setattr(PostCache, "read", lambda cache, *a: whole_reads.append(1) or real_read(cache, *a))
+    outcome = run("build")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "Built 50 posts" in outcome.stdout
+    assert parsed == [edited] and whole_reads == []  # the other posts' metadata is not even loaded
+    assert rendered == ["site/post.html"]  # no listing: what they show of the post did not change
+    changed = changed_files(before, site / "public")
+    assert f"{slug}/index.html" in changed
+    feeds = changed - {f"{slug}/index.html"}
+    assert feeds and all(FEEDS.fullmatch(name) for name in feeds), feeds
+    assert b"Une phrase de plus" in (site / "public" / sorted(feeds)[0]).read_bytes()
+    assert tree(site / "public") == clean_build(site, run, tmp_path)
+    again = identities(site / "public")
+    assert run("build").exit_code == 0 and identities(site / "public") == again  # and the cache knows it
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("title", '"Un autre titre"', "tags/essai/index.html"),  # what the index and tag pages show
+        ("date", '"2023-12-30T08:00:00+01:00"', "tags/essai/index.html"),  # the order of every listing
+        ("tags", "[essai, neuf]", "tags/neuf/index.html"),  # a new tag page
+    ],
+    ids=["title", "date", "tags"],
+)
+def test_an_edit_a_listing_shows_renders_the_listings_again(site, run, monkeypatch, tmp_path, change):
+    edited = site / "content" / "posts" / "billet-030.md"
+    field, value, listing = change
+    text = re.sub(rf"(?m)^{field}: .*$", f"{field}: {value}", edited.read_text(encoding="utf-8"), count=1)
+    edited.write_text(text, encoding="utf-8")
+    before = identities(site / "public")
+    rendered = count_renders(monkeypatch)
+    outcome = run("build")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "site/tag.html" in rendered
+    assert listing in changed_files(before, site / "public")
+    assert tree(site / "public") == clean_build(site, run, tmp_path)
+
+
+def test_an_edit_with_a_template_change_renders_what_the_template_shapes(site, run, tmp_path):
+    edited = site / "content" / "posts" / "billet-012.md"
+    edited.write_text(edited.read_text(encoding="utf-8") + "\nEncore.\n", encoding="utf-8")
+    override = site / "templates" / "site" / "tag.html"
+    override.parent.mkdir(parents=True)
+    packaged = (PACKAGED_TEMPLATES / "site" / "tag.html").read_text(encoding="utf-8")
+    override.write_text(packaged.replace('<ol class="issues">', '<ol class="issues" data-v2>'), encoding="utf-8")
+    before = identities(site / "public")
+    assert run("build").exit_code == 0
+    changed = changed_files(before, site / "public")
+    assert "billet-012/index.html" in changed and "tags/essai/index.html" in changed
+    assert b"data-v2" in (site / "public" / "tags" / "essai" / "index.html").read_bytes()
+    assert tree(site / "public") == clean_build(site, run, tmp_path)
 
 
 def test_a_changed_post_template_renders_the_post_pages_only(site, run, monkeypatch, tmp_path):

@@ -28,6 +28,7 @@ import hashlib
 import os
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ PARSING_LIBRARIES = ("cmarkgfm", "nh3", "pygments", "yaml")
 # The post index is kept in this many pieces (by path), so that one edit rewrites a piece only.
 INDEX_SHARDS = 64
 INDEX_PREFIX = "posts "
+# More posts edited than this, and the build reads them all (as a whole build does).
+EDITS_MAX = 32
 # Below this many posts to parse, starting worker processes costs more than it saves.
 PARALLEL_MIN = 64
 MAX_POST_BYTES = 2_000_000  # content.MAX_POST_BYTES: a bigger file is left to the parser to refuse
@@ -90,6 +93,8 @@ class PostCache:
         self._outputs: dict[str, list[int]] | None = None  # what the last build wrote (unchanged_build)
         self._intact: set[str] = set()  # of those, the files found as it left them
         self._seen: tuple[list[str], dict[str, list[int]]] | None = None  # the sources unchanged_build listed
+        self._record: tuple[Any, ...] | None = None  # the last build's record, as unchanged_build read it
+        self._shards: dict[int, list[dict[str, Any]]] = {}  # the pieces of the index edited() read
 
     def read(self, progress: Callable[[int, int], None] | None = None) -> list[Post]:
         """Every post of ``content/`` (metadata only), newest first, as ``content.read_posts`` orders them.
@@ -173,7 +178,7 @@ class PostCache:
         """
         record = self.store.load("build")
         try:
-            key, posts, files, sources, outputs = record
+            key, posts, files, sources, outputs, _extra = record
             self._outputs = {name: list(signature) for name, *signature in outputs}
             folder = str(self.config.content_dir)
             names = _sources(self.config.content_dir)
@@ -185,10 +190,106 @@ class PostCache:
         except (TypeError, ValueError, PostError):
             self._outputs = None
             return None  # no record, or not one of ours
+        self._record = record
         public = str(self.config.public_dir)
         found = _signatures(public, self._outputs, _output_signature)
         self._intact = {name for name, signature in self._outputs.items() if found[name] == signature}
         return (posts, files) if same and len(self._intact) == len(self._outputs) else None
+
+    def edited(self, now: datetime) -> Edit | None:
+        """After :meth:`unchanged_build` found changes: when they are only the text of a few posts,
+        not what their listings show (:func:`listing_mark`), nor the templates, config, code,
+        bundles or what is published, those posts parsed again (metadata only, the HTML cached);
+        otherwise None, and the build reads every post.  The index is updated for them."""
+        if self._record is None or self._seen is None or self._outputs is None:
+            return None
+        _key, posts, _files, sources, outputs, extra = self._record
+        names, seen = self._seen
+        if len(self._intact) != len(self._outputs) or [source[0] for source in sources] != names:
+            return None  # a page to write again, or a post added or removed
+        try:
+            changed = [i for i, source in enumerate(sources) if seen.get(source[0]) != list(source[1:5])]
+            if not changed or len(changed) > EDITS_MAX or any(sources[i][8] for i in changed):
+                return None  # (a page bundle's files are published with it: left to a whole build)
+            inputs, bundles, published, feeds, tag_slugs = extra
+            if self._build_parts(sources, now)[:3] != (inputs, bundles, published) or len(sources[0]) != 11:
+                return None
+        except (TypeError, ValueError, IndexError):
+            return None  # a record of another kind
+        try:
+            return self._edit(changed, posts, sources, outputs, feeds, tag_slugs)
+        except BaseException:
+            self.store.rollback()  # a failed build leaves the cache as it was
+            raise
+
+    def _edit(
+        self, changed: list[int], posts: int, sources: list[tuple[Any, ...]], outputs: list[tuple[Any, ...]],
+        feeds: dict[str, Any], tag_slugs: dict[str, str],
+    ) -> Edit | None:  # fmt: skip
+        from .content import read_post
+
+        seen = self._seen[1] if self._seen is not None else {}
+        folder, new, edited, stale = self.config.content_dir, list(sources), [], []
+        for i in changed:
+            relative, *_, old_key, _bundle, mark, slug = sources[i]
+            path = folder / relative
+            key, entry = self._key(path, relative), self._indexed(relative)
+            if not key or entry is None or entry["key"] != old_key:
+                return None
+            entry = dict(entry, stat=seen[relative])
+            if key != old_key:  # its bytes changed (not only its times): parsed again
+                parsed = read_post(path, self.config)
+                entry = _entry(key, relative, parsed, seen[relative])
+                if entry["mark"] != mark or entry["slug"] != slug:
+                    return None
+                self.store.put_html(key, parsed.html.encode("utf-8"))
+                stale.append(old_key)
+                post = _meta(path, entry)
+                if post is None:
+                    return None
+                edited.append(post)
+            self._shards[_shard(relative)] = [
+                entry if e["path"] == relative else e for e in self._shards[_shard(relative)]
+            ]
+            new[i] = (relative, *seen[relative], *sources[i][5:7], key, *sources[i][8:])
+        self.parsed = len(edited)
+        values = {
+            f"{INDEX_PREFIX}{shard}": (self.fingerprint, self._shards[shard])
+            for shard in {_shard(sources[i][0]) for i in changed}
+        }
+        self.store.save_all(values, stale_html=stale)
+        return Edit(edited, new, posts, [o[0] for o in outputs if o[0] != MANIFEST], feeds, tag_slugs)
+
+    def edited_neighbours(self, edit: Edit, slugs: Sequence[str]) -> list[PostMeta]:
+        """The posts of ``slugs`` (metadata), the edited ones as :meth:`edited` parsed them."""
+        by_slug = {post.slug: post for post in edit.posts}
+        paths = {source[10]: source[0] for source in edit.sources}
+        found = []
+        for slug in slugs:
+            post = by_slug.get(slug)
+            if post is None:
+                entry = self._indexed(paths[slug])
+                post = _meta(self.config.content_dir / paths[slug], entry) if entry is not None else None
+            if post is None:
+                raise PostError(f"the build cache lost {slug}", hint="build again")  # (only if damaged mid-build)
+            found.append(post)
+        return found
+
+    def record_edit(self, now: datetime, edit: Edit, names: Sequence[str], written: Collection[str]) -> None:
+        """Remember a build after :meth:`edited`: its sources, and the outputs (``names``) it wrote again."""
+        kept = set(names) - set(written)
+        self._save_record(now, edit.posts_count, edit.sources, names, kept, edit.feeds, edit.tag_slugs)
+
+    def _indexed(self, relative: str) -> dict[str, Any] | None:
+        """The index entry of ``relative``, from its piece of the index (read once)."""
+        shard = _shard(relative)
+        if shard not in self._shards:
+            stored = self.store.load(f"{INDEX_PREFIX}{shard}")
+            ok = isinstance(stored, tuple) and len(stored) == 2 and stored[0] == self.fingerprint
+            self._shards[shard] = (
+                [e for e in stored[1] if isinstance(e, dict)] if ok and isinstance(stored[1], list) else []
+            )
+        return next((e for e in self._shards[shard] if e.get("path") == relative), None)
 
     def output_intact(self, relative: str, mode: int) -> bool | None:
         """Whether ``relative`` in ``public/`` is the very file the last build wrote, with ``mode``
@@ -200,15 +301,27 @@ class PostCache:
             return False
         return relative in self._intact
 
-    def record_build(self, now: datetime, posts: int, names: Sequence[str], kept: Collection[str] = ()) -> None:
+    def record_build(
+        self, now: datetime, posts: int, names: Sequence[str], kept: Collection[str] = (),
+        feeds: dict[str, Any] | None = None, tag_slugs: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
         """Remember what a successful build (``posts`` published at ``now``) read and wrote;
-        ``kept`` are files it left untouched after :meth:`output_intact` found them intact."""
+        ``kept`` are files it left untouched after :meth:`output_intact` found them intact,
+        ``feeds`` what each feed holds and ``tag_slugs`` the tags (for :meth:`edited`)."""
         sources = [
-            (e["path"], *e["stat"], e["when"], e["draft"], e["key"], e["bundle"]) for e in self._entries if e["stat"]
+            (e["path"], *e["stat"], e["when"], e["draft"], e["key"], e["bundle"], e["mark"], e["slug"])
+            for e in self._entries
+            if e["stat"]
         ]
         if len(sources) != len(self._entries):
             return  # a file that could not be read: no shortcut
         sources.sort(key=lambda source: source[0].split("/"))
+        self._save_record(now, posts, sources, names, kept, feeds or {}, tag_slugs or {})
+
+    def _save_record(
+        self, now: datetime, posts: int, sources: list[tuple[Any, ...]], names: Sequence[str], kept: Collection[str],
+        feeds: dict[str, Any], tag_slugs: dict[str, str],
+    ) -> None:  # fmt: skip
         public = str(self.config.public_dir)
         known = self._outputs or {}
         outputs = [
@@ -217,22 +330,33 @@ class PostCache:
         ]
         if any(len(output) == 1 for output in outputs):
             return  # a file gone already (removed by hand during the build): no shortcut
-        self.store.save("build", (self._build_key(sources, now), posts, len(names), sources, outputs))
+        inputs, bundles, published, keys = self._build_parts(sources, now)
+        key = digest(inputs, bundles, "\0", *keys)
+        self.store.save(
+            "build", (key, posts, len(names), sources, outputs, (inputs, bundles, published, feeds, tag_slugs))
+        )
 
     def close(self) -> None:
         self.store.close()
 
     def _build_key(self, sources: Sequence[tuple[Any, ...]], now: datetime) -> str:
         """The inputs of a build at ``now`` of the posts in ``sources`` (as :meth:`record_build` lists them)."""
+        inputs, bundles, _published, keys = self._build_parts(sources, now)
+        return digest(inputs, bundles, "\0", *keys)
+
+    def _build_parts(self, sources: Sequence[tuple[Any, ...]], now: datetime) -> tuple[str, str, str, list[str]]:
+        """What a build at ``now`` reads besides the posts' text: the site's inputs, the bundles'
+        files and which posts are published (in order); and the keys of those posts."""
         if self._inputs is None:  # once, before the build reads anything: an edit during it is seen next time
             self._inputs = _site_inputs(self.config)
         when = now.timestamp()
         newest_first = sorted(sources, key=lambda source: source[5], reverse=True)  # as read() sorts (stable)
-        published = [source[7] for source in newest_first if not source[6] and source[5] <= when]
+        published = [source for source in newest_first if not source[6] and source[5] <= when]
         bundles = [source[0] for source in sources if source[8]]
         folder = self.config.content_dir
         files = [repr(_tree_signature(folder / Path(relative).parent)) for relative in bundles]
-        return digest(self._inputs, *bundles, *files, "\0", *published)
+        order = digest(*(source[0] for source in published))
+        return self._inputs, digest(*bundles, *files), order, [source[7] for source in published]
 
     # -- inside -------------------------------------------------------------------------------
 
@@ -303,6 +427,18 @@ class PostCache:
         self.store.save_all(values, stale_html=stale)
         if not known:
             self.store.keep_only_html(keys)  # a new index: whatever HTML the old one named is dropped
+
+
+@dataclass(frozen=True)
+class Edit:
+    """What :meth:`PostCache.edited` found: the posts whose text changed, and the last build's record."""
+
+    posts: list[PostMeta]
+    sources: list[tuple[Any, ...]]  # the record's sources, brought up to date
+    posts_count: int  # posts published
+    names: list[str]  # every file the last build wrote (the manifest aside)
+    feeds: dict[str, Any]  # feed path → (how it is made, the slugs of its posts)
+    tag_slugs: dict[str, str]
 
 
 def _parse_quietly(path: Path, config: Config) -> Post | None:

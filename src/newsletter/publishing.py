@@ -65,16 +65,24 @@ def build(project: Newsletter, *, ping: bool = False, progress: Progress | None 
         last = cache.unchanged_build(now)
         if last is not None:  # nothing changed since the last build: nothing to render or ping
             return BuildReport(last[0], last[1], project.config.public_dir, (), (), ())
-        from .site import build_site
+        from .site import build_site, rebuild_edited
         from .websub import changed_topics, topic_digests
 
-        posts = [post for post in cache.read(progress) if post.is_published(now)]
-        gc.freeze()  # (rendering makes garbage: collected as usual, without walking what was read)
-        if collecting:
-            gc.enable()
-        before = topic_digests(project.config.public_dir)
-        result = build_site(project.config, posts, project.environment(), cache, progress)
-        cache.record_build(now, len(posts), result.names, result.kept)
+        edit = cache.edited(now)  # only the text of a few posts changed: their pages and feeds
+        if edit is not None:
+            before = topic_digests(project.config.public_dir)
+            result = rebuild_edited(project.config, project.environment(), cache, edit)
+            cache.record_edit(now, edit, result.names, set(result.names) - result.kept)
+            published = edit.posts_count
+        else:
+            posts = [post for post in cache.read(progress) if post.is_published(now)]
+            gc.freeze()  # (rendering makes garbage: collected as usual, without walking what was read)
+            if collecting:
+                gc.enable()
+            before = topic_digests(project.config.public_dir)
+            result = build_site(project.config, posts, project.environment(), cache, progress)
+            cache.record_build(now, len(posts), result.names, result.kept, result.feeds, result.tag_slugs)
+            published = len(posts)
     finally:
         gc.unfreeze()  # (a long-running process, such as the live preview, builds again and again)
         if collecting:
@@ -84,7 +92,7 @@ def build(project: Newsletter, *, ping: bool = False, progress: Progress | None 
     pinged: tuple[str, ...] = ()
     if ping and project.config.feed.websub_hub:
         pinged = tuple(project.ping_hub(changed))
-    return BuildReport(len(posts), len(result.names), project.config.public_dir, tuple(result.removed), changed, pinged)
+    return BuildReport(published, len(result.names), project.config.public_dir, tuple(result.removed), changed, pinged)
 
 
 def ping_hub(project: Newsletter, paths: Sequence[str] = ("feed.xml", "feed.json")) -> list[str]:

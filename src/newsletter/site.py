@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .buildcache import PostCache, keys_of, marks_of
+from .buildcache import Edit, PostCache, keys_of, marks_of
 from .cachestore import PageKeys, digest
 from .config import Config
 from .errors import PostError
@@ -49,6 +49,8 @@ class SiteBuild:
     names: list[str]
     removed: list[str]
     kept: set[str] = field(default_factory=set)  # the pages left as the last build wrote them, unlooked at
+    feeds: dict[str, Any] = field(default_factory=dict)  # feed path → (how it is made, the slugs of its posts)
+    tag_slugs: dict[str, str] = field(default_factory=dict)
 
 
 class _Output:
@@ -57,6 +59,7 @@ class _Output:
 
     def __init__(self) -> None:
         self.files: dict[str, bytes | Path] = {}
+        self.tag_slugs: dict[str, str] = {}
 
     def __contains__(self, relative: str) -> bool:
         return relative in self.files
@@ -72,6 +75,9 @@ class _Output:
         """``post`` with its HTML (a post from the build cache holds metadata only)."""
         return post
 
+    def feed(self, relative: str, recipe: tuple[Any, ...], posts: Sequence[Post]) -> None:
+        """Note how feed ``relative`` is made, and of which posts (for a rebuild after an edit)."""
+
 
 class _Published(_Output):
     def __init__(self, tree: StagedTree, cache: PostCache, pages: PageKeys) -> None:
@@ -79,6 +85,8 @@ class _Published(_Output):
         self.tree, self.cache, self.pages = tree, cache, pages
         self.topics: dict[str, bytes] = {}  # the WebSub topics, compared after the build
         self.kept: set[str] = set()
+        self.written: set[str] = set()
+        self.feeds: dict[str, Any] = {}
 
     def __contains__(self, relative: str) -> bool:
         return relative in self.tree
@@ -87,6 +95,7 @@ class _Published(_Output):
         is_topic = relative in TOPICS or (relative.startswith("tags/") and relative.endswith("/feed.xml"))
         if isinstance(data, bytes) and is_topic:
             self.topics[relative] = data
+        self.written.add(relative)
         self.tree.add(relative, data)
 
     def unchanged(self, relative: str, *key: str) -> bool:
@@ -101,6 +110,9 @@ class _Published(_Output):
 
     def full(self, post: Post) -> Post:
         return self.cache.full(post)
+
+    def feed(self, relative: str, recipe: tuple[Any, ...], posts: Sequence[Post]) -> None:
+        self.feeds[relative] = (recipe, [post.slug for post in posts])
 
 
 TOPICS = ("feed.xml", "feed.json")
@@ -132,25 +144,13 @@ def _generate(
     """
     site = config.site
     tags = collect_tags(posts)
-    common: dict[str, Any] = {
-        "site": site,
-        "labels": labels(site.language),
-        "feed_url": site.feed_url,
-        "subscribe_url": f"{config.service_url}subscribe" if config.service_url else "",
-        "tag_slugs": {tag.name: tag.slug for tag in tags},
-    }
-    # What shapes every HTML page, and every feed (which read only [site] and [feed]).
-    settings = digest(_CODE, repr(sorted(common.items())))
-    feed_settings = digest(_CODE, repr(site), repr(config.feed))
+    common = _common(config, {tag.name: tag.slug for tag in tags})
+    settings, feed_settings = _settings(config, common)
     current, archives = feed_slices(config, posts)
     for number, page in enumerate(archives, start=1):
-        if not out.unchanged(archive_path(number), feed_settings, *keys_of(page)):
-            out.add(archive_path(number), archive_document(config, number, [out.full(p) for p in page]))
-    current_key = (feed_settings, str(len(archives)), *keys_of(current))
-    if not all([out.unchanged(relative, relative, *current_key) for relative in (FEED_FILE, JSON_FEED_FILE)]):
-        documents = current_documents(config, [out.full(p) for p in current], archived=len(archives))
-        for relative, data in documents.items():
-            out.add(relative, data)
+        _feed(config, out, archive_path(number), ("archive", number), page, feed_settings)
+    for relative in (FEED_FILE, JSON_FEED_FILE):
+        _feed(config, out, relative, ("current", len(archives)), current, feed_settings)
     for relative, name in ((STYLESHEET_FILE, "site/feed.xsl"), ("404.html", "site/404.html")):
         if not out.unchanged(relative, settings, template_digest(env, name)):
             out.add(relative, render(env, name, canonical="", **common).encode("utf-8"))
@@ -169,18 +169,11 @@ def _generate(
     for done, post in enumerate(posts, start=1):
         if progress is not None:
             progress(done, len(posts))
-        path = f"{post.slug}/index.html"
-        if out.unchanged(path, settings, post_template, *keys_of([post])):
-            continue
-        post = out.full(post)
-        html = render(env, "site/post.html", post=post, content=trusted_html(post.html), canonical=post.url, **common)
-        out.add(path, html.encode("utf-8"))
+        _post_page(env, out, post, common, settings, post_template)
     tag_template = template_digest(env, "site/tag.html")
     for tag, tagged in tags.items():
-        newest = tagged[: config.feed.entries]
-        feed_path = f"tags/{tag.slug}/feed.xml"
-        if not out.unchanged(feed_path, feed_settings, repr(tag), str(len(tagged)), *keys_of(newest)):
-            out.add(feed_path, tag_feed(config, tag, [out.full(p) for p in newest], total=len(tagged)))
+        recipe = ("tag", tag.name, tag.slug, len(tagged))
+        _feed(config, out, f"tags/{tag.slug}/feed.xml", recipe, tagged[: config.feed.entries], feed_settings)
         page_path = f"tags/{tag.slug}/index.html"
         if out.unchanged(page_path, settings, tag_template, repr(tag), *marks_of(tagged)):
             continue
@@ -201,6 +194,7 @@ def _generate(
     copies = [(f"{post.slug}/{name}", source) for post in posts for name, source in bundle_files(post)]
     if config.static_dir is not None:
         copies += list(_files_under(config.static_dir))
+    out.tag_slugs = common["tag_slugs"]
     for relative, source in copies:
         if relative in out or relative == MANIFEST:
             raise PostError(
@@ -208,6 +202,77 @@ def _generate(
                 where=str(source), hint="rename or move the file",
             )  # fmt: skip
         out.add(relative, source)
+
+
+def _common(config: Config, tag_slugs: dict[str, str]) -> dict[str, Any]:
+    """What every HTML page is given."""
+    site = config.site
+    return {
+        "site": site,
+        "labels": labels(site.language),
+        "feed_url": site.feed_url,
+        "subscribe_url": f"{config.service_url}subscribe" if config.service_url else "",
+        "tag_slugs": tag_slugs,
+    }
+
+
+def _settings(config: Config, common: dict[str, Any]) -> tuple[str, str]:
+    """What shapes every HTML page, and every feed (which read only [site] and [feed])."""
+    return digest(_CODE, repr(sorted(common.items()))), digest(_CODE, repr(config.site), repr(config.feed))
+
+
+def _post_page(env: Environment, out: _Output, post: Post, common: dict[str, Any], *key: str) -> None:
+    """``<slug>/index.html``, unless ``out`` has it from the same ``key`` (and post)."""
+    path = f"{post.slug}/index.html"
+    if out.unchanged(path, *key, *keys_of([post])):
+        return
+    post = out.full(post)
+    html = render(env, "site/post.html", post=post, content=trusted_html(post.html), canonical=post.url, **common)
+    out.add(path, html.encode("utf-8"))
+
+
+def _feed(
+    config: Config, out: _Output, relative: str, recipe: tuple[Any, ...], posts: Sequence[Post], settings: str
+) -> None:
+    """Feed ``relative`` of ``posts``, made as ``recipe`` says, unless ``out`` has it from the same posts."""
+    out.feed(relative, recipe, posts)
+    if out.unchanged(relative, settings, repr(recipe), *keys_of(posts)):
+        return
+    kind, full = recipe[0], [out.full(post) for post in posts]
+    if kind == "archive":
+        out.add(relative, archive_document(config, recipe[1], full))
+    elif kind == "current":
+        out.add(relative, current_documents(config, full, archived=recipe[1])[relative])
+    else:
+        out.add(relative, tag_feed(config, Tag(recipe[1], recipe[2]), full, total=recipe[3]))
+
+
+def rebuild_edited(config: Config, env: Environment, cache: PostCache, edit: Edit) -> SiteBuild:
+    """The site after :meth:`PostCache.edited`: the pages of the edited posts and the feeds that
+    hold them, rendered as :func:`build_site` renders them; every other page is as it was."""
+    tree = StagedTree(config.public_dir)
+    pages = PageKeys(cache.store)
+    pages.new = dict(pages.old)
+    out = _Published(tree, cache, pages)
+    common = _common(config, edit.tag_slugs)
+    settings, feed_settings = _settings(config, common)
+    edited = {post.slug for post in edit.posts}
+    try:
+        if edited:
+            post_template = template_digest(env, "site/post.html")
+            for post in edit.posts:
+                _post_page(env, out, post, common, settings, post_template)
+        for relative, (recipe, slugs) in edit.feeds.items():
+            if edited.intersection(slugs):
+                _feed(config, out, relative, tuple(recipe), cache.edited_neighbours(edit, slugs), feed_settings)
+    except BaseException:
+        tree.discard()
+        raise
+    tree.names.update(edit.names)
+    names = sorted(tree.names)
+    publish_staged(tree)
+    pages.save()
+    return SiteBuild(out.topics, names, [], set(names) - out.written, edit.feeds, edit.tag_slugs)
 
 
 # The code that shapes the pages: a new version of any of it renders every page again.
@@ -291,4 +356,4 @@ def build_site(
     for relative in removed:
         pages.forget(relative)
     pages.save()
-    return SiteBuild(out.topics, names, removed, out.kept)
+    return SiteBuild(out.topics, names, removed, out.kept, out.feeds, out.tag_slugs)

@@ -39,6 +39,7 @@ from .config import Config
 from .errors import NewsletterError, PostError
 from .files import MANIFEST, published_mode
 from .post import Post, PostMeta, check_unique
+from .postindex import entry_of, post_of
 
 # The modules whose code decides what a post parses to: a change to any of them re-parses all.
 PARSING_MODULES = ("content.py", "commonmark.py", "post.py", "plaintext.py", "textutil.py")
@@ -125,7 +126,7 @@ class PostCache:
             post = None
             # (HTML missing from the cache is noticed when it is read: html() parses again.)
             if key and entry is not None and entry.get("key") == key:
-                post = _meta(path, entry)
+                post = post_of(path, entry)
                 if post is not None and entry["stat"] != signature:
                     entry = dict(entry, stat=signature)  # a new entry: its shard of the index is saved again
             entries.append(entry if post is not None else None)
@@ -138,9 +139,9 @@ class PostCache:
                 if progress is not None:
                     progress(done, len(misses))
                 self.store.put_html(keys[index], parsed.html.encode("utf-8"))
-                entry = _entry(keys[index], names[index], parsed, stats[index])
+                entry = entry_of(keys[index], names[index], parsed, stats[index])
                 entries[index] = entry
-                posts[index] = _meta(sources[index], entry)
+                posts[index] = post_of(sources[index], entry)
             found = [post for post in posts if post is not None]
             check_unique(found)
         except BaseException:
@@ -198,9 +199,10 @@ class PostCache:
 
     def edited(self, now: datetime) -> Edit | None:
         """After :meth:`unchanged_build` found changes: when they are only the text of a few posts,
-        not what their listings show (:func:`listing_mark`), nor the templates, config, code,
-        bundles or what is published, those posts parsed again (metadata only, the HTML cached);
-        otherwise None, and the build reads every post.  The index is updated for them."""
+        not what their listings show (:func:`~newsletter.postindex.listing_mark`), nor the
+        templates, config, code, bundles or what is published, those posts parsed again
+        (metadata only, the HTML cached); otherwise None, and the build reads every post.
+        The index is updated for them."""
         if self._record is None or self._seen is None or self._outputs is None:
             return None
         _key, posts, _files, sources, outputs, extra = self._record
@@ -239,12 +241,12 @@ class PostCache:
             entry = dict(entry, stat=seen[relative])
             if key != old_key:  # its bytes changed (not only its times): parsed again
                 parsed = read_post(path, self.config)
-                entry = _entry(key, relative, parsed, seen[relative])
+                entry = entry_of(key, relative, parsed, seen[relative])
                 if entry["mark"] != mark or entry["slug"] != slug:
                     return None
                 self.store.put_html(key, parsed.html.encode("utf-8"))
                 stale.append(old_key)
-                post = _meta(path, entry)
+                post = post_of(path, entry)
                 if post is None:
                     return None
                 edited.append(post)
@@ -269,7 +271,7 @@ class PostCache:
             post = by_slug.get(slug)
             if post is None:
                 entry = self._indexed(paths[slug])
-                post = _meta(self.config.content_dir / paths[slug], entry) if entry is not None else None
+                post = post_of(self.config.content_dir / paths[slug], entry) if entry is not None else None
             if post is None:
                 raise PostError(f"the build cache lost {slug}", hint="build again")  # (only if damaged mid-build)
             found.append(post)
@@ -451,30 +453,6 @@ def _parse_quietly(path: Path, config: Config) -> Post | None:
         return None
 
 
-def _entry(key: str, relative: str, post: Post, signature: list[int]) -> dict[str, Any]:
-    return {
-        "path": relative,
-        "stat": signature,
-        "key": key,
-        "content_hash": post.content_hash,
-        "html_hash": hashlib.sha256(post.html.encode("utf-8")).hexdigest(),
-        "id": post.id,
-        "slug": post.slug,
-        "title": post.title,
-        "author": post.author,
-        "date": post.date.isoformat(),
-        "updated": post.updated.isoformat(),
-        "tags": list(post.tags),
-        "summary": post.summary,
-        "preheader": None if post.preheader == post.summary else post.preheader,  # (kept once, as a rule)
-        "url": post.url,
-        "draft": post.draft,
-        "bundle": post.bundle is not None,
-        "when": post.date.timestamp(),  # to tell what is published without making dates (unchanged_build)
-        "mark": listing_mark(post),
-    }
-
-
 # What, besides the posts, shapes the site: the code that renders and writes it, the libraries
 # it renders with, and (in _site_inputs) the config, the templates and the static files.
 SITE_MODULES = ("site.py", "feed.py", "templates.py", "files.py", "i18n.py")
@@ -557,68 +535,3 @@ def _signature(path: Path | str, folder: int | None = None) -> list[int]:
 
 def _shard(relative: str) -> int:
     return zlib.crc32(relative.encode("utf-8", "surrogateescape")) % INDEX_SHARDS
-
-
-def _meta(source: Path, entry: dict[str, Any]) -> PostMeta | None:
-    """The post an index entry (of the file ``source``) describes; ``None`` for an entry that is not one of ours."""
-    try:
-        return _checked_meta(source, entry)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
-
-
-_TEXTS = ("id", "slug", "title", "author", "summary", "url", "key", "html_hash", "content_hash", "mark")
-
-
-def _checked_meta(source: Path, entry: dict[str, Any]) -> PostMeta:
-    "".join(map(entry.__getitem__, _TEXTS))  # a TypeError unless they are all strings
-    if type(entry["draft"]) is not bool:
-        raise TypeError(entry)
-    if type(entry["tags"]) is not list or type("".join(entry["tags"])) is not str:
-        raise TypeError(entry)
-    preheader = entry["summary"] if entry["preheader"] is None else entry["preheader"]
-    if type(preheader) is not str:
-        raise TypeError(entry)
-    # Made without the frozen dataclass's __init__, which sets each of its 18 fields through
-    # object.__setattr__: for 10,000 posts, a good part of a rebuild after one edit.
-    post = object.__new__(PostMeta)
-    post.__dict__.update(
-        source=source,
-        id=entry["id"],
-        slug=entry["slug"],
-        title=entry["title"],
-        author=entry["author"],
-        date=datetime.fromisoformat(entry["date"]),
-        updated=datetime.fromisoformat(entry["updated"]),
-        tags=tuple(entry["tags"]),
-        summary=entry["summary"],
-        preheader=preheader,
-        html="",
-        url=entry["url"],
-        draft=entry["draft"],
-        bundle=source.parent if entry["bundle"] else None,
-        cached_content_hash=entry["content_hash"],
-        cache_key=entry["key"],
-        html_hash=entry["html_hash"],
-        listing_key=entry["mark"],
-    )
-    return post
-
-
-def keys_of(posts: Sequence[Post]) -> list[str]:
-    """The cache keys of ``posts`` (a post not from the cache is keyed by its content)."""
-    return [p.cache_key if isinstance(p, PostMeta) and p.cache_key else digest(repr(p)) for p in posts]
-
-
-def listing_mark(post: Post) -> str:
-    """A hash of what a listing (index and tag pages, the sitemap) is given of ``post``: its
-    metadata, not its HTML, so that an edit of the text alone renders no listing again."""
-    fields = (str(post.source), post.id, post.slug, post.title, post.author, post.date.isoformat(),
-              post.updated.isoformat(), *post.tags, "\0", post.summary, post.preheader, post.url,
-              repr((post.draft, post.bundle is not None)))  # fmt: skip
-    return digest(*fields)
-
-
-def marks_of(posts: Sequence[Post]) -> list[str]:
-    """The :func:`listing_mark` of each of ``posts`` (kept in the index for a post from the cache)."""
-    return [p.listing_key if isinstance(p, PostMeta) and p.listing_key else listing_mark(p) for p in posts]

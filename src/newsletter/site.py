@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .buildcache import Edit, PostCache, keys_of, marks_of
+from .buildcache import Edit, PostCache
 from .cachestore import PageKeys, digest
 from .config import Config
 from .errors import PostError
@@ -37,6 +37,7 @@ from .feed import (
 )  # fmt: skip
 from .files import MANIFEST, StagedTree, publish_staged
 from .post import Post
+from .postindex import keys_of, marks_of
 from .templates import Environment, labels, render, template_digest, trusted_html
 
 
@@ -140,7 +141,7 @@ def _generate(
     A page is skipped when ``out`` knows it was written from the same inputs: a post page
     from its post's cache key, the code, its templates and the site settings; a feed from
     the keys of the posts it holds; a listing (index and tag pages, the sitemap), which is
-    given posts' metadata only, from their :func:`~newsletter.buildcache.listing_mark`.
+    given posts' metadata only, from their :func:`~newsletter.postindex.listing_mark`.
     """
     site = config.site
     tags = collect_tags(posts)

@@ -153,6 +153,19 @@ def test_an_edit_of_a_post_text_rewrites_its_page_and_feeds_only(site, run, monk
     assert run("build").exit_code == 0 and identities(site / "public") == again  # and the cache knows it
 
 
+def test_a_broken_edit_is_refused_and_changes_nothing(site, run):
+    edited = site / "content" / "posts" / "billet-021.md"
+    good = edited.read_text(encoding="utf-8")
+    edited.write_text(good.replace("tags: [", "tags: [[", 1), encoding="utf-8")
+    before = tree(site / "public")
+    outcome = run("build")
+    assert outcome.exit_code != 0 and "billet-021.md" in outcome.stderr and "Traceback" not in outcome.stderr
+    assert tree(site / "public") == before
+    edited.write_text(good + "\nRéparé.\n", encoding="utf-8")
+    assert run("build").exit_code == 0
+    assert "Réparé" in (site / "public" / "billet-021" / "index.html").read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize(
     "change",
     [

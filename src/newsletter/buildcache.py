@@ -220,6 +220,9 @@ class PostCache:
             return None  # a record of another kind
         try:
             return self._edit(changed, posts, sources, outputs, feeds, tag_slugs)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            self.store.rollback()
+            return None  # an index damaged in some way: the whole build reads it, and mends it
         except BaseException:
             self.store.rollback()  # a failed build leaves the cache as it was
             raise
@@ -250,9 +253,8 @@ class PostCache:
                 if post is None:
                     return None
                 edited.append(post)
-            self._shards[_shard(relative)] = [
-                entry if e["path"] == relative else e for e in self._shards[_shard(relative)]
-            ]
+            shard = _shard(relative)
+            self._shards[shard] = [entry if e.get("path") == relative else e for e in self._shards[shard]]
             new[i] = (relative, *seen[relative], *sources[i][5:7], key, *sources[i][8:])
         self.parsed = len(edited)
         values = {

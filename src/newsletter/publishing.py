@@ -69,7 +69,7 @@ def build(project: Newsletter, *, ping: bool = False, progress: Progress | None 
         from .websub import changed_topics, topic_digests
 
         edit = cache.edited(now)  # only the text of a few posts changed: their pages and feeds
-        if edit is not None:
+        if edit is not None:  # (a few pages: the collector stays off until the end)
             before = topic_digests(project.config.public_dir)
             result = rebuild_edited(project.config, project.environment(), cache, edit)
             cache.record_edit(now, edit, result.names, set(result.names) - result.kept)

@@ -12,9 +12,11 @@ Each row runs in its own process (its peak RSS is its own) through the public AP
 - personalisation: each recipient's complete MIME message (token signing included), in memory.
 
 "plan s" is the plan and its preflight (what ``newsletter send`` shows before the editor says
-yes); "send s" is the delivery.  Not part of ``make test``; ``make bench`` runs it.  ``--quick`` runs 1k and 10k.
+yes); "send s" is the delivery; "conns" the SMTP connections used side by side (``[providers.smtp]
+connections``: its default unless ``--connections`` says otherwise).  Not part of ``make test``;
+``make bench`` runs it.  ``--quick`` runs 1k and 10k.
 
-    .venv/bin/python benchmarks/send.py [--quick] [--only outbox,smtp,smtp_lean,http,personalise]
+    .venv/bin/python benchmarks/send.py [--quick] [--only outbox,smtp,smtp_lean,http,personalise] [--connections N]
 """
 
 from __future__ import annotations
@@ -88,9 +90,11 @@ def send_through(root: Path) -> dict:
         report = project.send(planned)
         done = time.perf_counter()
         cpu = _cpu_seconds() - cpu_before
+        side_by_side = planned.provider.capabilities.concurrency
     accepted = report.counts.get("accepted", 0)
     assert report.finished, report
-    return {"messages": accepted, "plan_s": planned_at - started, "send_s": done - planned_at, "cpu_s": cpu}
+    return {"messages": accepted, "plan_s": planned_at - started, "send_s": done - planned_at, "cpu_s": cpu,
+            "concurrency": side_by_side}  # fmt: skip
 
 
 def _cpu_seconds() -> float:
@@ -114,7 +118,10 @@ def scenario_smtp(root: Path, size: int, sink: str = "--smtp-sink") -> dict:
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         port = int(sink.stdout.readline().split()[1])
-        make_project(root, size, "smtp", f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"')
+        table = f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"'
+        if os.environ.get("BENCH_SMTP_CONNECTIONS"):  # otherwise the provider's default
+            table += f"\nconnections = {int(os.environ['BENCH_SMTP_CONNECTIONS'])}"
+        make_project(root, size, "smtp", table)
         figures = send_through(root)
     finally:
         sink.stdin.close()  # the sink's signal to stop and count
@@ -284,6 +291,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1k and 10k instead of 10k and 100k")
     parser.add_argument("--sizes", help="comma-separated subscriber counts (instead of 10k and 100k)")
     parser.add_argument("--only", default=",".join(KINDS), help="comma-separated: " + ", ".join(KINDS))
+    parser.add_argument("--connections", type=int, help="SMTP connections side by side (default: the provider's)")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
     parser.add_argument("--smtp-sink", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--lean-smtp-sink", action="store_true", help=argparse.SUPPRESS)
@@ -301,10 +309,13 @@ def main() -> None:
     if args.child:
         child(args.child[0], int(args.child[1]))
         return
+    if args.connections is not None:
+        os.environ["BENCH_SMTP_CONNECTIONS"] = str(args.connections)  # read by the child processes
     sizes = (1000, 10000) if args.quick else (10000, 100000)
     if args.sizes:
         sizes = tuple(int(size) for size in args.sizes.split(","))
-    print(f"{'send':<12}{'people':>8}{'plan s':>9}{'send s':>9}{'cpu s':>8}{'msg/s':>10}{'peak MB':>9}  goal")
+    print(f"{'send':<12}{'people':>8}{'plan s':>9}{'send s':>9}{'cpu s':>8}{'msg/s':>10}{'peak MB':>9}"
+          f"{'conns':>6}  goal")  # fmt: skip
     for kind in args.only.split(","):
         for size in sizes:
             f = run(kind, size)
@@ -312,8 +323,9 @@ def main() -> None:
                 print(f"{kind:<12}{size:>8}  failed: {f['error']}")
                 continue
             rate = f["messages"] / f["send_s"] if f["send_s"] else float("inf")
+            conns = f.get("concurrency", "-") if kind.startswith("smtp") else "-"
             print(f"{kind:<12}{size:>8}{f['plan_s']:>9.2f}{f['send_s']:>9.2f}{f.get('cpu_s', f['send_s']):>8.2f}"
-                  f"{rate:>10.0f}{f['peak_rss_mb']:>9.0f}  {GOALS[kind]}")  # fmt: skip
+                  f"{rate:>10.0f}{f['peak_rss_mb']:>9.0f}{conns:>6}  {GOALS[kind]}")  # fmt: skip
             sys.stdout.flush()
 
 

@@ -42,6 +42,14 @@ class Faults:
     drop_at_mail: list[int] = field(default_factory=list)  # close the connection at the Nth MAIL FROM
     drop_after_data: list[int] = field(default_factory=list)  # accept the Nth message, then close unanswered
     data_delay: float = 0.0  # seconds before each DATA answer (a slow server), so a kill lands mid-chunk
+    logins_allowed: int | None = None  # refuse every login after this many have succeeded
+    # Hold each DATA answer until this many connections are inside a message at once, or a login was
+    # refused (the next connection came), or OVERLAP_WAIT seconds have passed: a client that really
+    # sends side by side gets there, one that does not never does.
+    await_overlap: int = 0
+
+
+OVERLAP_WAIT = 20.0
 
 
 class Recorder:
@@ -50,9 +58,13 @@ class Recorder:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
         self.logins = 0  # not auth_*: aiosmtpd reads handler attributes named auth_* as mechanisms
+        self.logged_in = 0
         self.mail_commands = 0
         self.faults = Faults()
         self.lock = threading.Lock()
+        self.in_message: set[int] = set()  # the sessions between MAIL FROM and the DATA answer
+        self.most_in_message = 0  # the largest that set has been
+        self._overlap: asyncio.Event | None = None
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         with self.lock:
@@ -60,8 +72,17 @@ class Recorder:
             if self.mail_commands in self.faults.drop_at_mail:
                 server.transport.close()
                 return "421 4.4.2 closing connection"
+            self.in_message.add(id(session))
+            self.most_in_message = max(self.most_in_message, len(self.in_message))
+        if self.faults.await_overlap and len(self.in_message) >= self.faults.await_overlap:
+            self.overlap_event().set()
         envelope.mail_from = address
         return "250 OK"
+
+    def overlap_event(self) -> asyncio.Event:
+        if self._overlap is None:  # made on the server's event loop, where it is awaited
+            self._overlap = asyncio.Event()
+        return self._overlap
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         with self.lock:
@@ -76,7 +97,13 @@ class Recorder:
     async def handle_DATA(self, server, session, envelope):
         if self.faults.data_delay:
             await asyncio.sleep(self.faults.data_delay)
+        if self.faults.await_overlap:
+            try:
+                await asyncio.wait_for(self.overlap_event().wait(), OVERLAP_WAIT)
+            except TimeoutError:  # waited once for nothing: the test reads most_in_message and fails
+                self.overlap_event().set()
         with self.lock:
+            self.in_message.discard(id(session))
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
             if len(self.messages) in self.faults.drop_after_data:
                 server.transport.close()  # the message is queued, the answer never arrives
@@ -89,6 +116,11 @@ def make_authenticator(recorder: Recorder):
         ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
             USER.encode(), PASSWORD.encode()
         )
+        allowed = recorder.faults.logins_allowed
+        ok = ok and (allowed is None or recorder.logged_in < allowed)
+        recorder.logged_in += ok
+        if not ok and recorder.faults.await_overlap:
+            recorder.overlap_event().set()
         return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
     return authenticator

@@ -279,7 +279,7 @@ def test_connection_lost_during_data_mid_chunk_then_resolved_sends_the_rest_exac
 NEWEST_SLUG = "social-business-parcours-singulier"
 
 
-def _killed_mid_chunk(project, server, cert) -> None:
+def _killed_mid_chunk(project, server, cert, connections: int = 1) -> None:
     """``newsletter send`` as a real process, SIGKILLed once the slow server has taken a few messages."""
     import os
     import signal
@@ -289,7 +289,7 @@ def _killed_mid_chunk(project, server, cert) -> None:
     from conftest import TOKEN_KEY
 
     server.recorder.faults.data_delay = 0.02
-    use_smtp(project, server.port, ca_file=cert, extra="batch_size = 50\n")
+    use_smtp(project, server.port, ca_file=cert, extra=f"batch_size = 50\nconnections = {connections}\n")
     env = {k: v for k, v in os.environ.items() if k != "NEWSLETTER_CONFIG"}
     env.update(NEWSLETTER_TOKEN_KEY=TOKEN_KEY, NEWSLETTER_SMTP_PASSWORD=PASSWORD)
     sender = subprocess.Popen([COMMAND, "send", "--yes"], cwd=project, env=env,
@@ -308,46 +308,68 @@ def _state_counts(project) -> dict[str, int]:
         return dict(db.execute("SELECT state, count(*) FROM deliveries GROUP BY state").fetchall())
 
 
+def _in_doubt_by_chunk(project) -> dict[int, list[str]]:
+    """The deliveries neither settled nor planned (``in_flight``, ``unknown``), by chunk."""
+    with sqlite3.connect(project / "newsletter.db") as db:
+        rows = db.execute("SELECT chunk, email FROM deliveries WHERE state IN ('in_flight', 'unknown')"
+                          " ORDER BY chunk, email").fetchall()  # fmt: skip
+    found: dict[int, list[str]] = {}
+    for chunk, address in rows:
+        found.setdefault(chunk, []).append(address)
+    return found
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("connections", [1, 2])
 def test_a_sender_killed_mid_chunk_leaves_one_delivery_in_doubt_and_the_resume_sends_the_rest_once(
-    run, project, certificate, smtp_password
+    run, project, certificate, smtp_password, connections
 ):
-    """Same boot: the unsynced hand-over commits survive the kill, so of the chunk only the message being
-    handed over is uncertain; everyone else gets exactly one copy (SEC-12)."""
+    """Same boot: the unsynced hand-over commits survive the kill, so of each chunk in progress only the
+    message being handed over is uncertain (one per connection); everyone else gets exactly one copy (SEC-12)."""
     readers = [f"r{n:03d}@example.org" for n in range(150)]
     cert, key = certificate
     with SmtpServer(cert, key) as server:
         run("subscribers", "add", *readers)
-        _killed_mid_chunk(project, server, cert)
+        _killed_mid_chunk(project, server, cert, connections)
         left = _state_counts(project)
         assert left.get("in_flight", 0) >= 1 and left.get("planned", 0) >= 1  # killed inside a chunk
         resumed = run("send", "--yes")
-        uncertain = [email for email, state, _ in deliveries(project) if state == "unknown"]
-        if resumed.exit_code != 0:  # the message in hand-over: nothing can tell, the editor decides
+        in_doubt = _in_doubt_by_chunk(project)
+        uncertain = [address for addresses in in_doubt.values() for address in addresses]
+        if resumed.exit_code != 0:  # the messages in hand-over: nothing can tell, the editor decides
             assert "(1 recipients) may or may not have been delivered" in resumed.stderr
-            assert len(uncertain) == 1 and _state_counts(project).get("in_flight", 0) == 0
+            assert {len(addresses) for addresses in in_doubt.values()} == {1}  # one per chunk in progress
+            assert 1 <= len(uncertain) <= connections
+            if connections == 1:
+                assert _state_counts(project).get("in_flight", 0) == 0
             assert run("resolve", "--assume-sent", NEWEST_SLUG).exit_code == 0
             assert run("send", "--yes").exit_code == 0
         copies = {address: received(server).count(address) for address in readers}
     assert max(copies.values()) == 1  # no duplicates
-    assert {a for a, n in copies.items() if n == 0} <= set(uncertain)  # missing: at most the one in doubt
+    assert {a for a, n in copies.items() if n == 0} <= set(uncertain)  # missing: at most the ones in doubt
     assert {state for _, state, _ in deliveries(project)} == {"accepted"}
 
 
 @pytest.mark.slow
-def test_after_a_reboot_no_in_flight_delivery_is_assumed_unsent(run, project, certificate, smtp_password):
+@pytest.mark.parametrize("connections", [1, 2])
+def test_after_a_reboot_no_in_flight_delivery_is_assumed_unsent(
+    run, project, certificate, smtp_password, connections
+):
     """Under another boot the unsynced hand-overs may be lost: every in_flight delivery is in doubt."""
     readers = [f"r{n:03d}@example.org" for n in range(150)]
     cert, key = certificate
     with SmtpServer(cert, key) as server:
         run("subscribers", "add", *readers)
-        _killed_mid_chunk(project, server, cert)
-        in_flight = _state_counts(project)["in_flight"]
+        _killed_mid_chunk(project, server, cert, connections)
+        in_flight = _in_doubt_by_chunk(project)
         with sqlite3.connect(project / "newsletter.db") as db:
             db.execute("UPDATE chunks SET boot_id = 'a boot before a power cut' WHERE boot_id IS NOT NULL")
         before = len(server.recorder.messages)
         resumed = run("send", "--yes")
         assert resumed.exit_code == 1
-        assert f"({in_flight} recipients) may or may not have been delivered" in resumed.stderr
-        assert _state_counts(project)["unknown"] == in_flight > 1
+        named = [n for n, addresses in in_flight.items()
+                 if f"chunk {n} ({len(addresses)} recipients) may or may not have been delivered" in resumed.stderr]
+        assert len(named) == 1 and len(in_flight[named[0]]) > 1  # fmt: skip
+        assert _in_doubt_by_chunk(project) == in_flight  # none released, none re-sent
+        assert _state_counts(project)["unknown"] >= len(in_flight[named[0]])
         assert len(server.recorder.messages) == before  # nothing re-sent blindly

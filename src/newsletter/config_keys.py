@@ -48,6 +48,7 @@ PROVIDER_KEYS: dict[str, frozenset[str]] = {
             "ca_file",
             "batch_size",
             "idn_domains",
+            "connections",
         }
     ),
     "mailgun": frozenset(_HTTP_SETTINGS | {"domain", "region", "api_key_env", "webhook_key_env"}),

@@ -8,21 +8,28 @@ send: every chunk whose call may have started is ``in_flight`` in the ledger fir
 
 :class:`SharedPause` makes a rate limit one provider-wide fact: when one call is told to wait
 (``Retry-After``), no other worker starts a call before that time either.
+
+Providers taking one message per call (SMTP) record each message before it is handed over, so
+their workers need the ledger between calls: a :class:`LedgerDesk` runs those writes on the
+engine's thread, one at a time, while the worker that asked waits for the answer.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from functools import partial
+from typing import Any, Generic, TypeVar, cast
 
 from .errors import ProviderError, ProviderRateLimited
 from .providers.base import ChunkRequest, DeliveryResult
 from .retry import RetryPolicy
 
 Tag = TypeVar("Tag")
+T = TypeVar("T")
 
 
 @dataclass
@@ -133,3 +140,114 @@ class PausedProvider:
             if retry_after:
                 self._pause.hold(float(retry_after))
             raise
+
+
+class DeskClosed(RuntimeError):
+    """The engine's thread stopped serving (interrupted twice): a worker's ledger call was not run."""
+
+
+class _Ticket:
+    """One call handed to the desk; the asking worker waits on it."""
+
+    __slots__ = ("call", "value", "error", "_done")
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.call = call
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self._done = threading.Lock()
+        self._done.acquire()  # released once the call has run: a lock is the cheapest one-shot signal
+
+    def settle(self) -> None:
+        try:
+            self.value = self.call()
+        except Exception as error:  # the worker's to handle, as if it had made the call itself
+            self.error = error
+        except BaseException:  # an interrupt of the serving thread is that thread's own
+            self.error = DeskClosed("interrupted")
+            raise
+        finally:
+            self._done.release()
+
+    def wait(self) -> Any:
+        self._done.acquire()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class LedgerDesk:
+    """Runs the workers' ledger calls on the thread that made the desk (the ledger's connection
+    belongs to one thread), one at a time, in the order they are asked.
+
+    A worker calls :meth:`run` and waits for the answer; the engine's thread calls :meth:`serve`
+    until each of ``workers`` has called :meth:`leave`.  A first interrupt of the serving thread
+    sets ``stop`` and keeps serving, so every worker finishes its message and records its chunk;
+    a second one closes the desk: calls still waiting raise :class:`DeskClosed`.
+    """
+
+    def __init__(self) -> None:
+        self._owner = threading.get_ident()
+        self._calls: queue.SimpleQueue[_Ticket | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def run(self, call: Callable[[], T]) -> T:
+        """``call()`` on the desk's thread (at once when that is this thread); its value or its error."""
+        if threading.get_ident() == self._owner:
+            return call()
+        ticket = _Ticket(call)
+        with self._lock:
+            if self._closed:
+                raise DeskClosed("the ledger's thread stopped")
+            self._calls.put(ticket)
+        return ticket.wait()
+
+    def forward(self, target: T) -> T:
+        """``target`` seen from a worker: each of its methods runs through :meth:`run`."""
+        return cast(T, _Forwarded(self, target))  # the same methods, each run on the desk's thread
+
+    def leave(self) -> None:
+        """A worker is done (each calls this once, last)."""
+        self._calls.put(None)
+
+    def serve(self, workers: int, stop: threading.Event) -> BaseException | None:
+        """Run the calls of ``workers`` threads until each has left; the interrupt that came meanwhile, if any."""
+        interrupted: BaseException | None = None
+        left = workers
+        while left:
+            try:
+                ticket = self._calls.get()
+                if ticket is None:
+                    left -= 1
+                else:
+                    ticket.settle()
+            except BaseException as error:
+                stop.set()
+                if interrupted is not None:
+                    self._close()
+                    raise
+                interrupted = error
+        return interrupted
+
+    def _close(self) -> None:
+        with self._lock:
+            self._closed = True
+        while True:
+            try:
+                ticket = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            if ticket is not None:
+                ticket.error = DeskClosed("the ledger's thread stopped")
+                ticket._done.release()
+
+
+class _Forwarded:
+    def __init__(self, desk: LedgerDesk, target: Any) -> None:
+        self._desk = desk
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._target, name)
+        return lambda *args, **kwargs: self._desk.run(partial(method, *args, **kwargs))

@@ -25,7 +25,7 @@ from .recipients import RecipientMaker, recipient_for
 from .render import Issue
 from .retry import RetryPolicy
 from .send_plan import Plan
-from .send_sequential import one_by_one, send_chunk_one_by_one
+from .send_sequential import one_by_one, send_one_by_one
 from .store import IN_FLIGHT, PLANNED, UNKNOWN, IssueRecord, Ledger
 
 Clock = Callable[[], datetime]
@@ -101,13 +101,13 @@ def deliver_issue(
     # Everything personal is derived from the plan's time, so a replay is byte-identical.
     planned_at = datetime.fromisoformat(record.created_at)
     make_recipient = RecipientMaker(config, signing_keys, planned_at)
-    chunks = counted(ledger.sends.open_chunks(record.id), progress)
+    chunks = ledger.sends.open_chunks(record.id)
     if provider.capabilities.max_batch == 1:
         send = one_by_one(ledger, record, issue, provider, make_recipient, clock, policy, planned_at)
-        for number, chunk_key in chunks:
-            send_chunk_one_by_one(send, number, chunk_key)
+        send_one_by_one(send, chunks, workers=provider.capabilities.concurrency, progress=progress)
     else:
-        _deliver_chunks(ledger, record, issue, provider, make_recipient, clock, policy, planned_at, chunks)
+        _deliver_chunks(ledger, record, issue, provider, make_recipient, clock, policy, planned_at,
+                        counted(chunks, progress))  # fmt: skip
     finished = ledger.sends.finish_issue(record.id, now=clock())
     return SendReport(issue_key=record.key, counts=ledger.sends.delivery_counts(record.id), finished=finished)
 

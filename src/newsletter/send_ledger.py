@@ -389,6 +389,13 @@ class SendLedger(ChunkOutcomes):
         ).fetchall()
         return [(number, key) for number, key in rows]
 
+    def in_flight_chunks(self, issue_id: int) -> list[int]:
+        """The numbers of the chunks a crash left ``in_flight``, in order (as many as were in progress)."""
+        rows = self.db.execute(
+            "SELECT number FROM chunks WHERE issue_id = ? AND state = ? ORDER BY number", [issue_id, IN_FLIGHT]
+        ).fetchall()
+        return [number for (number,) in rows]
+
     def chunk_deliveries(self, issue_id: int, chunk: int) -> list[DeliveryRow]:
         """The unsettled deliveries of a chunk in subscriber order, each saying whether its person left.
 

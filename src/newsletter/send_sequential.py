@@ -7,35 +7,48 @@ that SQLite does not sync both records the outcome of the message before and nam
 handed over next (:meth:`~newsletter.send_ledger.SendLedger.hand_over`).  Per-recipient states
 stay exactly what a chunk of one would record.
 
+A provider that takes several calls at once (``capabilities.concurrency``, SMTP's
+``connections``) gets that many chunks in progress side by side, each on a worker thread of
+its own, each chunk's messages in ascending order; the chunks themselves finish in any order.
+The ledger stays on the engine's thread (:class:`~newsletter.delivery_pool.LedgerDesk`): a
+worker's commits run there one at a time, and each still precedes the call it records.
+
 After a crash, the ledger says which deliveries are uncertain: under the same boot (no power
-cut, so every unsynced commit is still there) only the one being handed over; the other
-``in_flight`` deliveries of the chunk never reached the provider and are sent by the resume.
-After a reboot nothing is assumed: every ``in_flight`` delivery is reconciled, as in any chunk.
+cut, so every unsynced commit is still there) only the one being handed over in each chunk in
+progress, so at most one per worker, each named by its chunk; the other ``in_flight`` deliveries
+never reached the provider and go back to ``planned`` before the resume sends anything.  After a
+reboot nothing is assumed: every ``in_flight`` delivery is reconciled, as in any chunk.  When one
+worker's call fails, the others finish the message in hand, record their chunk
+(:meth:`~newsletter.send_ledger.ChunkOutcomes.stop_chunk`) and stop; the first error is the
+send's, and the resume sends exactly what no one took.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from .chunk_delivery import Outcomes, deliver_chunk, outcomes, reconcile, uncertain
+from .delivery_pool import LedgerDesk
 from .errors import ProviderError
 from .providers.base import BatchProvider, ChunkRequest, DeliveryResult
 from .recipients import RecipientMaker
 from .render import Issue
 from .retry import RetryPolicy
-from .send_ledger import boot_id
+from .send_ledger import SendLedger, boot_id
 from .store import IN_FLIGHT, PLANNED, UNKNOWN, DeliveryRow, IssueRecord, Ledger
 
 Clock = Callable[[], datetime]
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
 class OneByOne:
     """What every chunk of one send shares."""
 
-    ledger: Ledger
+    sends: SendLedger
     record: IssueRecord
     issue: Issue
     provider: BatchProvider
@@ -52,11 +65,76 @@ class OneByOne:
         return ChunkRequest(issue=self.issue, recipients=[recipient], idempotency_key=key, date=self.planned_at)
 
 
-def send_chunk_one_by_one(send: OneByOne, number: int, chunk_key: str) -> None:
-    """Reconcile what a crash left of chunk ``number``, then hand its messages over one at a time."""
-    ledger, issue_id = send.ledger, send.record.id
+def send_one_by_one(
+    send: OneByOne, chunks: Sequence[tuple[int, str]], *, workers: int = 1, progress: Progress | None = None
+) -> None:
+    """Every chunk of ``chunks`` (``(number, key)``), ``workers`` of them in progress at once.
+
+    ``progress(done, total)`` is called, on this thread, after each chunk.
+    """
+    for number in send.sends.in_flight_chunks(send.record.id):  # see release_unsent: left by a crash
+        send.sends.release_unsent(send.record.id, number, boot=send.boot, now=send.clock())
+    if workers <= 1 or len(chunks) <= 1:
+        for done, (number, chunk_key) in enumerate(chunks, 1):
+            send_chunk_one_by_one(send, number, chunk_key)
+            if progress is not None:
+                progress(done, len(chunks))
+        return
+    _side_by_side(send, chunks, min(workers, len(chunks)), progress)
+
+
+def _side_by_side(send: OneByOne, chunks: Sequence[tuple[int, str]], workers: int, progress: Progress | None) -> None:
+    """``workers`` threads, each taking the next chunk until none is left or one of them failed."""
+    desk, stop = LedgerDesk(), threading.Event()
+    worker_send = replace(send, sends=desk.forward(send.sends))
+    queued = iter(chunks)
+    take_lock = threading.Lock()
+    failures: list[BaseException] = []  # in the order they happened: the first is the send's
+    finished = [0]
+
+    def take() -> tuple[int, str] | None:
+        with take_lock:
+            return None if stop.is_set() else next(queued, None)
+
+    def chunk_done() -> None:  # on the desk's thread
+        finished[0] += 1
+        if progress is not None:
+            progress(finished[0], len(chunks))
+
+    def work() -> None:
+        try:
+            while (item := take()) is not None:
+                send_chunk_one_by_one(worker_send, *item, stop=stop)
+                desk.run(chunk_done)
+        except BaseException as error:
+            failures.append(error)
+            stop.set()
+        finally:
+            desk.leave()
+
+    threads = [threading.Thread(target=work, name=f"deliver-{n}", daemon=True) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        interrupted = desk.serve(workers, stop)
+    finally:
+        for thread in threads:
+            thread.join()
+    if interrupted is not None:
+        raise interrupted
+    if failures:
+        raise failures[0]
+
+
+def send_chunk_one_by_one(send: OneByOne, number: int, chunk_key: str, *, stop: threading.Event | None = None) -> None:
+    """Reconcile what a crash left of chunk ``number``, then hand its messages over one at a time.
+
+    Once ``stop`` is set (another worker failed), the message in hand is recorded and the rest of
+    the chunk goes back to ``planned``.
+    """
+    sends, issue_id = send.sends, send.record.id
     rows = _unsent_rows(send, number)
-    if any(r.state == IN_FLIGHT for r in rows) and ledger.sends.release_unsent(
+    if any(r.state == IN_FLIGHT for r in rows) and sends.release_unsent(
         issue_id, number, boot=send.boot, now=send.clock()
     ):
         rows = _unsent_rows(send, number)
@@ -68,32 +146,35 @@ def send_chunk_one_by_one(send: OneByOne, number: int, chunk_key: str) -> None:
         pending += _reconciled(send, number, chunk_key, maybe_sent, landed)
         pending.sort(key=lambda r: r.subscriber_id)
     if not pending:
-        ledger.sends.settle_chunk(issue_id, number, outcomes(landed, by_id), now=send.clock())
+        sends.settle_chunk(issue_id, number, outcomes(landed, by_id), now=send.clock())
         return
-    left = ledger.sends.start_chunk(issue_id, number, now=send.clock(), boot=send.boot)
+    left = sends.start_chunk(issue_id, number, now=send.clock(), boot=send.boot)
     done: Outcomes = outcomes(landed, by_id)
     for row in pending:
         if row.subscriber_id in left:  # unsubscribed since the rows were read: skipped by start_chunk
             continue
-        ledger.sends.hand_over(issue_id, number, row.id, done, now=send.clock())
+        if stop is not None and stop.is_set():
+            sends.stop_chunk(issue_id, number, done, uncertain=None, now=send.clock())
+            return
+        sends.hand_over(issue_id, number, row.id, done, now=send.clock())
         found: list[DeliveryResult] = []
         request = send.request(row, chunk_key)
         try:
             results = deliver_chunk(send.provider, request, send.policy, found.extend, chunk=number)
         except ProviderError as error:
             maybe = error.maybe_delivered and not found
-            ledger.sends.stop_chunk(
+            sends.stop_chunk(
                 issue_id, number, outcomes(found, by_id), uncertain=row.id if maybe else None, now=send.clock()
             )
             raise
         done = outcomes([*found, *results], by_id)
-    ledger.sends.settle_chunk(issue_id, number, done, now=send.clock())
+    sends.settle_chunk(issue_id, number, done, now=send.clock())
 
 
 def _unsent_rows(send: OneByOne, number: int) -> list[DeliveryRow]:
     # People who left since planning are never sent to; their rows are skipped in the chunk's
     # next commit (start or settle), so reading the chunk writes nothing.
-    rows = send.ledger.sends.chunk_deliveries(send.record.id, number)
+    rows = send.sends.chunk_deliveries(send.record.id, number)
     return [r for r in rows if not (r.departed and r.state == PLANNED)]
 
 
@@ -116,7 +197,7 @@ def _reconciled(
                 again.append(row)
         return again
     except ProviderError:
-        send.ledger.sends.mark_chunk_unknown(send.record.id, number, now=send.clock())
+        send.sends.mark_chunk_unknown(send.record.id, number, now=send.clock())
         raise
 
 
@@ -125,4 +206,4 @@ def one_by_one(
     clock: Clock, policy: RetryPolicy, planned_at: datetime,
 ) -> OneByOne:  # fmt: skip
     """The frame of a send whose provider takes one message per call, under this boot."""
-    return OneByOne(ledger, record, issue, provider, make_recipient, clock, policy, planned_at, boot_id())
+    return OneByOne(ledger.sends, record, issue, provider, make_recipient, clock, policy, planned_at, boot_id())

@@ -1,24 +1,38 @@
-"""Plain SMTP (smtplib): one connection reused for every message, TLS always verified.
+"""Plain SMTP (smtplib): a few connections, each reused for message after message, TLS always verified.
 
 Batch family with one recipient per chunk, so the ledger records every single
 message before and after it is handed over.  Replies are mapped per recipient:
 4xx is temporary (retried by the engine), 5xx permanent.  A connection lost
 before the DATA phase is safe to retry on a new connection; one lost during
 DATA may have delivered the message, which the engine never re-sends blindly.
+
+``connections`` (``[providers.smtp] connections``, default :data:`DEFAULT_CONNECTIONS`) is how
+many messages the send engine may hand over at once (``Capabilities.concurrency``): each call
+leases an idle connection from a small pool, or opens one, so a server works on one message
+while we prepare the next.  A connection is only ever used by one call at a time.
 """
 
 from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from email.message import EmailMessage
 from typing import Any
 
 from ..config import Config, Secret, secret
 from ..config_keys import did_you_mean
-from ..errors import ConfigError, ProviderAuthError, ProviderRateLimited, ProviderRejected, ProviderTransient
+from ..errors import (
+    ConfigError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderTransient,
+)
 from ..render import Recipient
 from ..textutil import is_email_address
 from .base import BATCH, BatchProvider, Capabilities, ChunkRequest, DeliveryResult
@@ -28,6 +42,11 @@ DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 # What becomes of user@café.fr on a server without SMTPUTF8: refused with the reason (the
 # address as the subscriber wrote it cannot travel), or sent to its A-label user@xn--caf-dma.fr.
 IDN_DOMAINS = ("refuse", "a-label")
+# Messages in flight at once, each on its own connection.  Two already overlap our work with the
+# server's; relays limit concurrent connections per client (often to a handful), so the default
+# stays small and the editor may raise it up to MAX_CONNECTIONS.
+DEFAULT_CONNECTIONS = 2
+MAX_CONNECTIONS = 16
 
 
 def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
@@ -38,13 +57,33 @@ def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
     return context
 
 
+class _Lease:
+    """One connection lent to one call; :meth:`drop` when the call leaves it unusable."""
+
+    def __init__(self, connection: smtplib.SMTP) -> None:
+        self.connection = connection
+        self.dropped = False
+
+    def drop(self) -> None:
+        self.dropped = True
+        _close_quietly(self.connection)
+
+
+def _close_quietly(connection: smtplib.SMTP) -> None:
+    try:
+        connection.close()
+    except OSError:
+        pass
+
+
 class SmtpProvider(BatchProvider):
-    """Sends each recipient's MIME message over one reused SMTP connection."""
+    """Sends each recipient's MIME message over a small pool of reused SMTP connections (thread-safe)."""
 
     name = "smtp"
     capabilities = Capabilities(
-        family=BATCH, max_batch=1, idempotency=False, lookup=False, custom_headers=True, unsubscribe="ours"
-    )
+        family=BATCH, max_batch=1, idempotency=False, lookup=False, custom_headers=True, unsubscribe="ours",
+        concurrency=DEFAULT_CONNECTIONS,
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -59,6 +98,7 @@ class SmtpProvider(BatchProvider):
         ca_file: str | None = None,
         idn_domains: str = "refuse",
         password_env: str = "NEWSLETTER_SMTP_PASSWORD",
+        connections: int = DEFAULT_CONNECTIONS,
     ) -> None:
         self.host = host
         self.port = port
@@ -70,7 +110,9 @@ class SmtpProvider(BatchProvider):
         self.idn_domains = idn_domains
         self.password_env = password_env
         self.context = tls_context(ca_file) if security != "none" else None
-        self._connection: smtplib.SMTP | None = None
+        self.capabilities = replace(type(self).capabilities, concurrency=connections)
+        self._idle: list[smtplib.SMTP] = []  # open connections no call holds
+        self._idle_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"SmtpProvider({self.host}:{self.port}, {self.security}, user={self.username!r}, password=****)"
@@ -81,9 +123,33 @@ class SmtpProvider(BatchProvider):
 
     # -- connection ---------------------------------------------------------------------------
 
+    @contextmanager
+    def _leased(self) -> Iterator[_Lease]:
+        """An idle connection (or a new one) for one call, back in the pool after it unless dropped.
+
+        A call that ends in anything but a reply we understood (a bug, an interrupt) may leave
+        the conversation half-way, so its connection is closed instead of lent again.
+        """
+        with self._idle_lock:
+            connection = self._idle.pop() if self._idle else None
+        lease = _Lease(connection or self._connect())
+        try:
+            yield lease
+        except ProviderError:
+            self._give_back(lease)
+            raise
+        except BaseException:
+            lease.drop()
+            raise
+        self._give_back(lease)
+
+    def _give_back(self, lease: _Lease) -> None:
+        if not lease.dropped:
+            with self._idle_lock:
+                self._idle.append(lease.connection)
+
     def _connect(self) -> smtplib.SMTP:
-        if self._connection is not None:
-            return self._connection
+        """A new connection, greeted, secured and logged in as configured."""
         connection: smtplib.SMTP
         try:
             if self.security == "tls":
@@ -116,7 +182,6 @@ class SmtpProvider(BatchProvider):
             raise ProviderTransient(
                 f"cannot connect ({error})", where=f"smtp {self.host}:{self.port}", hint="check host, port and network"
             ) from None
-        self._connection = connection
         return connection
 
     def check_access(self) -> None:
@@ -124,29 +189,25 @@ class SmtpProvider(BatchProvider):
         credentials, QUIT — what a send does before its first MAIL FROM, and no more."""
         _check_access(self)
 
-    def _drop(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
-                connection.close()
-            except OSError:
-                pass
-
     def close(self) -> None:
-        if self._connection is not None:
+        """QUIT every pooled connection (called once no call is in progress)."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
             try:
-                self._connection.quit()
+                connection.quit()
             except (smtplib.SMTPException, OSError):
                 pass
-        self._drop()
+            _close_quietly(connection)
 
     # -- sending ------------------------------------------------------------------------------
 
     def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
-        return [self._send_one(request, recipient) for recipient in request.recipients]
+        with self._leased() as lease:
+            return [self._send_one(lease, request, recipient) for recipient in request.recipients]
 
-    def _send_one(self, request: ChunkRequest, recipient: Recipient) -> DeliveryResult:
-        connection = self._connect()
+    def _send_one(self, lease: _Lease, request: ChunkRequest, recipient: Recipient) -> DeliveryResult:
+        connection = lease.connection
         carried, mail_options = self._envelope(connection, recipient)
         if carried is None:
             return self._refused_utf8(recipient)
@@ -154,20 +215,20 @@ class SmtpProvider(BatchProvider):
         message = request.issue.message_bytes(recipient, date=request.date)
         message_id = request.issue.message_id(recipient)
         try:
-            self._checked(connection.mail(self.envelope_from, mail_options), "MAIL FROM")
+            self._checked(lease, connection.mail(self.envelope_from, mail_options), "MAIL FROM")
             code, reply = connection.rcpt(recipient.email)
             if code >= 400:
                 connection.rset()
                 return self._refused(recipient.subscriber_id, code, reply)
         except (smtplib.SMTPServerDisconnected, OSError) as error:
-            self._drop()
+            lease.drop()
             raise ProviderTransient(f"connection lost before sending ({error})", where=f"smtp {self.host}") from None
         try:
             code, reply = connection.data(message)
         except smtplib.SMTPDataError as error:
             return self._refused(recipient.subscriber_id, error.smtp_code, error.smtp_error)
         except (smtplib.SMTPServerDisconnected, OSError) as error:
-            self._drop()
+            lease.drop()
             # The server may have queued the message before the answer was lost.
             raise ProviderTransient(
                 f"connection lost during DATA ({error})", where=f"smtp {self.host}", maybe_delivered=True
@@ -207,9 +268,12 @@ class SmtpProvider(BatchProvider):
         )  # fmt: skip
 
     def send_message(self, message: EmailMessage, *, key: str) -> str:
-        connection = self._connect()
+        with self._leased() as lease:
+            return self._send_transactional(lease, message)
+
+    def _send_transactional(self, lease: _Lease, message: EmailMessage) -> str:
         try:
-            refused = connection.send_message(message, from_addr=self.envelope_from)
+            refused = lease.connection.send_message(message, from_addr=self.envelope_from)
         except smtplib.SMTPRecipientsRefused as error:
             code, reply = next(iter(error.recipients.values()))
             raise ProviderRejected(f"{code} {_text(reply)}", where=f"smtp {self.host}") from None
@@ -220,17 +284,17 @@ class SmtpProvider(BatchProvider):
                 hint="send through a server that offers SMTPUTF8",
             ) from None
         except (smtplib.SMTPServerDisconnected, OSError) as error:
-            self._drop()
+            lease.drop()
             raise ProviderTransient(f"connection lost ({error})", where=f"smtp {self.host}") from None
         if refused:
             raise ProviderRejected(f"refused: {refused}", where=f"smtp {self.host}")
         return str(message["Message-ID"])
 
-    def _checked(self, answer: tuple[int, bytes], step: str) -> None:
+    def _checked(self, lease: _Lease, answer: tuple[int, bytes], step: str) -> None:
         code, reply = answer
         if code in (421, 451, 452):
             if code == 421:  # the server is closing the connection
-                self._drop()
+                lease.drop()
             raise ProviderRateLimited(f"{step}: {code} {_text(reply)}", where=f"smtp {self.host}")
         if code >= 500:
             raise ProviderRejected(
@@ -286,6 +350,14 @@ def _settings(settings: Mapping[str, Any], config: Config, environ: Mapping[str,
             hint=did_you_mean(idn_domains, IDN_DOMAINS, otherwise="")
             + ' ("a-label" sends user@café.fr as user@xn--caf-dma.fr to a server without SMTPUTF8)',
         )  # fmt: skip
+    connections = settings.get("connections", DEFAULT_CONNECTIONS)
+    if isinstance(connections, bool) or not isinstance(connections, int) or not 1 <= connections <= MAX_CONNECTIONS:
+        raise ConfigError(
+            f"connections {str(connections)[:40]!r} is not a whole number from 1 to {MAX_CONNECTIONS}",
+            where=f"{where}.connections",
+            hint=f"e.g. connections = {DEFAULT_CONNECTIONS} (messages sent at once, each on its own connection;"
+            " stay within what the server allows per client)",
+        )
     return dict(
         host=host,
         port=port,
@@ -297,6 +369,7 @@ def _settings(settings: Mapping[str, Any], config: Config, environ: Mapping[str,
         ca_file=settings.get("ca_file"),
         idn_domains=idn_domains,
         password_env=password_env,
+        connections=connections,
     )
 
 

@@ -43,6 +43,7 @@ class Faults:
     drop_after_data: list[int] = field(default_factory=list)  # accept the Nth message, then close unanswered
     data_delay: float = 0.0  # seconds before each DATA answer (a slow server), so a kill lands mid-chunk
     logins_allowed: int | None = None  # refuse every login after this many have succeeded
+    connections_allowed: int | None = None  # answer EHLO on any later connection with 421, as relays do
     # Hold each DATA answer until this many connections are inside a message at once, or a login was
     # refused (the next connection came), or OVERLAP_WAIT seconds have passed: a client that really
     # sends side by side gets there, one that does not never does.
@@ -64,7 +65,19 @@ class Recorder:
         self.lock = threading.Lock()
         self.in_message: set[int] = set()  # the sessions between MAIL FROM and the DATA answer
         self.most_in_message = 0  # the largest that set has been
+        self.peers: set[tuple] = set()  # the client ends of the connections that said EHLO
+        self.turned_away = 0
         self._overlap: asyncio.Event | None = None
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        with self.lock:
+            allowed = self.faults.connections_allowed
+            if allowed is not None and session.peer not in self.peers and len(self.peers) >= allowed:
+                self.turned_away += 1
+                return ["421 4.7.0 too many connections from you"]
+            self.peers.add(session.peer)  # the same peer after STARTTLS
+        session.host_name = hostname
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         with self.lock:

@@ -78,6 +78,22 @@ def test_a_dropped_connection_is_reopened_and_the_others_carry_on(run, project, 
     assert server.recorder.logins == 3  # two connections, one of them reopened
 
 
+def test_a_server_taking_fewer_connections_gets_them_shared_not_a_failed_send(
+    run, project, certificate, smtp_password
+):
+    """A relay that turns a second connection away (421 at EHLO): the calls share the first one."""
+    cert, key = certificate
+    with SmtpServer(cert, key) as server:
+        server.recorder.faults.connections_allowed = 1
+        use_smtp(project, server.port, ca_file=cert, extra="batch_size = 10\nconnections = 3\n")
+        run("subscribers", "add", *READERS)
+        outcome = run("send", "--yes")
+        assert outcome.exit_code == 0, outcome.stderr
+    assert server.recorder.turned_away >= 1 and server.recorder.logins == 1
+    assert sorted(received(server)) == READERS
+    assert {state for _, state, _ in deliveries(project)} == {"accepted"}
+
+
 def test_a_connection_lost_during_data_stops_every_worker_and_the_resume_sends_each_once(
     run, project, certificate, smtp_password
 ):

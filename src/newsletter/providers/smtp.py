@@ -112,7 +112,9 @@ class SmtpProvider(BatchProvider):
         self.context = tls_context(ca_file) if security != "none" else None
         self.capabilities = replace(type(self).capabilities, concurrency=connections)
         self._idle: list[smtplib.SMTP] = []  # open connections no call holds
-        self._idle_lock = threading.Lock()
+        self._open = 0  # connections open, held or idle
+        self._most = connections  # lowered when the server turns one more away
+        self._pool = threading.Condition()
 
     def __repr__(self) -> str:
         return f"SmtpProvider({self.host}:{self.port}, {self.security}, user={self.username!r}, password=****)"
@@ -130,9 +132,7 @@ class SmtpProvider(BatchProvider):
         A call that ends in anything but a reply we understood (a bug, an interrupt) may leave
         the conversation half-way, so its connection is closed instead of lent again.
         """
-        with self._idle_lock:
-            connection = self._idle.pop() if self._idle else None
-        lease = _Lease(connection or self._connect())
+        lease = _Lease(self._take())
         try:
             yield lease
         except ProviderError:
@@ -140,13 +140,44 @@ class SmtpProvider(BatchProvider):
             raise
         except BaseException:
             lease.drop()
+            self._give_back(lease)
             raise
         self._give_back(lease)
 
+    def _take(self) -> smtplib.SMTP:
+        """An idle connection, else a new one while fewer than the most are open, else the next one freed.
+
+        A server that turns away one more connection while ours are open (relays limit them per
+        client) lowers the most to those: the calls share them instead of failing the send.
+        """
+        with self._pool:
+            while not self._idle and self._open >= self._most:
+                self._pool.wait()
+            if self._idle:
+                return self._idle.pop()
+            self._open += 1
+        try:
+            return self._connect()
+        except ProviderTransient:
+            with self._pool:
+                self._open -= 1
+                if not self._open:
+                    raise  # none to share: the engine retries as for any transient failure
+                self._most = self._open
+            return self._take()
+        except BaseException:
+            with self._pool:
+                self._open -= 1
+                self._pool.notify()
+            raise
+
     def _give_back(self, lease: _Lease) -> None:
-        if not lease.dropped:
-            with self._idle_lock:
+        with self._pool:
+            if lease.dropped:
+                self._open -= 1
+            else:
                 self._idle.append(lease.connection)
+            self._pool.notify()
 
     def _connect(self) -> smtplib.SMTP:
         """A new connection, greeted, secured and logged in as configured."""
@@ -156,12 +187,16 @@ class SmtpProvider(BatchProvider):
                 connection = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.context)
             else:
                 connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-            connection.ehlo()
-            if self.security == "starttls":
-                connection.starttls(context=self.context)
-                connection.ehlo()
-            if self.username:
-                connection.login(self.username, self.password.reveal() if self.password else "")
+            try:
+                self._greeted(connection.ehlo())
+                if self.security == "starttls":
+                    connection.starttls(context=self.context)
+                    self._greeted(connection.ehlo())
+                if self.username:
+                    connection.login(self.username, self.password.reveal() if self.password else "")
+            except BaseException:
+                _close_quietly(connection)  # half-opened: closed now, not whenever it is collected
+                raise
         except smtplib.SMTPAuthenticationError as error:
             raise ProviderAuthError(
                 f"the SMTP server refused the login ({error.smtp_code})",
@@ -184,6 +219,19 @@ class SmtpProvider(BatchProvider):
             ) from None
         return connection
 
+    def _greeted(self, answer: tuple[int, bytes]) -> None:
+        """EHLO answered 250, else the server turned us away (a 421 when it takes no more connections)."""
+        code, reply = answer
+        if 400 <= code < 500:
+            raise ProviderTransient(
+                f"EHLO refused: {code} {_text(reply)}", where=f"smtp {self.host}:{self.port}",
+                hint="the server takes no (more) connections from this client now; try later or lower"
+                " providers.smtp.connections",
+            )  # fmt: skip
+        if code != 250:
+            raise ProviderRejected(f"EHLO refused: {code} {_text(reply)}", where=f"smtp {self.host}:{self.port}",
+                                   hint="the server does not take this client; ask its operator")  # fmt: skip
+
     def check_access(self) -> None:
         """``newsletter doctor``: connect, EHLO, STARTTLS when configured, AUTH when there are
         credentials, QUIT — what a send does before its first MAIL FROM, and no more."""
@@ -191,8 +239,9 @@ class SmtpProvider(BatchProvider):
 
     def close(self) -> None:
         """QUIT every pooled connection (called once no call is in progress)."""
-        with self._idle_lock:
+        with self._pool:
             idle, self._idle = self._idle, []
+            self._open -= len(idle)
         for connection in idle:
             try:
                 connection.quit()

@@ -162,3 +162,48 @@ def test_a_bad_connections_value_is_one_line_naming_the_setting(run, project, sm
     assert "providers.smtp.connections" in line and "from 1 to 16" in line and "Traceback" not in line
     with sqlite3.connect(project / "newsletter.db") as db:
         assert db.execute("SELECT count(*) FROM issues").fetchone() == (0,)
+
+
+# -- the ledger's desk: the workers' ledger calls run on the engine's thread -----------------------
+# (the ledger's SQLite connection refuses any other thread, so every send above also proves it)
+
+
+def test_a_desk_runs_each_workers_call_on_its_own_thread_and_hands_back_value_or_error():
+    import threading
+
+    from newsletter.delivery_pool import LedgerDesk
+    from newsletter.errors import LedgerError
+
+    desk, stop = LedgerDesk(), threading.Event()
+    ran_on: list[int] = []
+    answers: list[object] = []
+
+    class Book:
+        def note(self, value: int) -> int:
+            ran_on.append(threading.get_ident())
+            return value * 2
+
+        def fail(self) -> None:
+            raise LedgerError("the ledger is locked", where="newsletter.db")
+
+    book = desk.forward(Book())
+
+    def worker(value: int) -> None:
+        try:
+            answers.append(book.note(value))
+            book.fail()
+        except LedgerError as error:
+            answers.append(error.message)
+        finally:
+            desk.leave()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in (1, 2, 3)]
+    for thread in threads:
+        thread.start()
+    assert desk.serve(len(threads), stop) is None
+    for thread in threads:
+        thread.join()
+    assert ran_on == [threading.get_ident()] * 3 and not stop.is_set()
+    assert sorted(a for a in answers if isinstance(a, int)) == [2, 4, 6]
+    assert answers.count("the ledger is locked") == 3
+    assert desk.run(lambda: threading.get_ident()) == threading.get_ident()  # its own thread: at once

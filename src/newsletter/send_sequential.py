@@ -105,7 +105,8 @@ def _side_by_side(send: OneByOne, chunks: Sequence[tuple[int, str]], workers: in
         try:
             while (item := take()) is not None:
                 send_chunk_one_by_one(worker_send, *item, stop=stop)
-                desk.run(chunk_done)
+                if not stop.is_set():  # a chunk stopped half-way is not done
+                    desk.run(chunk_done)
         except BaseException as error:
             failures.append(error)
             stop.set()

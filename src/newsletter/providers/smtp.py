@@ -17,7 +17,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from email.message import EmailMessage
@@ -76,6 +76,77 @@ def _close_quietly(connection: smtplib.SMTP) -> None:
         pass
 
 
+class _Pool:
+    """The open connections no call holds, and how many may be open at once (thread-safe)."""
+
+    def __init__(self, most: int) -> None:
+        self.idle: list[smtplib.SMTP] = []
+        self.open = 0  # held or idle
+        self.most = most  # lowered when the server turns one more away
+        self._changed = threading.Condition()
+
+    def take(self, connect: Callable[[], smtplib.SMTP]) -> smtplib.SMTP:
+        """An idle connection, else a new one while fewer than the most are open, else the next one freed.
+
+        A server that turns away one more connection while ours are open (relays limit them per
+        client) lowers the most to those: the calls share them instead of failing the send.
+        """
+        with self._changed:
+            while not self.idle and self.open >= self.most:
+                self._changed.wait()
+            if self.idle:
+                return self.idle.pop()
+            self.open += 1
+        try:
+            return connect()
+        except ProviderTransient:
+            with self._changed:
+                self.open -= 1
+                if not self.open:
+                    raise  # none to share: the engine retries as for any transient failure
+                self.most = self.open
+            return self.take(connect)
+        except BaseException:
+            with self._changed:
+                self.open -= 1
+                self._changed.notify()
+            raise
+
+    @contextmanager
+    def leased(self, connect: Callable[[], smtplib.SMTP]) -> Iterator[_Lease]:
+        """A connection for one call, back in the pool after it unless dropped.
+
+        A call that ends in anything but a reply we understood (a bug, an interrupt) may leave
+        the conversation half-way, so its connection is closed instead of lent again.
+        """
+        lease = _Lease(self.take(connect))
+        try:
+            yield lease
+        except ProviderError:
+            self.give_back(lease)
+            raise
+        except BaseException:
+            lease.drop()
+            self.give_back(lease)
+            raise
+        self.give_back(lease)
+
+    def give_back(self, lease: _Lease) -> None:
+        with self._changed:
+            if lease.dropped:
+                self.open -= 1
+            else:
+                self.idle.append(lease.connection)
+            self._changed.notify()
+
+    def empty(self) -> list[smtplib.SMTP]:
+        """Every idle connection, no longer the pool's."""
+        with self._changed:
+            idle, self.idle = self.idle, []
+            self.open -= len(idle)
+        return idle
+
+
 class SmtpProvider(BatchProvider):
     """Sends each recipient's MIME message over a small pool of reused SMTP connections (thread-safe)."""
 
@@ -111,10 +182,7 @@ class SmtpProvider(BatchProvider):
         self.password_env = password_env
         self.context = tls_context(ca_file) if security != "none" else None
         self.capabilities = replace(type(self).capabilities, concurrency=connections)
-        self._idle: list[smtplib.SMTP] = []  # open connections no call holds
-        self._open = 0  # connections open, held or idle
-        self._most = connections  # lowered when the server turns one more away
-        self._pool = threading.Condition()
+        self._pool = _Pool(connections)
 
     def __repr__(self) -> str:
         return f"SmtpProvider({self.host}:{self.port}, {self.security}, user={self.username!r}, password=****)"
@@ -125,73 +193,20 @@ class SmtpProvider(BatchProvider):
 
     # -- connection ---------------------------------------------------------------------------
 
-    @contextmanager
-    def _leased(self) -> Iterator[_Lease]:
-        """An idle connection (or a new one) for one call, back in the pool after it unless dropped.
-
-        A call that ends in anything but a reply we understood (a bug, an interrupt) may leave
-        the conversation half-way, so its connection is closed instead of lent again.
-        """
-        lease = _Lease(self._take())
-        try:
-            yield lease
-        except ProviderError:
-            self._give_back(lease)
-            raise
-        except BaseException:
-            lease.drop()
-            self._give_back(lease)
-            raise
-        self._give_back(lease)
-
-    def _take(self) -> smtplib.SMTP:
-        """An idle connection, else a new one while fewer than the most are open, else the next one freed.
-
-        A server that turns away one more connection while ours are open (relays limit them per
-        client) lowers the most to those: the calls share them instead of failing the send.
-        """
-        with self._pool:
-            while not self._idle and self._open >= self._most:
-                self._pool.wait()
-            if self._idle:
-                return self._idle.pop()
-            self._open += 1
-        try:
-            return self._connect()
-        except ProviderTransient:
-            with self._pool:
-                self._open -= 1
-                if not self._open:
-                    raise  # none to share: the engine retries as for any transient failure
-                self._most = self._open
-            return self._take()
-        except BaseException:
-            with self._pool:
-                self._open -= 1
-                self._pool.notify()
-            raise
-
-    def _give_back(self, lease: _Lease) -> None:
-        with self._pool:
-            if lease.dropped:
-                self._open -= 1
-            else:
-                self._idle.append(lease.connection)
-            self._pool.notify()
-
     def _connect(self) -> smtplib.SMTP:
         """A new connection, greeted, secured and logged in as configured."""
         connection: smtplib.SMTP
+        where = f"smtp {self.host}:{self.port}"
         try:
             if self.security == "tls":
                 connection = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.context)
             else:
                 connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             try:
-                self._greeted(connection.ehlo())
+                _greeted(connection.ehlo(), where)
                 if self.security == "starttls":
                     connection.starttls(context=self.context)
-                    self._greeted(connection.ehlo())
+                    _greeted(connection.ehlo(), where)
                 if self.username:
                     connection.login(self.username, self.password.reveal() if self.password else "")
             except BaseException:
@@ -219,19 +234,6 @@ class SmtpProvider(BatchProvider):
             ) from None
         return connection
 
-    def _greeted(self, answer: tuple[int, bytes]) -> None:
-        """EHLO answered 250, else the server turned us away (a 421 when it takes no more connections)."""
-        code, reply = answer
-        if 400 <= code < 500:
-            raise ProviderTransient(
-                f"EHLO refused: {code} {_text(reply)}", where=f"smtp {self.host}:{self.port}",
-                hint="the server takes no (more) connections from this client now; try later or lower"
-                " providers.smtp.connections",
-            )  # fmt: skip
-        if code != 250:
-            raise ProviderRejected(f"EHLO refused: {code} {_text(reply)}", where=f"smtp {self.host}:{self.port}",
-                                   hint="the server does not take this client; ask its operator")  # fmt: skip
-
     def check_access(self) -> None:
         """``newsletter doctor``: connect, EHLO, STARTTLS when configured, AUTH when there are
         credentials, QUIT — what a send does before its first MAIL FROM, and no more."""
@@ -239,10 +241,7 @@ class SmtpProvider(BatchProvider):
 
     def close(self) -> None:
         """QUIT every pooled connection (called once no call is in progress)."""
-        with self._pool:
-            idle, self._idle = self._idle, []
-            self._open -= len(idle)
-        for connection in idle:
+        for connection in self._pool.empty():
             try:
                 connection.quit()
             except (smtplib.SMTPException, OSError):
@@ -252,7 +251,7 @@ class SmtpProvider(BatchProvider):
     # -- sending ------------------------------------------------------------------------------
 
     def send_chunk(self, request: ChunkRequest) -> list[DeliveryResult]:
-        with self._leased() as lease:
+        with self._pool.leased(self._connect) as lease:
             return [self._send_one(lease, request, recipient) for recipient in request.recipients]
 
     def _send_one(self, lease: _Lease, request: ChunkRequest, recipient: Recipient) -> DeliveryResult:
@@ -317,7 +316,7 @@ class SmtpProvider(BatchProvider):
         )  # fmt: skip
 
     def send_message(self, message: EmailMessage, *, key: str) -> str:
-        with self._leased() as lease:
+        with self._pool.leased(self._connect) as lease:
             return self._send_transactional(lease, message)
 
     def _send_transactional(self, lease: _Lease, message: EmailMessage) -> str:
@@ -356,6 +355,20 @@ class SmtpProvider(BatchProvider):
     @staticmethod
     def _refused(subscriber_id: int, code: int, reply: bytes | str) -> DeliveryResult:
         return DeliveryResult(subscriber_id, False, None, f"{code} {_text(reply)}", retryable=400 <= code < 500)
+
+
+def _greeted(answer: tuple[int, bytes], where: str) -> None:
+    """EHLO answered 250, else the server turned us away (a 421 when it takes no more connections)."""
+    code, reply = answer
+    if 400 <= code < 500:
+        raise ProviderTransient(
+            f"EHLO refused: {code} {_text(reply)}", where=where,
+            hint="the server takes no (more) connections from this client now; try later or lower"
+            " providers.smtp.connections",
+        )  # fmt: skip
+    if code != 250:
+        raise ProviderRejected(f"EHLO refused: {code} {_text(reply)}", where=where,
+                               hint="the server does not take this client; ask its operator")  # fmt: skip
 
 
 def _text(reply: bytes | str) -> str:

@@ -74,7 +74,7 @@ def deliver_issue(
     policy: RetryPolicy | None = None,
     progress: Progress | None = None,
 ) -> SendReport:
-    """Send (or resume) the planned issue, one chunk at a time, recording each step.
+    """Send (or resume) the planned issue chunk by chunk (a few at once where the provider allows), recording each step.
 
     ``progress(done, total)`` is called after each chunk (chunks left to send this run).
     """

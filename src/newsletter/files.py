@@ -48,24 +48,52 @@ def inside(folder: Path, relative: str) -> Path:
 
 def _temp_beside(path: Path, data: bytes | Path, mode: int = PRIVATE_FILE_MODE, *, sync: bool = True) -> Path:
     """``data`` (bytes, or a file to copy) in a hidden temp file next to ``path``, flushed to disk
-    (unless ``sync`` is false: the caller then syncs once for many files)."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    (unless ``sync`` is false: the caller then syncs once for many files).
+
+    The file is created with its final ``mode`` (``mode`` already has the umask's bits cleared,
+    so the kernel's ``mode & ~umask`` leaves it as it is) and written with ``os.write``: no
+    ``fchmod``, and none of the checks a buffered file object makes when it opens.
+    """
+    fd, temp = _create_beside(path, mode)
     try:
-        if mode != PRIVATE_FILE_MODE:  # mkstemp's own mode
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            if isinstance(data, Path):
-                with data.open("rb") as source:  # streamed: images are not held in memory
-                    shutil.copyfileobj(source, handle)
-            else:
-                handle.write(data)
-            handle.flush()
-            if sync:
-                os.fsync(handle.fileno())
+        if isinstance(data, Path):
+            with os.fdopen(fd, "wb", closefd=False) as handle, data.open("rb") as source:
+                shutil.copyfileobj(source, handle)  # streamed: images are not held in memory
+        else:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        if sync:
+            os.fsync(fd)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        os.close(fd)
+        temp.unlink(missing_ok=True)
         raise
-    return Path(temp)
+    os.close(fd)
+    return temp
+
+
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+_PID = [os.getpid()]  # os.getpid() is a system call: asked once per process
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
+
+def _create_beside(path: Path, mode: int) -> tuple[int, Path]:
+    """A new hidden file next to ``path``, open for writing: ``.<name>.<pid>.tmp`` (one process
+    stages one file per target at a time), or a random name (``mkstemp``) when that one is taken."""
+    temp = path.with_name(f".{path.name}.{_PID[0]}.tmp")
+    try:
+        return os.open(temp, _CREATE_FLAGS, mode), temp
+    except FileExistsError:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        if mode != PRIVATE_FILE_MODE:  # mkstemp's own mode
+            try:
+                os.fchmod(fd, mode)
+            except BaseException:
+                os.close(fd)
+                Path(name).unlink(missing_ok=True)
+                raise
+        return fd, Path(name)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -123,6 +151,7 @@ class StagedTree:
         self.names: set[str] = set()
         self.staged: list[tuple[Path, Path]] = []
         self._ready: set[Path] = set()
+        self._fresh: set[str] = set()  # folders this tree made: nothing was in them to look at
         self._base: Path | None = None
         self._resolved: dict[str, str] = {}  # relative folder → its resolved path
 
@@ -138,13 +167,17 @@ class StagedTree:
         if self._base is None:
             self._base = self.folder.resolve()
         resolved = str(self._base)
+        missing = False  # below a name that is not there, nothing is: no need to look
         for depth, part in enumerate(parts, start=1):
             key = "/".join(parts[:depth])
             known = self._resolved.get(key)
             if known is None:
                 known = os.path.join(resolved, part)
-                if os.path.islink(known):  # a link is followed, then must still lead inside
-                    known = os.path.realpath(known)
+                # A link is followed, then must still lead inside (a folder this tree made holds none).
+                if not missing and resolved not in self._fresh:
+                    missing, link = _lookup(known)
+                    if link:
+                        known = os.path.realpath(known)
                 if depth < len(parts):
                     self._resolved[key] = known
             resolved = known
@@ -153,28 +186,33 @@ class StagedTree:
             raise OutputError(f"refusing to write {relative!r} outside the folder", where=str(self.folder))
         return target
 
-    def _directory(self, directory: Path) -> None:
+    def _directory(self, directory: Path) -> bool:
+        """Make ``directory`` ready for staging; true when this call made it (so it is empty)."""
         if directory in self._ready:
-            return
+            return str(directory) in self._fresh
         try:
             os.mkdir(directory)  # the usual case of a new page: a new folder, with nothing stale in it
+            made = True
         except FileExistsError:
+            made = False
+        except FileNotFoundError:
+            directory.mkdir(parents=True, exist_ok=True)
+            made = False
+        if made:
+            self._fresh.add(str(directory))
+        else:
             # Temp files of a build killed mid-write are garbage: the real files were never touched.
             for stale in directory.glob(".*.tmp"):  # before any of ours is staged there
                 stale.unlink(missing_ok=True)
-        except FileNotFoundError:
-            directory.mkdir(parents=True, exist_ok=True)
-            for stale in directory.glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
         self._ready.add(directory)
+        return made
 
     def add(self, relative: str, data: bytes | Path) -> None:
         """Stage ``data`` (bytes, or a file to copy) as ``relative``, unless the file already holds it."""
         target = self.check(relative)
         self.names.add(relative)
         try:
-            self._directory(target.parent)
-            if _unchanged(target, data):
+            if not self._directory(target.parent) and _unchanged(target, data):
                 if stat.S_IMODE(target.stat().st_mode) != self.mode:  # written 0600 by an older version
                     target.chmod(self.mode)
                 return
@@ -205,12 +243,23 @@ class StagedTree:
             raise _cannot_write(exc, self.folder) from None
         written = [target for _, target in self.staged]
         self.staged = []
+        self._fresh.clear()  # its folders now hold files
         return written
 
     def discard(self) -> None:
         for temp, _ in self.staged:
             temp.unlink(missing_ok=True)
         self.staged = []
+
+
+def _lookup(path: str) -> tuple[bool, bool]:
+    """``(missing, is a link)`` for ``path``, from one ``lstat``."""
+    try:
+        return False, stat.S_ISLNK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return True, False
+    except (OSError, ValueError):  # as os.path.islink: anything else is "not a link"
+        return False, False
 
 
 def _cannot_write(exc: OSError, folder: Path) -> OutputError:

@@ -451,7 +451,7 @@ def test_summary_from_front_matter_wins(config, posts_dir):
 def test_the_yaml_loader_is_libyamls_when_pyyaml_has_it_and_pure_python_has_the_last_word():
     import yaml
 
-    from newsletter.content import _FastStringDatesLoader, _StringDatesLoader, load_front_matter
+    from newsletter.frontmatter import _FastStringDatesLoader, _StringDatesLoader, load_front_matter
 
     if yaml.__with_libyaml__:
         assert issubclass(_FastStringDatesLoader, yaml.CSafeLoader)
@@ -462,7 +462,7 @@ def test_the_yaml_loader_is_libyamls_when_pyyaml_has_it_and_pure_python_has_the_
 
 
 def test_front_matter_aliases_are_counted_and_ten_are_enough():
-    from newsletter.content import MAX_YAML_ALIASES, load_front_matter
+    from newsletter.frontmatter import MAX_YAML_ALIASES, load_front_matter
 
     aliases = ", ".join(["*a"] * MAX_YAML_ALIASES)
     assert load_front_matter(f"summary: &a x\ntags: [{aliases}]", "p.md")["tags"] == ["x"] * MAX_YAML_ALIASES
@@ -473,7 +473,7 @@ def test_front_matter_aliases_are_counted_and_ten_are_enough():
 
 @pytest.mark.parametrize("depth, ok", [(10, True), (11, False), (30_000, False)])
 def test_front_matter_depth_is_bounded_without_recursion(depth, ok):
-    from newsletter.content import load_front_matter
+    from newsletter.frontmatter import load_front_matter
 
     text = "tags: " + "[" * (depth - 1) + "x" + "]" * (depth - 1)
     if ok:
@@ -484,7 +484,7 @@ def test_front_matter_depth_is_bounded_without_recursion(depth, ok):
 
 
 def test_front_matter_size_is_bounded():
-    from newsletter.content import MAX_FRONT_MATTER_BYTES, load_front_matter
+    from newsletter.frontmatter import MAX_FRONT_MATTER_BYTES, load_front_matter
 
     with pytest.raises(PostError, match="front matter is over 64 KB"):
         load_front_matter("summary: " + "é" * (MAX_FRONT_MATTER_BYTES // 2), "p.md")

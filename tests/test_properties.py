@@ -29,9 +29,10 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from newsletter.content import _StringDatesLoader, read_post
+from newsletter.content import read_post
 from newsletter.errors import HeaderInjection, NewsletterError, PostError
 from newsletter.feed import build_feed
+from newsletter.frontmatter import _StringDatesLoader
 from newsletter.render import Recipient, render_issue
 from newsletter.templates import make_environment
 from newsletter.textutil import xml_safe

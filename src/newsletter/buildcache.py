@@ -42,7 +42,7 @@ from .post import Post, PostMeta, check_unique
 from .postindex import entry_of, post_of
 
 # The modules whose code decides what a post parses to: a change to any of them re-parses all.
-PARSING_MODULES = ("content.py", "commonmark.py", "post.py", "plaintext.py", "textutil.py")
+PARSING_MODULES = ("content.py", "frontmatter.py", "commonmark.py", "post.py", "plaintext.py", "textutil.py")
 # ...and the libraries (by import name): a new Markdown parser, sanitizer, highlighter or YAML
 # parser may write other HTML.
 PARSING_LIBRARIES = ("cmarkgfm", "nh3", "pygments", "yaml")

@@ -219,7 +219,7 @@ def render_markdown(
     ``seconds`` to parse.
     """
     markdown = xml_safe(markdown)
-    if _DEEP_QUOTES.search(markdown):
+    if markdown.count(">") > MAX_RAW_NESTING and _DEEP_QUOTES.search(markdown):
         raise _too_deep(source)
     deadline = time.monotonic() + seconds
     rendered = commonmark_html(markdown)

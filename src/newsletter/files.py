@@ -181,10 +181,11 @@ class StagedTree:
                 if depth < len(parts):
                     self._resolved[key] = known
             resolved = known
-        target = Path(resolved)
-        if not target.is_relative_to(self._base) or target == self._base:
+        # Both are absolute and normalized (joined from plain names, or realpath's): a prefix test is enough.
+        base = str(self._base)
+        if not resolved.startswith(os.path.join(base, "")) or resolved == base:
             raise OutputError(f"refusing to write {relative!r} outside the folder", where=str(self.folder))
-        return target
+        return Path(resolved)
 
     def _directory(self, directory: Path) -> bool:
         """Make ``directory`` ready for staging; true when this call made it (so it is empty)."""

@@ -207,7 +207,8 @@ def test_more_recipients_than_max_batch_are_split_into_recorded_chunks(run, proj
     use_postmark(project, fake.url)
     assert run("send", "--yes").exit_code == 0
 
-    assert [len(call.json()) for call in posts_to(fake)] == [2, 2, 1]
+    # Chunks go out several at once (Capabilities.concurrency), so the calls may arrive in any order.
+    assert sorted(len(call.json()) for call in posts_to(fake)) == [1, 2, 2]
     chunks = ledger(project, "SELECT number, idempotency_key, state FROM chunks ORDER BY number")
     assert [(n, s) for n, _k, s in chunks] == [(0, "accepted"), (1, "accepted"), (2, "accepted")]
     keys = {key: number for number, key, _s in chunks}

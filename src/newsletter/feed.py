@@ -195,7 +195,7 @@ def atom_document(
         entry.content(post.html, type="html")
         for tag in post.tags:
             entry.category(term=tag)
-    return _finish(feed.atom_str(pretty=True), marker, stylesheet=stylesheet_path(config))
+    return _finish(feed, marker, stylesheet=stylesheet_path(config))
 
 
 def stylesheet_path(config: Config) -> str:
@@ -203,26 +203,30 @@ def stylesheet_path(config: Config) -> str:
     return (urlsplit(config.site.base_url).path or "/") + STYLESHEET_FILE
 
 
-def _finish(document: bytes, marker: str | None, *, stylesheet: str) -> bytes:
-    """What feedgen cannot write: entry link ``rel``s, the RFC 5005 marker, the stylesheet.
+def _finish(feed: Any, marker: str | None, *, stylesheet: str) -> bytes:
+    """``feed`` serialised once, with what feedgen cannot write: entry link ``rel``s, RFC 5005 marker, stylesheet.
 
     feedgen 1.0.0 drops ``rel``/``type`` from entry links (FG-02, python-feedgen#135);
-    every entry link we add is the alternate HTML page, so both are put back.
+    every entry link we add is the alternate HTML page, so both are put back.  The additions
+    go on feedgen's own element tree (``_create_atom``, what ``atom_str`` serialises; feedgen is
+    pinned), so the document is serialised once instead of written, parsed and written again.
+    feedgen's elements carry no namespace (its root has an ``xmlns`` attribute instead), so the
+    marker's root is a real Atom ``feed`` declaring both namespaces, in the order a parsed
+    document would declare them.
     """
     from lxml import etree
 
-    root = etree.fromstring(document)
-    for link in root.iterfind(f"{{{ATOM_NS}}}entry/{{{ATOM_NS}}}link"):
+    root = feed._create_atom()[0]
+    for link in root.iterfind("entry/link"):
         link.set("rel", "alternate")
         link.set("type", "text/html")
     if marker:
-        nsmap = {**root.nsmap, "fh": HISTORY_NS}
-        rebuilt = etree.Element(root.tag, nsmap=nsmap, attrib=dict(root.attrib))
-        rebuilt.text = root.text
-        rebuilt.extend(list(root))
-        element = etree.Element(f"{{{HISTORY_NS}}}{marker}")
-        element.tail = "\n  "
-        rebuilt.insert(0, element)
+        rebuilt = etree.Element(f"{{{ATOM_NS}}}feed", nsmap={None: ATOM_NS, "fh": HISTORY_NS})
+        for name, value in root.attrib.items():
+            if name != "xmlns":
+                rebuilt.set(name, value)
+        etree.SubElement(rebuilt, f"{{{HISTORY_NS}}}{marker}")
+        rebuilt.extend(root)
         root = rebuilt
     tree = etree.ElementTree(root)
     root.addprevious(etree.ProcessingInstruction("xml-stylesheet", f'type="text/xsl" href="{stylesheet}"'))

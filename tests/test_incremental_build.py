@@ -66,13 +66,13 @@ def clean_build(project: Path, run, tmp_path: Path) -> dict[str, bytes]:
 def forbid_parsing(monkeypatch) -> list[Path]:
     """Record every post the Markdown parser is asked for."""
     parsed: list[Path] = []
-    real = newsletter.content.read_post
+    real = newsletter.content.read_post_bytes  # (read_post too parses through it)
 
     def counting(path, config):
         parsed.append(path)
         return real(path, config)
 
-    monkeypatch.setattr(newsletter.content, "read_post", counting)
+    monkeypatch.setattr(newsletter.content, "read_post_bytes", counting)
     return parsed
 
 

@@ -96,6 +96,7 @@ class PostCache:
         self._seen: tuple[list[str], dict[str, list[int]]] | None = None  # the sources unchanged_build listed
         self._record: tuple[Any, ...] | None = None  # the last build's record, as unchanged_build read it
         self._shards: dict[int, list[dict[str, Any]]] = {}  # the pieces of the index edited() read
+        self._fresh: set[str] = set()  # the keys of the HTML this build parsed and stored (not checked again)
 
     def read(self, progress: Callable[[int, int], None] | None = None) -> list[Post]:
         """Every post of ``content/`` (metadata only), newest first, as ``content.read_posts`` orders them.
@@ -119,8 +120,10 @@ class PostCache:
             signature = seen.get(relative) or _signature(os.path.join(text, relative))
             if entry is not None and signature and entry.get("stat") == signature and isinstance(entry.get("key"), str):
                 key = entry["key"]
-            else:
+            elif entry is not None:
                 key = self._key(path, relative)
+            else:
+                key = ""  # nothing to compare it with: the parse keys it, from the bytes it reads
             keys.append(key)
             stats.append(signature)
             post = None
@@ -134,12 +137,13 @@ class PostCache:
         misses = [i for i, post in enumerate(posts) if post is None]
         self.parsed = len(misses)
         try:
-            parsing = self._parse([sources[i] for i in misses])
-            for done, (index, parsed) in enumerate(zip(misses, parsing, strict=True), start=1):
+            parsing = self._parse([sources[i] for i in misses], [names[i] for i in misses])
+            for done, (index, (entry, html)) in enumerate(zip(misses, parsing, strict=True), start=1):
                 if progress is not None:
                     progress(done, len(misses))
-                self.store.put_html(keys[index], parsed.html.encode("utf-8"))
-                entry = entry_of(keys[index], names[index], parsed, stats[index])
+                entry["stat"] = stats[index]
+                self.store.put_html(entry["key"], html)
+                self._fresh.add(entry["key"])
                 entries[index] = entry
                 posts[index] = post_of(sources[index], entry)
             found = [post for post in posts if post is not None]
@@ -156,7 +160,8 @@ class PostCache:
         if not isinstance(post, PostMeta) or not post.cache_key:
             return post.html
         data = self.store.html(post.cache_key)
-        if data is not None and hashlib.sha256(data).hexdigest() == post.html_hash:
+        # (HTML stored by this very build, under a key that hashes its source, is as it was parsed.)
+        if data is not None and (post.cache_key in self._fresh or hashlib.sha256(data).hexdigest() == post.html_hash):
             try:
                 return data.decode("utf-8")
             except UnicodeDecodeError:
@@ -167,7 +172,11 @@ class PostCache:
 
     def full(self, post: Post) -> Post:
         """``post`` with its HTML, as the parser made it."""
-        return dataclasses.replace(post, html=self.html(post)) if isinstance(post, PostMeta) else post
+        if not isinstance(post, PostMeta):
+            return post
+        full = object.__new__(PostMeta)  # dataclasses.replace, without __init__'s 22 frozen setattrs (as post_of)
+        full.__dict__.update(post.__dict__, html=self.html(post))
+        return full
 
     def unchanged_build(self, now: datetime) -> tuple[int, int] | None:
         """``(posts, files)`` of the last build when nothing it read has changed since and its
@@ -372,17 +381,16 @@ class PostCache:
             return ""  # the parser names the problem
         return digest(self.fingerprint, relative, data)
 
-    def _parse(self, paths: list[Path]) -> Iterator[Post]:
-        """Parse ``paths``, yielding posts in order as they come, so that only a few are in memory;
-        across the cores when there are many.  The first bad post raises its own error."""
+    def _parse(self, paths: list[Path], names: list[str]) -> Iterator[tuple[dict[str, Any], bytes]]:
+        """Parse ``paths`` (``names`` relative to the content folder), yielding for each its index
+        entry (without its file's signature) and its HTML in UTF-8, in order as they come, so that only
+        a few are in memory; across the cores when there are many.  The first bad post raises its own error."""
         if not paths:
             return  # nothing to parse: the parsers are not even imported
-        from .content import read_post
-
         workers = min(os.cpu_count() or 1, 8)
         if len(paths) < PARALLEL_MIN or workers < 2:
-            for path in paths:
-                yield read_post(path, self.config)
+            for path, name in zip(paths, names, strict=True):
+                yield _parse_entry(path, name, self.config, self.fingerprint)
             return
         from concurrent.futures import ProcessPoolExecutor
 
@@ -391,10 +399,13 @@ class PostCache:
         chunk = max(1, min(64, len(paths) // (workers * 4)))
         with ProcessPoolExecutor(max_workers=workers) as pool:
             try:
-                parsed = pool.map(_parse_quietly, paths, [config] * len(paths), chunksize=chunk)
-                for path, post in zip(paths, parsed, strict=True):
+                parsed = pool.map(
+                    _parse_quietly, paths, names, [config] * len(paths), [self.fingerprint] * len(paths),
+                    chunksize=chunk,
+                )  # fmt: skip
+                for path, name, result in zip(paths, names, parsed, strict=True):
                     # A bad post (None) is parsed again here, to raise its own error as a sequential read does.
-                    yield post if post is not None else read_post(path, self.config)
+                    yield result if result is not None else _parse_entry(path, name, self.config, self.fingerprint)
             finally:
                 pool.shutdown(cancel_futures=True)  # after an error, the rest is not parsed for nothing
 
@@ -445,12 +456,23 @@ class Edit:
     tag_slugs: dict[str, str]
 
 
-def _parse_quietly(path: Path, config: Config) -> Post | None:
-    """A worker's parse: ``None`` for a bad post (its error is raised again in the parent)."""
-    from .content import read_post
+def _parse_entry(path: Path, relative: str, config: Config, fingerprint: str) -> tuple[dict[str, Any], bytes]:
+    """The index entry of the post ``relative`` at ``path`` (its signature left for the caller to set),
+    keyed by the very bytes parsed, and its HTML in UTF-8: what the cache stores, made where it is parsed
+    (in a worker, the parent only stores it; a dict of strings and bytes cost less to send than a Post)."""
+    from .content import read_post_bytes
 
+    post, raw = read_post_bytes(path, config)
+    html = post.html.encode("utf-8")
+    return entry_of(digest(fingerprint, relative, raw), relative, post, [], html), html
+
+
+def _parse_quietly(
+    path: Path, relative: str, config: Config, fingerprint: str
+) -> tuple[dict[str, Any], bytes] | None:
+    """A worker's parse: ``None`` for a bad post (its error is raised again in the parent)."""
     try:
-        return read_post(path, config)
+        return _parse_entry(path, relative, config, fingerprint)
     except NewsletterError:
         return None
 

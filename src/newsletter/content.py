@@ -116,6 +116,11 @@ def published(posts: Iterable[Post], now: datetime) -> list[Post]:
 
 def read_post(path: Path, config: Config) -> Post:
     """Parse one Markdown file; every mistake names the file and the field."""
+    return read_post_bytes(path, config)[0]
+
+
+def read_post_bytes(path: Path, config: Config) -> tuple[Post, bytes]:
+    """:func:`read_post`, with the file's bytes as read (which the build cache keys the post by)."""
     where = str(path)
     raw = _read_bounded(path, where)
     if b"\x00" in raw:
@@ -126,7 +131,7 @@ def read_post(path: Path, config: Config) -> Post:
         line = raw[: exc.start].count(b"\n") + 1
         raise PostError(f"line {line}: not valid UTF-8", where=where, hint="save the file as UTF-8") from None
     meta, body = split_front_matter(text, where)
-    return _build_post(path, meta, body, config)
+    return _build_post(path, meta, body, config), raw
 
 
 def _read_bounded(path: Path, where: str) -> bytes:

@@ -15,14 +15,20 @@ from .cachestore import digest
 from .post import Post, PostMeta
 
 
-def entry_of(key: str, relative: str, post: Post, signature: list[int]) -> dict[str, Any]:
-    """The index entry of ``post``, parsed from ``relative`` (whose file has ``signature``) with ``key``."""
+def entry_of(key: str, relative: str, post: Post, signature: list[int], html: bytes | None = None) -> dict[str, Any]:
+    """The index entry of ``post``, parsed from ``relative`` (whose file has ``signature``) with ``key``;
+    ``html`` is its HTML in UTF-8 when the caller has it (encoded once for both hashes and the cache)."""
+    if html is None:
+        html = post.html.encode("utf-8")
+    content = hashlib.sha256(post.title.encode())  # Post.content_hash, without joining the title to the HTML
+    content.update(b"\n")
+    content.update(html)
     return {
         "path": relative,
         "stat": signature,
         "key": key,
-        "content_hash": post.content_hash,
-        "html_hash": hashlib.sha256(post.html.encode("utf-8")).hexdigest(),
+        "content_hash": content.hexdigest(),
+        "html_hash": hashlib.sha256(html).hexdigest(),
         "id": post.id,
         "slug": post.slug,
         "title": post.title,

@@ -172,8 +172,8 @@ class PostCache:
 
     def full(self, post: Post) -> Post:
         """``post`` with its HTML, as the parser made it."""
-        if not isinstance(post, PostMeta):
-            return post
+        if not isinstance(post, PostMeta) or post.html:
+            return post  # (a post this has given its HTML already: not read again)
         full = object.__new__(PostMeta)  # dataclasses.replace, without __init__'s 22 frozen setattrs (as post_of)
         full.__dict__.update(post.__dict__, html=self.html(post))
         return full

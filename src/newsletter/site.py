@@ -148,8 +148,12 @@ def _generate(
     common = _common(config, {tag.name: tag.slug for tag in tags})
     settings, feed_settings = _settings(config, common)
     current, archives = feed_slices(config, posts)
+    post_template = template_digest(env, "site/post.html")
+    paged: set[str] = set()  # the posts whose page is rendered with their archive page, their HTML read once
     for number, page in enumerate(archives, start=1):
-        _feed(config, out, archive_path(number), ("archive", number), page, feed_settings)
+        for post in _feed(config, out, archive_path(number), ("archive", number), page, feed_settings):
+            _post_page(env, out, post, common, settings, post_template)
+            paged.add(post.slug)
     for relative in (FEED_FILE, JSON_FEED_FILE):
         _feed(config, out, relative, ("current", len(archives)), current, feed_settings)
     for relative, name in ((STYLESHEET_FILE, "site/feed.xsl"), ("404.html", "site/404.html")):
@@ -166,11 +170,11 @@ def _generate(
             older=_page_url(config, number + 1) if number < len(pages) else "",
             canonical=_page_url(config, number), **common,
         ).encode("utf-8"))  # fmt: skip
-    post_template = template_digest(env, "site/post.html")
     for done, post in enumerate(posts, start=1):
         if progress is not None:
             progress(done, len(posts))
-        _post_page(env, out, post, common, settings, post_template)
+        if post.slug not in paged:
+            _post_page(env, out, post, common, settings, post_template)
     tag_template = template_digest(env, "site/tag.html")
     for tag, tagged in tags.items():
         recipe = ("tag", tag.name, tag.slug, len(tagged))
@@ -234,11 +238,12 @@ def _post_page(env: Environment, out: _Output, post: Post, common: dict[str, Any
 
 def _feed(
     config: Config, out: _Output, relative: str, recipe: tuple[Any, ...], posts: Sequence[Post], settings: str
-) -> None:
-    """Feed ``relative`` of ``posts``, made as ``recipe`` says, unless ``out`` has it from the same posts."""
+) -> list[Post]:
+    """Feed ``relative`` of ``posts``, made as ``recipe`` says, unless ``out`` has it from the same posts;
+    the posts with their HTML when it was made (none when it was not)."""
     out.feed(relative, recipe, posts)
     if out.unchanged(relative, settings, repr(recipe), *keys_of(posts)):
-        return
+        return []
     kind, full = recipe[0], [out.full(post) for post in posts]
     if kind == "archive":
         out.add(relative, archive_document(config, recipe[1], full))
@@ -246,6 +251,7 @@ def _feed(
         out.add(relative, current_documents(config, full, archived=recipe[1])[relative])
     else:
         out.add(relative, tag_feed(config, Tag(recipe[1], recipe[2]), full, total=recipe[3]))
+    return full
 
 
 def rebuild_edited(config: Config, env: Environment, cache: PostCache, edit: Edit) -> SiteBuild:

@@ -96,7 +96,6 @@ class PostCache:
         self._seen: tuple[list[str], dict[str, list[int]]] | None = None  # the sources unchanged_build listed
         self._record: tuple[Any, ...] | None = None  # the last build's record, as unchanged_build read it
         self._shards: dict[int, list[dict[str, Any]]] = {}  # the pieces of the index edited() read
-        self._fresh: set[str] = set()  # the keys of the HTML this build parsed and stored (not checked again)
 
     def read(self, progress: Callable[[int, int], None] | None = None) -> list[Post]:
         """Every post of ``content/`` (metadata only), newest first, as ``content.read_posts`` orders them.
@@ -143,7 +142,6 @@ class PostCache:
                     progress(done, len(misses))
                 entry["stat"] = stats[index]
                 self.store.put_html(entry["key"], html)
-                self._fresh.add(entry["key"])
                 entries[index] = entry
                 posts[index] = post_of(sources[index], entry)
             found = [post for post in posts if post is not None]
@@ -160,8 +158,9 @@ class PostCache:
         if not isinstance(post, PostMeta) or not post.cache_key:
             return post.html
         data = self.store.html(post.cache_key)
-        # (HTML stored by this very build, under a key that hashes its source, is as it was parsed.)
-        if data is not None and (post.cache_key in self._fresh or hashlib.sha256(data).hexdigest() == post.html_hash):
+        # (HTML this very build stored, under a key that hashes its source, is as it was parsed.)
+        fresh = post.cache_key in self.store.fresh
+        if data is not None and (fresh or hashlib.sha256(data).hexdigest() == post.html_hash):
             try:
                 return data.decode("utf-8")
             except UnicodeDecodeError:
@@ -467,9 +466,7 @@ def _parse_entry(path: Path, relative: str, config: Config, fingerprint: str) ->
     return entry_of(digest(fingerprint, relative, raw), relative, post, [], html), html
 
 
-def _parse_quietly(
-    path: Path, relative: str, config: Config, fingerprint: str
-) -> tuple[dict[str, Any], bytes] | None:
+def _parse_quietly(path: Path, relative: str, config: Config, fingerprint: str) -> tuple[dict[str, Any], bytes] | None:
     """A worker's parse: ``None`` for a bad post (its error is raised again in the parent)."""
     try:
         return _parse_entry(path, relative, config, fingerprint)

@@ -48,6 +48,8 @@ class CacheStore:
         self._db: sqlite3.Connection | None = None
         self._created = (False, False)  # whether this store made the file, and its folder
         self.broken = False
+        self._pending: list[str] = []  # the keys of the HTML put since the last commit
+        self.fresh: set[str] = set()  # the keys of the HTML this store put and committed (its bytes known good)
 
     def _connection(self, *, create: bool) -> sqlite3.Connection | None:
         if self._db is not None or self.broken:
@@ -95,6 +97,7 @@ class CacheStore:
             if not db.in_transaction:
                 db.execute("BEGIN IMMEDIATE")
             db.execute("INSERT OR REPLACE INTO html (key, html) VALUES (?, ?)", (key, html))
+            self._pending.append(key)
         except sqlite3.Error:
             self.rollback()
             self.broken = True
@@ -128,12 +131,16 @@ class CacheStore:
             db.executemany("INSERT OR REPLACE INTO blobs (name, data) VALUES (?, ?)", rows)
             db.executemany("DELETE FROM html WHERE key = ?", [(key,) for key in stale_html])
             db.execute("COMMIT")
+            self.fresh.update(self._pending)
+            self.fresh.difference_update(stale_html)
+            self._pending = []
         except (sqlite3.Error, ValueError, OverflowError):
             self.rollback()
 
     def rollback(self) -> None:
         """Drop what was stored since the last save (a failed build leaves the cache as it was,
         or leaves none when there was none)."""
+        self._pending, self.fresh = [], set()  # (what stays of what was committed is checked again)
         if self._db is not None and self._db.in_transaction:
             try:
                 self._db.execute("ROLLBACK")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import click
+import pytest
 
 from checks import every_command_path
 
@@ -39,7 +40,7 @@ def test_help_lists_every_command_without_loading_one():
     loaded = modules_loaded_by("--help", whole_names=True)
     assert "newsletter.cli" in loaded
     assert not {name for name in loaded if name.startswith("newsletter.cli.")}, sorted(loaded)
-    assert not {"newsletter.errors", "pathlib", "dataclasses"} & loaded
+    assert not {"newsletter.errors", "pathlib", "dataclasses", "shutil"} & loaded
 
     from newsletter.cli import COMMANDS, cli
 
@@ -53,6 +54,22 @@ def test_help_lists_every_command_without_loading_one():
         click.Group.format_commands(cli, context, clicks)
     assert ours.getvalue() == clicks.getvalue()
     assert all(f"  {name} " in ours.getvalue() for name in COMMANDS)
+
+
+@pytest.mark.parametrize("columns", [None, "60", "200", "0", "-3", "wide"])
+def test_help_is_as_wide_as_click_would_make_it(monkeypatch, columns):
+    """The group's context reads the terminal width without shutil, with shutil's rules."""
+    import shutil
+
+    from newsletter.cli import cli, terminal_columns
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert terminal_columns() == shutil.get_terminal_size().columns
+    with cli.make_context("newsletter", ["status"]) as context:
+        assert context.make_formatter().width == click.HelpFormatter().width
 
 
 def test_every_command_help_is_light_and_ends_with_examples():

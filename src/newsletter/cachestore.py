@@ -76,16 +76,21 @@ class CacheStore:
         self._db = db
         return db
 
-    def load(self, name: str) -> Any:
-        """The blob ``name`` as it was saved, or None (absent, unreadable, or of another format)."""
+    def _value(self, query: str, key: str) -> Any:
+        """The one value ``query`` selects for ``key``; None without a cache, a row, or a readable file."""
         db = self._connection(create=False)
         if db is None:
             return None
         try:
-            row = db.execute("SELECT data FROM blobs WHERE name = ?", (name,)).fetchone()
+            row = db.execute(query, (key,)).fetchone()
         except sqlite3.Error:
             return None
-        stored = _unmarshal(row[0]) if row is not None else None
+        return row[0] if row is not None else None
+
+    def load(self, name: str) -> Any:
+        """The blob ``name`` as it was saved, or None (absent, unreadable, or of another format)."""
+        data = self._value("SELECT data FROM blobs WHERE name = ?", name)
+        stored = _unmarshal(data) if data is not None else None
         return stored[1] if stored is not None else None
 
     def put_html(self, key: str, html: bytes) -> None:
@@ -158,14 +163,8 @@ class CacheStore:
             self._created = (False, False)
 
     def html(self, key: str) -> bytes | None:
-        db = self._connection(create=False)
-        if db is None:
-            return None
-        try:
-            row = db.execute("SELECT html FROM html WHERE key = ?", (key,)).fetchone()
-        except sqlite3.Error:
-            return None
-        return row[0] if row is not None and isinstance(row[0], bytes) else None
+        html = self._value("SELECT html FROM html WHERE key = ?", key)
+        return html if isinstance(html, bytes) else None
 
     def keep_only_html(self, keys: set[str]) -> None:
         """Remove the HTML of posts no longer in the index."""

@@ -95,12 +95,10 @@ class CacheStore:
 
     def put_html(self, key: str, html: bytes) -> None:
         """Store a post's HTML, in the transaction that :meth:`save` commits (or :meth:`rollback` drops)."""
-        db = self._connection(create=True)
-        if db is None:
-            return
         try:
-            if not db.in_transaction:
-                db.execute("BEGIN IMMEDIATE")
+            db = self._transaction()
+            if db is None:
+                return
             db.execute("INSERT OR REPLACE INTO html (key, html) VALUES (?, ?)", (key, html))
             self._pending.append(key)
         except sqlite3.Error:
@@ -126,12 +124,10 @@ class CacheStore:
     def save_all(self, values: dict[str, Any], stale_html: Collection[str] = ()) -> None:
         """Save each ``name → value`` as a blob and drop the HTML keyed ``stale_html``, in one
         transaction with what :meth:`put_html` stored."""
-        db = self._connection(create=True)
-        if db is None:
-            return
         try:
-            if not db.in_transaction:
-                db.execute("BEGIN IMMEDIATE")
+            db = self._transaction()
+            if db is None:
+                return
             rows = [(name, marshal.dumps((FORMAT, value))) for name, value in values.items()]
             db.executemany("INSERT OR REPLACE INTO blobs (name, data) VALUES (?, ?)", rows)
             db.executemany("DELETE FROM html WHERE key = ?", [(key,) for key in stale_html])
@@ -141,6 +137,13 @@ class CacheStore:
             self._pending = []
         except (sqlite3.Error, ValueError, OverflowError):
             self.rollback()
+
+    def _transaction(self) -> sqlite3.Connection | None:
+        """The connection, in a write transaction (the one open, else a new one); None without a cache."""
+        db = self._connection(create=True)
+        if db is not None and not db.in_transaction:
+            db.execute("BEGIN IMMEDIATE")
+        return db
 
     def rollback(self) -> None:
         """Drop what was stored since the last save (a failed build leaves the cache as it was,

@@ -95,3 +95,11 @@ def test_status_with_a_built_project_loads_no_parser_and_no_email_library(projec
     light = set(HEAVY) - {"sqlite_utils"}
     assert "newsletter" in loaded
     assert not loaded & light, sorted(loaded & light)
+
+
+def test_a_build_with_nothing_changed_loads_neither_the_email_stack_nor_a_parser(project):
+    """The no-change build reads the config, the build cache and the files' stats, nothing more."""
+    config = str(project / "newsletter.toml")
+    assert "jinja2" in modules_loaded_by("--config", config, "build")  # the first build renders
+    loaded = modules_loaded_by("--config", config, "build")
+    assert not loaded & {"email", "socket", *HEAVY}, sorted(loaded & {"email", "socket", *HEAVY})

@@ -541,7 +541,8 @@ def _sources(folder: Path) -> list[str]:
             found.append(entry.name)
         if entry.is_dir() and os.path.lexists(os.path.join(entry.path, "index.md")):
             found.append(f"{entry.name}/index.md")
-    return sorted(found, key=lambda relative: relative.split("/"))  # as paths sort: part by part
+    # As paths sort, part by part: "\0", below every character a name can hold, stands for "/".
+    return sorted(found, key=lambda relative: relative.replace("/", "\0"))
 
 
 def _signature(path: Path | str, folder: int | None = None) -> list[int]:

@@ -13,10 +13,9 @@ import tomllib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.headerregistry import Address
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -36,6 +35,9 @@ from .config_shape import (
 from .errors import ConfigError, ConfigErrors, SecretMissing
 from .retry import RetryPolicy
 from .textutil import has_xml_forbidden, header_break, is_dot_atom, is_email_address
+
+if TYPE_CHECKING:
+    from email.headerregistry import Address
 
 ID_PREFIXES = ("tag:", "urn:uuid:", "https:", "http:")
 _HOST = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]+", re.IGNORECASE)
@@ -95,6 +97,8 @@ class EmailConfig:
 
     @property
     def sender(self) -> Address:
+        from email.headerregistry import Address  # here: a build never needs the email package
+
         return Address(display_name=self.from_name, addr_spec=self.from_address)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,7 +50,11 @@ class SendLock:
         os.pwrite(
             fd,
             json.dumps(
-                {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(UTC).isoformat()}
+                {
+                    "pid": os.getpid(),
+                    "host": os.uname().nodename,  # gethostname() without importing socket
+                    "since": datetime.now(UTC).isoformat(),
+                }
             ).encode(),
             0,
         )

@@ -396,6 +396,14 @@ class SendLedger(ChunkOutcomes):
         ).fetchall()
         return [number for (number,) in rows]
 
+    def chunks_in_doubt(self, issue_id: int) -> list[int]:
+        """The numbers of the chunks left ``in_flight`` or ``unknown``: the provider may have some of their messages."""
+        rows = self.db.execute(
+            "SELECT number FROM chunks WHERE issue_id = ? AND state IN (?, ?) ORDER BY number",
+            [issue_id, IN_FLIGHT, UNKNOWN],
+        ).fetchall()
+        return [number for (number,) in rows]
+
     def chunk_deliveries(self, issue_id: int, chunk: int) -> list[DeliveryRow]:
         """The unsettled deliveries of a chunk in subscriber order, each saying whether its person left.
 

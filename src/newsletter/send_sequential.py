@@ -74,13 +74,20 @@ def send_one_by_one(
     """
     for number in send.sends.in_flight_chunks(send.record.id):  # see release_unsent: left by a crash
         send.sends.release_unsent(send.record.id, number, boot=send.boot, now=send.clock())
-    if workers <= 1 or len(chunks) <= 1:
-        for done, (number, chunk_key) in enumerate(chunks, 1):
-            send_chunk_one_by_one(send, number, chunk_key)
-            if progress is not None:
-                progress(done, len(chunks))
-        return
-    _side_by_side(send, chunks, min(workers, len(chunks)), progress)
+    # What a crash left in doubt is reconciled first, one chunk at a time: a provider that cannot
+    # tell what it has (SMTP) stops the send there, before any worker sends anything new.
+    in_doubt = set(send.sends.chunks_in_doubt(send.record.id))
+    first = [chunk for chunk in chunks if chunk[0] in in_doubt]
+    rest = [chunk for chunk in chunks if chunk[0] not in in_doubt]
+    if workers <= 1 or len(rest) <= 1:
+        first, rest = list(chunks), []
+    for done, (number, chunk_key) in enumerate(first, 1):
+        send_chunk_one_by_one(send, number, chunk_key)
+        if progress is not None:
+            progress(done, len(chunks))
+    if rest:
+        counted = None if progress is None else (lambda done, _total: progress(len(first) + done, len(chunks)))
+        _side_by_side(send, rest, min(workers, len(rest)), counted)
 
 
 def _side_by_side(send: OneByOne, chunks: Sequence[tuple[int, str]], workers: int, progress: Progress | None) -> None:

@@ -103,12 +103,17 @@ def test_a_backup_taken_during_a_send_is_restored_and_resumed_without_duplicates
             assert uncertain and resumed.returncode == 1, resumed.stderr
             assert "may or may not have been delivered" in resumed.stderr, resumed.stderr
             with closing(sqlite3.connect(database)) as db:
-                in_doubt = {row[0] for row in db.execute("SELECT email FROM deliveries WHERE state = 'unknown'")}
-            assert in_doubt and in_doubt <= uncertain
+                in_doubt = db.execute("SELECT email, chunk FROM deliveries WHERE state = 'unknown'").fetchall()
+            assert in_doubt and {email for email, _ in in_doubt} <= uncertain
+            chunks = [chunk for _, chunk in in_doubt]
+            assert len(set(chunks)) == len(chunks)  # one message in doubt per connection, each named by its chunk
+            assert all(f"chunk {chunk} (1 recipients)" in resumed.stderr for chunk in chunks), resumed.stderr
             arrived = {rcpt for _, rcpts, _ in received for rcpt in rcpts}
-            decision = "--assume-sent" if in_doubt <= arrived else "--resend"
-            decided = newsletter(project, "resolve", "social-business-parcours-singulier", decision)
-            assert decided.returncode == 0, decided.stderr
+            for email, chunk in in_doubt:  # the editor reads the server's log, one chunk at a time
+                decision = "--assume-sent" if email in arrived else "--resend"
+                decided = newsletter(project, "resolve", "social-business-parcours-singulier", decision,
+                                     "--chunk", str(chunk))  # fmt: skip
+                assert decided.returncode == 0, decided.stderr
             resumed = newsletter(project, "send", "--yes")
         assert resumed.returncode == 0, resumed.stderr
     per_recipient = collections.Counter(rcpt for _, rcpts, _ in received for rcpt in rcpts)

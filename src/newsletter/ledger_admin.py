@@ -71,7 +71,7 @@ def mark_sent(project: Newsletter, slugs: Sequence[str] = (), *, all_posts: bool
     return mark_posts_sent(project.config, project.ledger, candidates, project.environment(), project.clock())
 
 
-def resolve(project: Newsletter, issue: str, *, assume_sent: bool) -> ResolveReport:
+def resolve(project: Newsletter, issue: str, *, assume_sent: bool, chunks: Sequence[int] = ()) -> ResolveReport:
     """Settle the deliveries of an unfinished ``issue`` (slug or key) that nothing could reconcile."""
     with SendLock(project.lock_path):
         records = [r for r in project.ledger.issues.unfinished_issues() if issue in (r.slug, r.key)]
@@ -80,7 +80,7 @@ def resolve(project: Newsletter, issue: str, *, assume_sent: bool) -> ResolveRep
                 f"no unfinished issue named {issue!r}", hint="run 'newsletter status' to see unfinished sends"
             )
         record = records[0]
-        changed = project.ledger.issues.resolve(record.id, assume_sent=assume_sent, now=project.clock())
+        changed = project.ledger.issues.resolve(record.id, assume_sent=assume_sent, now=project.clock(), chunks=chunks)
     return ResolveReport(record.subject, changed, assume_sent)
 
 

@@ -261,6 +261,7 @@ class Newsletter:
         """Record posts as sent without mailing anyone; returns ``(slug, "marked" | "already sent")``."""
         return ledger_admin.mark_sent(self, slugs, all_posts=all_posts)
 
-    def resolve(self, issue: str, *, assume_sent: bool) -> ResolveReport:
-        """Settle the deliveries of an unfinished ``issue`` (slug or key) that nothing could reconcile."""
-        return ledger_admin.resolve(self, issue, assume_sent=assume_sent)
+    def resolve(self, issue: str, *, assume_sent: bool, chunks: Sequence[int] = ()) -> ResolveReport:
+        """Settle the deliveries of an unfinished ``issue`` (slug or key) that nothing could reconcile
+        (only those of ``chunks``, when given: the refusal of a send names each chunk in doubt)."""
+        return ledger_admin.resolve(self, issue, assume_sent=assume_sent, chunks=chunks)

@@ -125,8 +125,9 @@ class IssueLedger(LedgerPart):
             [issue_id, ACCEPTED, ACTIVE],
         ).fetchone()[0]
 
-    def resolve(self, issue_id: int, *, assume_sent: bool, now: datetime) -> int:
-        """The editor's decision on chunks nothing could reconcile; returns the deliveries changed.
+    def resolve(self, issue_id: int, *, assume_sent: bool, now: datetime, chunks: Sequence[int] = ()) -> int:
+        """The editor's decision on chunks nothing could reconcile (only ``chunks``, when given, as
+        the refusal names them); returns the deliveries changed.
 
         ``assume_sent``: they count as delivered (no one gets a second copy, some may get none).
         Otherwise they go back to ``planned`` and the next send delivers them (some may get two).
@@ -135,10 +136,12 @@ class IssueLedger(LedgerPart):
         state, note = (ACCEPTED, "assumed delivered (newsletter resolve)") if assume_sent else (PLANNED, None)
         _leaving("delivery", [IN_FLIGHT, UNKNOWN], state)
         _leaving("chunk", [IN_FLIGHT, UNKNOWN], state)
+        only = f" AND chunk IN ({', '.join('?' * len(chunks))})" if chunks else ""
         with self._write():
             cursor = self.db.execute(
-                "UPDATE deliveries SET state = ?, error = ?, updated_at = ? WHERE issue_id = ? AND state IN (?, ?)",
-                [state, note, stamp, issue_id, IN_FLIGHT, UNKNOWN],
+                "UPDATE deliveries SET state = ?, error = ?, updated_at = ? WHERE issue_id = ? AND state IN (?, ?)"
+                + only,
+                [state, note, stamp, issue_id, IN_FLIGHT, UNKNOWN, *chunks],
             )
             changed = cursor.rowcount
             self.db.execute(
@@ -149,8 +152,9 @@ class IssueLedger(LedgerPart):
                                         AND d.chunk = chunks.number) THEN ?
                        ELSE ? END,
                    updated_at = ?
-                   WHERE issue_id = ? AND state IN (?, ?)""",
-                [PLANNED, PLANNED, state, ACCEPTED, stamp, issue_id, IN_FLIGHT, UNKNOWN],
+                   WHERE issue_id = ? AND state IN (?, ?)"""
+                + only.replace("chunk IN", "number IN"),
+                [PLANNED, PLANNED, state, ACCEPTED, stamp, issue_id, IN_FLIGHT, UNKNOWN, *chunks],
             )
         return changed
 

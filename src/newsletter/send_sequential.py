@@ -32,7 +32,7 @@ from datetime import datetime
 
 from .chunk_delivery import Outcomes, deliver_chunk, outcomes, reconcile, uncertain
 from .delivery_pool import LedgerDesk
-from .errors import ProviderError
+from .errors import DeliveryUncertain, ProviderError
 from .providers.base import BatchProvider, ChunkRequest, DeliveryResult
 from .recipients import RecipientMaker
 from .render import Issue
@@ -75,19 +75,47 @@ def send_one_by_one(
     for number in send.sends.in_flight_chunks(send.record.id):  # see release_unsent: left by a crash
         send.sends.release_unsent(send.record.id, number, boot=send.boot, now=send.clock())
     # What a crash left in doubt is reconciled first, one chunk at a time: a provider that cannot
-    # tell what it has (SMTP) stops the send there, before any worker sends anything new.
+    # tell what it has (SMTP) stops the send there, before any worker sends anything new, and
+    # after every chunk in doubt is marked so (the editor's ``resolve`` settles them all).
     in_doubt = set(send.sends.chunks_in_doubt(send.record.id))
-    first = [chunk for chunk in chunks if chunk[0] in in_doubt]
+    doubtful = [chunk for chunk in chunks if chunk[0] in in_doubt]
     rest = [chunk for chunk in chunks if chunk[0] not in in_doubt]
-    if workers <= 1 or len(rest) <= 1:
-        first, rest = list(chunks), []
-    for done, (number, chunk_key) in enumerate(first, 1):
-        send_chunk_one_by_one(send, number, chunk_key)
+    alone = workers <= 1 or len(rest) <= 1
+    refusals: list[tuple[int, DeliveryUncertain]] = []
+    done = 0
+    for number, chunk_key in (doubtful + rest) if alone else doubtful:
+        if refusals and number not in in_doubt:
+            break
+        try:
+            send_chunk_one_by_one(send, number, chunk_key)
+        except DeliveryUncertain as error:
+            if number not in in_doubt:
+                raise
+            refusals.append((number, error))
+            continue
+        done += 1
         if progress is not None:
             progress(done, len(chunks))
-    if rest:
-        counted = None if progress is None else (lambda done, _total: progress(len(first) + done, len(chunks)))
+    if refusals:
+        raise _refusal(send, refusals)
+    if not alone:
+        counted = None if progress is None else (lambda finished, _total: progress(done + finished, len(chunks)))
         _side_by_side(send, rest, min(workers, len(rest)), counted)
+
+
+def _refusal(send: OneByOne, refusals: Sequence[tuple[int, DeliveryUncertain]]) -> DeliveryUncertain:
+    """One error for every chunk in doubt, each now marked ``unknown``: ``newsletter resolve``
+    settles them all, so the line the editor decides from names them all."""
+    first = refusals[0][1]
+    if len(refusals) == 1:
+        return first
+    others = []
+    for number, _error in refusals[1:]:
+        count = sum(row.state == UNKNOWN for row in send.sends.chunk_deliveries(send.record.id, number))
+        others.append(f"chunk {number} ({count} recipients)")
+    return DeliveryUncertain(
+        f"{first.message}; so may {', '.join(others)}", where=first.where, hint=first.hint, maybe_delivered=True
+    )
 
 
 def _side_by_side(send: OneByOne, chunks: Sequence[tuple[int, str]], workers: int, progress: Progress | None) -> None:

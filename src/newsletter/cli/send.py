@@ -152,22 +152,28 @@ def _send_due(project: Newsletter, planned: PlannedSend, started: float, *, quie
     "--assume-sent", "decision", flag_value="assume-sent", help="Count the uncertain deliveries as delivered."
 )
 @click.option("--resend", "decision", flag_value="resend", help="Send the uncertain deliveries again on the next send.")
+@click.option("--chunk", "chunks", type=click.IntRange(min=0), multiple=True, metavar="N",
+              help="Only the deliveries of chunk N, as the send's refusal names it (repeatable).")  # fmt: skip
 @pass_state
-def resolve(state: State, issue: str, decision: str | None) -> None:
+def resolve(state: State, issue: str, decision: str | None, chunks: tuple[int, ...]) -> None:
     """Decide what became of deliveries nothing could reconcile.
 
     ISSUE is the slug of the post (or the issue key).  After a crash the
     provider is asked first; only when it cannot tell does a send stop and
     leave the decision here.  --assume-sent risks that some never got it;
-    --resend risks that some get it twice.  Then run 'newsletter send'.
+    --resend risks that some get it twice.  With several connections, each
+    chunk in doubt is named, and each can be decided on its own with --chunk.
+    Then run 'newsletter send'.
 
     \b
-    Example:
+    Examples:
       newsletter resolve e20-petite-entreprise --assume-sent && newsletter send --yes
+      newsletter resolve e20-petite-entreprise --assume-sent --chunk 3
+      newsletter resolve e20-petite-entreprise --resend --chunk 4
     """
     if decision is None:
         raise UsageError("choose --assume-sent or --resend", hint="see 'newsletter resolve --help'")
-    report = state.project().resolve(issue, assume_sent=decision == "assume-sent")
+    report = state.project().resolve(issue, assume_sent=decision == "assume-sent", chunks=chunks)
     verb = "counted as delivered" if report.assume_sent else "queued to be sent again"
     click.echo(f"{report.changed} uncertain deliveries of «{report.subject}» {verb}. Run 'newsletter send' to finish.")
 

@@ -101,6 +101,32 @@ def test_an_idle_connection_is_closed_after_the_channel_timeout(config):
         assert time.monotonic() - started < DEADLINE
 
 
+def test_close_from_another_thread_ends_the_loop_and_every_descriptor_it_owned(config):
+    """``close()`` while connections are open, from the thread that started the server: the loop
+    closes its own sockets and wake-up pipe and ends; none of its descriptors is left open (a
+    descriptor closed under a polling loop was closed again later, under a newer server's pipe)."""
+    import os
+
+    app = create_app(config, environ=ENV)
+    assert request_once_and_close(app) == 200  # the app's own files (templates, ledger) opened once
+    before = set(os.listdir("/proc/self/fd"))
+    server = make_server(app, host="127.0.0.1", port=0)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as held:
+        held.sendall(b"GET / HTTP/1.1\r\nHost: example.org\r\n")  # a connection the server still holds
+        assert request(server, "GET", "/subscribe")[0] == 200
+        server.close()
+        assert not thread.is_alive(), "close() returned before the serving loop ended"
+        assert held.recv(1024) == b""  # the held connection was closed by the server
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
+def request_once_and_close(app) -> int:
+    with serving(app) as server:
+        return request(server, "GET", "/subscribe")[0]
+
+
 # -- behind a proxy -----------------------------------------------------------------------------------
 
 

@@ -17,7 +17,6 @@ from datetime import timedelta
 
 import pytest
 import requests
-from waitress import wasyncore
 
 from checks import MAILGUN_KEY, RESEND_SECRET, SERVICE_ENV, Clock
 from conftest import FIXED_NOW
@@ -42,8 +41,7 @@ def service(config, clock):
     thread.start()
     host, port = server.socket.getsockname()[:2]
     yield f"http://{host}:{port}"
-    # Closed from inside the server's own loop, so no select() is left waiting on a closed socket.
-    server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+    server.close()  # from inside the server's own loop, and waits for it to end
     thread.join(timeout=10)
     assert not thread.is_alive()
 

@@ -305,11 +305,21 @@ def _is_busy(error: LedgerError) -> bool:
 
 
 class Server:
-    """waitress bound to its port, and the outgoing worker: ``.run()`` serves, ``.close()`` stops both."""
+    """waitress bound to its port, and the outgoing worker: ``.run()`` serves, ``.close()`` stops both.
+
+    ``close()`` is safe from any thread.  While ``run()`` is serving in another thread, the
+    sockets and waitress's wake-up pipe are closed by the serving loop itself, and ``close()``
+    waits for the loop to end: a descriptor closed under a loop that is still polling it can be
+    closed a second time later, by then under a file that a new server has just opened.
+    """
 
     def __init__(self, waitress_server: Any, worker: OutgoingWorker | None) -> None:
         self.waitress = waitress_server
         self.worker = worker
+        self._state = threading.Lock()
+        self._serving_thread: int | None = None
+        self._closed = False
+        self._stopped = threading.Event()
 
     @property
     def port(self) -> int:
@@ -320,16 +330,47 @@ class Server:
         return getattr(self.waitress, name)
 
     def run(self) -> None:
+        with self._state:
+            if self._closed:
+                return
+            self._serving_thread = threading.get_ident()
         if self.worker is not None:
             self.worker.start()
         try:
             self.waitress.run()
         finally:
+            self._stopped.set()
             if self.worker is not None:
                 self.worker.stop()
 
-    def close(self) -> None:
-        self.waitress.close()
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop serving, release the port, stop the outgoing worker; waits up to ``timeout``
+        seconds for a loop serving in another thread to end."""
+        from waitress import wasyncore
+        from waitress.trigger import trigger as WakeUp
+
+        with self._state:
+            if self._closed:
+                return
+            self._closed = True
+            serving_elsewhere = self._serving_thread not in (None, threading.get_ident())
+        # One server has ``map``; several (``MultiSocketServer``) share one.  Either way every
+        # socket, connection and the wake-up pipe is in it; waitress's own ``close()`` on a single
+        # server leaves open connections (and the loop) running.
+        loop_map = getattr(self.waitress, "map", None)
+        if loop_map is None:
+            loop_map = self.waitress._map
+        # ``dict(...)``: one copy, taken while the loop may be adding a connection.
+        wake_up = next((d for d in dict(loop_map).values() if isinstance(d, WakeUp)), None)
+        if serving_elsewhere and wake_up is not None and not self._stopped.is_set():
+            try:
+                wake_up.pull_trigger(lambda: wasyncore.close_all(loop_map))
+            except OSError:  # the loop ended and closed the pipe between the two checks
+                pass
+            self._stopped.wait(timeout)
+        else:
+            wasyncore.close_all(loop_map)
+        self.waitress.task_dispatcher.shutdown()
         if self.worker is not None:
             self.worker.stop()
 

@@ -10,6 +10,7 @@ from :mod:`newsletter.send_plan`; one call's retries and reconciliation from
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -102,12 +103,18 @@ def deliver_issue(
     planned_at = datetime.fromisoformat(record.created_at)
     make_recipient = RecipientMaker(config, signing_keys, planned_at)
     chunks = ledger.sends.open_chunks(record.id)
-    if provider.capabilities.max_batch == 1:
-        send = one_by_one(ledger, record, issue, provider, make_recipient, clock, policy, planned_at)
-        send_one_by_one(send, chunks, workers=provider.capabilities.concurrency, progress=progress)
-    else:
-        _deliver_chunks(ledger, record, issue, provider, make_recipient, clock, policy, planned_at,
-                        counted(chunks, progress))  # fmt: skip
+    # What exists now (modules, config, the rendered issue) lives as long as the send: kept out
+    # of the collector's full passes, which a send's many short-lived rows set off again and again.
+    gc.freeze()
+    try:
+        if provider.capabilities.max_batch == 1:
+            send = one_by_one(ledger, record, issue, provider, make_recipient, clock, policy, planned_at)
+            send_one_by_one(send, chunks, workers=provider.capabilities.concurrency, progress=progress)
+        else:
+            _deliver_chunks(ledger, record, issue, provider, make_recipient, clock, policy, planned_at,
+                            counted(chunks, progress))  # fmt: skip
+    finally:
+        gc.unfreeze()
     finished = ledger.sends.finish_issue(record.id, now=clock())
     return SendReport(issue_key=record.key, counts=ledger.sends.delivery_counts(record.id), finished=finished)
 

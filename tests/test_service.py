@@ -7,6 +7,7 @@ Every wait is on a condition with a deadline (a socket timeout or a bounded poll
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import sqlite3
 import threading
@@ -105,8 +106,6 @@ def test_close_from_another_thread_ends_the_loop_and_every_descriptor_it_owned(c
     """``close()`` while connections are open, from the thread that started the server: the loop
     closes its own sockets and wake-up pipe and ends; none of its descriptors is left open (a
     descriptor closed under a polling loop was closed again later, under a newer server's pipe)."""
-    import os
-
     app = create_app(config, environ=ENV)
     assert request_once_and_close(app) == 200  # the app's own files (templates, ledger) opened once
     before = set(os.listdir("/proc/self/fd"))

@@ -126,3 +126,19 @@ def seed_posts() -> list[tuple[str, list[str]]]:
             lines += [piece for piece in GLUED.split(line) if piece.strip()]
         posts.append((title.strip(), lines))
     return posts
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate and key for the loopback SMTP server (one per test module)."""
+    from smtp_server import make_certificate
+
+    return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def smtp_password(monkeypatch):
+    """The SMTP password, from the environment as a deployment gives it."""
+    from smtp_server import PASSWORD
+
+    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", PASSWORD)

@@ -21,7 +21,7 @@ import pytest
 
 from checks import assert_one_line_error
 from conftest import TOKEN_KEY
-from smtp_server import PASSWORD, SmtpServer, make_certificate
+from smtp_server import PASSWORD, SmtpServer
 from test_smtp import use_smtp
 
 COMMAND = str(Path(sys.executable).with_name("newsletter"))
@@ -49,11 +49,6 @@ def counts(database: Path) -> dict[str, int]:
     with closing(sqlite3.connect(database)) as db:
         assert db.execute("PRAGMA quick_check").fetchone() == ("ok",)
         return dict(db.execute("SELECT state, count(*) FROM deliveries GROUP BY state").fetchall())
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.mark.slow

@@ -11,13 +11,8 @@ import pytest
 
 from checks import use_provider
 from fakes import FakeButtondown, FakeMailgun, FakePostmark, FakeResend
-from smtp_server import PASSWORD, SmtpServer, free_port, make_certificate
+from smtp_server import PASSWORD, SmtpServer, free_port
 from test_smtp import use_smtp
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def provider_line(run) -> str:

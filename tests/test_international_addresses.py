@@ -11,20 +11,10 @@ import pytest
 
 from newsletter.errors import SubscriberError
 from newsletter.subscribers import ascii_address, normalize_address
-from smtp_server import PASSWORD, SmtpServer, make_certificate
+from smtp_server import SmtpServer
 from test_smtp import SUBSCRIBERS, use_smtp
 
 JOSE, CAFE = "josé@exemple.fr", "user@café.fr"
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    return make_certificate(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def smtp_password(monkeypatch):
-    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", PASSWORD)
 
 
 @pytest.mark.parametrize(

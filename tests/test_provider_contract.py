@@ -29,7 +29,7 @@ from newsletter.testing import (
     Harness,
     Received,
 )  # fmt: skip
-from smtp_server import PASSWORD, USER, SmtpServer, make_certificate
+from smtp_server import PASSWORD, USER, SmtpServer
 
 HTTP_FAULTS = {
     "rate_limited": lambda: Fault.http(429, retry_after=0),
@@ -147,11 +147,6 @@ class TestOutboxContract(BatchProviderContract):
     @pytest.fixture
     def harness(self, config, tmp_path):
         return OutboxHarness(config, tmp_path / "maildir")
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 class SmtpHarness(Harness):

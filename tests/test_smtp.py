@@ -11,14 +11,9 @@ import ssl
 import pytest
 
 from newsletter.providers.smtp import SmtpProvider, tls_context
-from smtp_server import PASSWORD, USER, SmtpServer, make_certificate
+from smtp_server import PASSWORD, USER, SmtpServer
 
 SUBSCRIBERS = ["alice@example.org", "bruno@example.org", "camille@example.org"]
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def use_smtp(project, port: int, *, security: str = "starttls", ca_file=None, extra: str = "") -> None:
@@ -31,11 +26,6 @@ def use_smtp(project, port: int, *, security: str = "starttls", ca_file=None, ex
         + extra
     )
     config.write_text(text, encoding="utf-8")
-
-
-@pytest.fixture
-def smtp_password(monkeypatch):
-    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", PASSWORD)
 
 
 def parsed(raw: bytes):

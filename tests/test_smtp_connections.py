@@ -7,20 +7,10 @@ import sqlite3
 
 import pytest
 
-from smtp_server import PASSWORD, SmtpServer, make_certificate
+from smtp_server import SmtpServer
 from test_smtp import NEWEST_SLUG, deliveries, received, use_smtp
 
 READERS = [f"p{n:03d}@example.org" for n in range(120)]
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    return make_certificate(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def smtp_password(monkeypatch):
-    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", PASSWORD)
 
 
 def chunk_states(project) -> dict[str, int]:
